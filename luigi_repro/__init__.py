@@ -1,0 +1,69 @@
+"""luigi_repro: Luigi tasks that are complete only when their outputs still match their inputs.
+
+Swap ``luigi.Task`` for :class:`TaskWithCheckingInputHash` and ``luigi.LocalTarget`` for
+:class:`HashableLocalTarget`; each output then carries a JSON record of the fingerprints of every
+input, the parameters and the code that made it, and ``complete()`` re-verifies all of it,
+through every upstream task.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0.dev0"
+
+from luigi_repro.config import ReproConfig, Settings, load_settings
+from luigi_repro.errors import (
+    ConfigError,
+    InputChangedDuringRun,
+    LockTimeout,
+    MissingDependency,
+    OutputNotWritten,
+    OutputUnstable,
+    ParameterError,
+    RecordError,
+    ReproError,
+    RunProtocolError,
+    UnsupportedTarget,
+)
+from luigi_repro.judge import Judge, judging
+from luigi_repro.record import Record
+from luigi_repro.status import Reason, ReasonKind, Status, TaskStatus
+from luigi_repro.targets import HashableLocalTarget, HashableTarget
+from luigi_repro.task import (
+    CheckingInputHashMixin,
+    HashableExternalFile,
+    HashableExternalTask,
+    TaskWithCheckingInputHash,
+    WrapperTask,
+)
+
+__all__ = [
+    "CheckingInputHashMixin",
+    "ConfigError",
+    "HashableExternalFile",
+    "HashableExternalTask",
+    "HashableLocalTarget",
+    "HashableTarget",
+    "InputChangedDuringRun",
+    "Judge",
+    "LockTimeout",
+    "MissingDependency",
+    "OutputNotWritten",
+    "OutputUnstable",
+    "ParameterError",
+    "Reason",
+    "ReasonKind",
+    "Record",
+    "RecordError",
+    "ReproConfig",
+    "ReproError",
+    "RunProtocolError",
+    "Settings",
+    "Status",
+    "TaskStatus",
+    "TaskWithCheckingInputHash",
+    "UnsupportedTarget",
+    "WrapperTask",
+    "__version__",
+    "judging",
+    "load_settings",
+]

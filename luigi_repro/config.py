@@ -1,0 +1,162 @@
+"""The ``[luigi_repro]`` section of ``luigi.cfg``, with environment overrides.
+
+Every option can be set in the usual Luigi configuration file::
+
+    [luigi_repro]
+    hash_algorithm = xxh3_128
+    lock_timeout = 600
+
+on the ``luigi`` command line (``--luigi_repro-lock-timeout 600``), or by an environment variable
+``LUIGI_REPRO_<OPTION>`` (``LUIGI_REPRO_LOCK_TIMEOUT=600``), which wins over both, so that one
+run can be changed without editing shared files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import attrs
+import luigi
+
+from luigi_repro.errors import ConfigError
+from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
+
+__all__ = ["POLICIES", "ReproConfig", "Settings", "default_stat_cache_path", "load_settings"]
+
+POLICIES = ("rerun", "warn", "ignore")
+
+
+class ReproConfig(luigi.Config):
+    """The options of luigi_repro, read from the ``[luigi_repro]`` section."""
+
+    hash_algorithm = luigi.Parameter(
+        default=DEFAULT_ALGORITHM,
+        description="Digest for new fingerprints: xxh3_128 (fast), sha256, blake2b or blake3.",
+    )
+    record_suffix = luigi.Parameter(
+        default=".repro.json", description="Appended to an output's name to name its record."
+    )
+    lock = luigi.Parameter(
+        default="file",
+        description="Run-lock backend: 'file' (portalocker file locks beside the outputs).",
+    )
+    lock_timeout = luigi.Parameter(
+        default="3600", description="Seconds to wait for another process's run lock."
+    )
+    racy_window = luigi.Parameter(
+        default="2.0",
+        description="A fingerprint taken less than this many seconds after the file's mtime is "
+        "not trusted later.",
+    )
+    stat_cache = luigi.Parameter(
+        default="",
+        description="SQLite file caching fingerprints of files without a record; "
+        "empty for the user's cache folder, 'off' to disable.",
+    )
+    on_code_change = luigi.Parameter(
+        default="rerun", description="rerun | warn | ignore when a task's code changed."
+    )
+    on_env_change = luigi.Parameter(
+        default="warn", description="rerun | warn | ignore when Python or package versions changed."
+    )
+    hmac_key_env = luigi.Parameter(
+        default="LUIGI_REPRO_HMAC_KEY",
+        description="Environment variable holding the key that signs and verifies records.",
+    )
+
+    @classmethod
+    def get_task_family(cls) -> str:
+        return "luigi_repro"
+
+
+def default_stat_cache_path() -> str:
+    """``luigi_repro/statcache.sqlite3`` in the user's cache folder (XDG on Linux)."""
+    if sys.platform == "win32":  # pragma: no cover - not tested on Windows
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+    elif sys.platform == "darwin":  # pragma: no cover - not tested on macOS
+        base = os.path.expanduser("~/Library/Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "luigi_repro", "statcache.sqlite3")
+
+
+@attrs.frozen
+class Settings:
+    """Validated options, read once per check or run."""
+
+    hash_algorithm: str = DEFAULT_ALGORITHM
+    record_suffix: str = ".repro.json"
+    lock: str = "file"
+    lock_timeout: float = 3600.0
+    racy_window_ns: int = 2_000_000_000
+    stat_cache_path: Optional[str] = None
+    on_code_change: str = "rerun"
+    on_env_change: str = "warn"
+    hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
+
+    @property
+    def signing_key(self) -> Optional[bytes]:
+        """The HMAC key, when the variable named by ``hmac_key_env`` is set and not empty."""
+        value = os.environ.get(self.hmac_key_env, "")
+        return value.encode() if value else None
+
+
+def _option(config: ReproConfig, name: str) -> str:
+    env = os.environ.get("LUIGI_REPRO_" + name.upper())
+    return env if env is not None else str(getattr(config, name))
+
+
+def _number(name: str, text: str, minimum: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(name, text, "a number of seconds") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(name, text, f"a finite number of seconds >= {minimum:g}")
+    return value
+
+
+def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in choices:
+        raise ConfigError(name, text, "one of " + ", ".join(choices))
+    return value
+
+
+def load_settings() -> Settings:
+    """Read and validate ``[luigi_repro]``; raise :class:`ConfigError` for an unusable value."""
+    config = ReproConfig()  # type: ignore[no-untyped-call]  # luigi's Task.__init__ is untyped
+    algorithm = _option(config, "hash_algorithm").strip()
+    if algorithm not in ALGORITHMS:
+        raise ConfigError("hash_algorithm", algorithm, "one of " + ", ".join(sorted(ALGORITHMS)))
+    suffix = _option(config, "record_suffix")
+    if not suffix or "/" in suffix or os.sep in suffix or suffix.strip() != suffix:
+        raise ConfigError(
+            "record_suffix", suffix, "a non-empty file name suffix such as .repro.json"
+        )
+    lock = _option(config, "lock").strip()
+    if lock != "file":
+        raise ConfigError("lock", lock, "'file'")
+    stat_cache = _option(config, "stat_cache").strip()
+    if stat_cache.lower() in ("off", "none", "false", "0"):
+        stat_cache_path: Optional[str] = None
+    else:
+        stat_cache_path = os.path.abspath(
+            os.path.expanduser(stat_cache or default_stat_cache_path())
+        )
+    key_env = _option(config, "hmac_key_env").strip()
+    if not key_env:
+        raise ConfigError("hmac_key_env", key_env, "the name of an environment variable")
+    return Settings(
+        hash_algorithm=algorithm,
+        record_suffix=suffix,
+        lock=lock,
+        lock_timeout=_number("lock_timeout", _option(config, "lock_timeout"), 0.0),
+        racy_window_ns=int(_number("racy_window", _option(config, "racy_window"), 0.0) * 1e9),
+        stat_cache_path=stat_cache_path,
+        on_code_change=_choice("on_code_change", _option(config, "on_code_change"), POLICIES),
+        on_env_change=_choice("on_env_change", _option(config, "on_env_change"), POLICIES),
+        hmac_key_env=key_env,
+    )

@@ -1,0 +1,93 @@
+"""Where each input and output sits in a task's nested ``requires()`` / ``output()`` structures.
+
+Luigi accepts a single object, a list, a tuple, a dict, or any nesting of them. Every leaf gets a
+*key*: the path of dict keys and list indexes that leads to it, so a record can say "input
+``['model']``" rather than "the third file", and inputs can be matched between runs by place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, List, Tuple
+
+import attrs
+import luigi
+
+from luigi_repro.record import Key
+
+__all__ = ["InputRef", "dynamic_inputs", "flatten_with_keys", "format_key", "static_inputs"]
+
+
+def flatten_with_keys(struct: Any, prefix: Key = ()) -> List[Tuple[Key, Any]]:
+    """``[(key, leaf)]`` in the order ``luigi.task.flatten`` would give the leaves.
+
+    Sets have no order, so their members are sorted by ``str``; other iterables keep theirs.
+    """
+    return list(_walk(struct, prefix))
+
+
+def _walk(struct: Any, prefix: Key) -> Iterator[Tuple[Key, Any]]:
+    if struct is None:
+        return
+    if isinstance(struct, dict):
+        for name, value in struct.items():
+            part = (
+                name if isinstance(name, (str, int)) and not isinstance(name, bool) else str(name)
+            )
+            yield from _walk(value, (*prefix, part))
+        return
+    if isinstance(struct, (str, luigi.Task, luigi.Target)):
+        yield prefix, struct
+        return
+    if isinstance(struct, (set, frozenset)):
+        struct = sorted(struct, key=str)
+    try:
+        items = iter(struct)
+    except TypeError:
+        yield prefix, struct
+        return
+    for index, value in enumerate(items):
+        yield from _walk(value, (*prefix, index))
+
+
+def format_key(key: Key) -> str:
+    """A key as Python-like indexing: ``['model'][0]``; the empty key is the empty string."""
+    return "".join(f"[{part!r}]" for part in key)
+
+
+@attrs.frozen
+class InputRef:
+    """One concrete input: the upstream task, which of its outputs, and where both sit."""
+
+    key: Key
+    output_key: Key
+    task: luigi.Task
+    target: Any
+    dynamic: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the input is named in messages: ``requires()['raw']`` or ``yield[0]['a']``."""
+        where = "yield" if self.dynamic else "requires()"
+        out = "" if not self.output_key else f".output(){format_key(self.output_key)}"
+        return f"{where}{format_key(self.key)}{out}"
+
+
+def _inputs(struct: Any, dynamic: bool, prefix: Key = ()) -> List[InputRef]:
+    refs: List[InputRef] = []
+    for key, task in flatten_with_keys(struct, prefix):
+        if not isinstance(task, luigi.Task):
+            raise TypeError(f"requires() returned {task!r}, which is not a Luigi task")
+        for output_key, target in flatten_with_keys(task.output()):
+            refs.append(InputRef(key, output_key, task, target, dynamic))
+    return refs
+
+
+def static_inputs(requirements: Any) -> List[InputRef]:
+    """Every output of every task in a ``requires()`` structure, with its keys."""
+    return _inputs(requirements, dynamic=False)
+
+
+def dynamic_inputs(yielded: Any, batch: int) -> List[InputRef]:
+    """The inputs of one batch of dynamic dependencies yielded by ``run()``."""
+    requirements = getattr(yielded, "requirements", yielded)  # unwrap DynamicRequirements
+    return _inputs(requirements, dynamic=True, prefix=(batch,))

@@ -1,0 +1,135 @@
+"""The exceptions luigi_repro raises.
+
+Every error is a :class:`ReproError`; where a builtin exception means the same thing, the
+error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps working::
+
+    ReproError (Exception)
+     +-- ConfigError (ValueError)         a [luigi_repro] option has a value we cannot use
+     +-- ParameterError (TypeError)       a parameter has no canonical form (e.g. a set)
+     +-- RecordError (ValueError)         a record is unreadable: JSON, shape, schema, signature
+     +-- LockTimeout (TimeoutError)       a run lock was not acquired in time
+     +-- MissingDependency (ImportError)  an optional backend is used but not installed
+     +-- UnsupportedTarget (TypeError)    an output cannot carry a record
+     +-- RunProtocolError (RuntimeError)  a run broke the protocol; no record was written
+          +-- InputChangedDuringRun       an input's content changed while run() was running
+          +-- OutputNotWritten            run() returned without writing an output
+          +-- OutputUnstable              an output kept changing while it was fingerprinted
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+__all__ = [
+    "ConfigError",
+    "InputChangedDuringRun",
+    "LockTimeout",
+    "MissingDependency",
+    "OutputNotWritten",
+    "OutputUnstable",
+    "ParameterError",
+    "RecordError",
+    "ReproError",
+    "RunProtocolError",
+    "UnsupportedTarget",
+]
+
+
+class ReproError(Exception):
+    """Root of every error raised by luigi_repro."""
+
+
+class ConfigError(ReproError, ValueError):
+    """An option of the ``[luigi_repro]`` section (or its environment override) is unusable."""
+
+    def __init__(self, option: str, value: object, expected: str) -> None:
+        self.option = option
+        self.value = value
+        self.expected = expected
+        super().__init__(f"[luigi_repro] {option} = {value!r} is not valid: expected {expected}.")
+
+
+class ParameterError(ReproError, TypeError):
+    """A parameter value has no stable canonical form, so a record could not vouch for it."""
+
+
+class RecordError(ReproError, ValueError):
+    """A record exists but cannot be trusted: unreadable, malformed, from the future or forged."""
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"record {location} is not usable: {problem}.")
+
+
+class LockTimeout(ReproError, TimeoutError):
+    """Another process held a run lock for longer than ``lock_timeout``."""
+
+    def __init__(self, lock_name: str, timeout: float, task_id: Optional[str] = None) -> None:
+        self.lock_name = lock_name
+        self.timeout = timeout
+        self.task_id = task_id
+        who = f" for task {task_id}" if task_id else ""
+        super().__init__(
+            f"could not take the run lock {lock_name}{who} within {timeout:g} s; "
+            "another process is probably running the same task (raise [luigi_repro] lock_timeout "
+            "if it legitimately runs longer)."
+        )
+
+
+class MissingDependency(ReproError, ImportError):
+    """An optional backend was used without its package installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"this feature needs the package {package!r}; install it with "
+            f"pip install 'luigi-repro[{extra}]'."
+        )
+
+
+class UnsupportedTarget(ReproError, TypeError):
+    """A task output is of a kind that cannot carry a record."""
+
+
+class RunProtocolError(ReproError, RuntimeError):
+    """The run of a task broke the protocol; its outputs were left without a record."""
+
+
+class InputChangedDuringRun(RunProtocolError):
+    """An input's content changed between the start and the end of ``run()``."""
+
+    def __init__(self, task_id: str, input_uri: str, before: str, after: Optional[str]) -> None:
+        self.task_id = task_id
+        self.input_uri = input_uri
+        self.before = before
+        self.after = after
+        now = after if after is not None else "missing"
+        super().__init__(
+            f"input {input_uri} of task {task_id} changed while the task was running "
+            f"({before} -> {now}); no record was written, so the task will run again."
+        )
+
+
+class OutputNotWritten(RunProtocolError):
+    """``run()`` returned but some outputs do not exist."""
+
+    def __init__(self, task_id: str, missing: Sequence[str]) -> None:
+        self.task_id = task_id
+        self.missing = tuple(missing)
+        super().__init__(
+            f"task {task_id} finished run() without writing its output(s): {', '.join(missing)}."
+        )
+
+
+class OutputUnstable(RunProtocolError):
+    """An output kept changing while it was being fingerprinted."""
+
+    def __init__(self, task_id: str, uri: str) -> None:
+        self.task_id = task_id
+        self.uri = uri
+        super().__init__(
+            f"output {uri} of task {task_id} kept changing while it was fingerprinted; "
+            "is another process writing it?"
+        )

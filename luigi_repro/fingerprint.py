@@ -1,0 +1,244 @@
+"""Content fingerprints of bytes, streams, files and directory manifests.
+
+A fingerprint is the string ``"<algorithm>:<hex digest>"``. The algorithm travels with the digest so
+that a record made with one algorithm is never compared with a digest made by another.
+
+Files are read with ``readinto`` into one reused buffer, so hashing runs near memory speed and in
+constant memory whatever the file size. This module knows nothing about Luigi.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_module
+import threading
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, cast
+
+import attrs
+import xxhash
+
+from luigi_repro.errors import MissingDependency
+
+__all__ = [
+    "ALGORITHMS",
+    "CHUNK_SIZE",
+    "DEFAULT_ALGORITHM",
+    "Counters",
+    "Hasher",
+    "algorithm_of",
+    "check_algorithm",
+    "describe_special",
+    "diff_manifests",
+    "hash_bytes",
+    "hash_file",
+    "hash_stream",
+    "iter_directory",
+    "manifest_fingerprint",
+    "new_hasher",
+    "short",
+]
+
+DEFAULT_ALGORITHM = "xxh3_128"
+
+#: Bytes read per ``readinto`` call. Large enough to amortise the system call, small enough to stay
+#: in the CPU's cache while the digest consumes it (measured by ``benchmarks/``).
+CHUNK_SIZE = 1 << 20
+
+
+class Hasher(Protocol):
+    """The part of the ``hashlib`` interface that fingerprints need."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def _blake3() -> Hasher:
+    try:
+        import blake3
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependency("blake3", "blake3") from exc
+    return cast(Hasher, blake3.blake3())
+
+
+ALGORITHMS: Dict[str, Callable[[], Hasher]] = {
+    "xxh3_128": xxhash.xxh3_128,
+    "xxh3_64": xxhash.xxh3_64,
+    "sha256": hashlib.sha256,
+    "blake2b": hashlib.blake2b,
+    "blake3": _blake3,
+}
+
+
+def check_algorithm(algorithm: str) -> str:
+    """Return ``algorithm`` if fingerprints can be made with it here, else raise ValueError."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"unknown hash algorithm {algorithm!r}; choose one of {', '.join(sorted(ALGORITHMS))}"
+        )
+    return algorithm
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    """A fresh digest object for ``algorithm``."""
+    return ALGORITHMS[check_algorithm(algorithm)]()
+
+
+def algorithm_of(fingerprint: str) -> str:
+    """The algorithm named by a fingerprint string; ValueError if it is not of the form ``a:h``."""
+    algorithm, sep, digest = fingerprint.partition(":")
+    if not sep or not algorithm or not digest:
+        raise ValueError(f"{fingerprint!r} is not a fingerprint of the form 'algorithm:hex'")
+    return algorithm
+
+
+def short(fingerprint: Optional[str], length: int = 12) -> str:
+    """A fingerprint abbreviated for people: the algorithm and the first ``length`` hex digits."""
+    if fingerprint is None:
+        return "none"
+    algorithm, _, digest = fingerprint.partition(":")
+    return f"{algorithm}:{digest[:length]}"
+
+
+@attrs.define
+class Counters:
+    """What one check cost: files statted, files hashed, bytes hashed (shown by the CLI summary)."""
+
+    files_statted: int = 0
+    files_hashed: int = 0
+    bytes_hashed: int = 0
+
+
+_buffers = threading.local()
+
+
+def _buffer() -> bytearray:
+    buf: Optional[bytearray] = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = bytearray(CHUNK_SIZE)
+        _buffers.buf = buf
+    return buf
+
+
+def hash_bytes(data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> str:
+    """The fingerprint of a bytes object."""
+    hasher = new_hasher(algorithm)
+    hasher.update(data)
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def hash_stream(
+    stream: IO[Any], algorithm: str = DEFAULT_ALGORITHM, counters: Optional[Counters] = None
+) -> Tuple[str, int]:
+    """Fingerprint everything left in a binary stream; returns ``(fingerprint, bytes read)``.
+
+    Streams that offer ``readinto`` fill the one reused buffer; others are read chunk by chunk.
+    """
+    hasher = new_hasher(algorithm)
+    total = 0
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        buf = _buffer()
+        view = memoryview(buf)
+        while True:
+            n = readinto(buf)
+            if not n:
+                break
+            hasher.update(view[:n] if n < CHUNK_SIZE else view)
+            total += n
+    else:
+        while True:
+            chunk = stream.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            if isinstance(chunk, str):
+                raise TypeError("hash_stream needs a binary stream, got text")
+            hasher.update(chunk)
+            total += len(chunk)
+    if counters is not None:
+        counters.files_hashed += 1
+        counters.bytes_hashed += total
+    return f"{algorithm}:{hasher.hexdigest()}", total
+
+
+def hash_file(
+    path: str, algorithm: str = DEFAULT_ALGORITHM, counters: Optional[Counters] = None
+) -> Tuple[str, int]:
+    """Fingerprint a local file's bytes; returns ``(fingerprint, size)``."""
+    with open(path, "rb", buffering=0) as stream:
+        return hash_stream(stream, algorithm, counters)
+
+
+def manifest_fingerprint(entries: Mapping[str, str], algorithm: str = DEFAULT_ALGORITHM) -> str:
+    """The fingerprint of a directory from its manifest ``{relative path: file fingerprint}``.
+
+    Paths are sorted and each is hashed with its file's fingerprint, so renames, additions and
+    deletions change the result as surely as edits do.
+    """
+    hasher = new_hasher(algorithm)
+    hasher.update(b"luigi_repro-manifest-1\n")
+    for relpath in sorted(entries):
+        hasher.update(relpath.encode("utf-8", "surrogateescape"))
+        hasher.update(b"\0")
+        hasher.update(entries[relpath].encode("ascii"))
+        hasher.update(b"\n")
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+@attrs.frozen
+class ManifestDiff:
+    """How two directory manifests differ, by relative path."""
+
+    added: Tuple[str, ...]
+    removed: Tuple[str, ...]
+    changed: Tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+def diff_manifests(old: Mapping[str, str], new: Mapping[str, str]) -> ManifestDiff:
+    """Which files were added, removed or changed between two manifests."""
+    return ManifestDiff(
+        added=tuple(sorted(set(new) - set(old))),
+        removed=tuple(sorted(set(old) - set(new))),
+        changed=tuple(sorted(p for p in set(old) & set(new) if old[p] != new[p])),
+    )
+
+
+def iter_directory(
+    root: str, exclude: Optional[Callable[[str], bool]] = None
+) -> Iterator[Tuple[str, str, bool]]:
+    """Walk ``root``; yield ``(relative posix path, absolute path, is_symlinked_dir)`` per entry.
+
+    Regular files and symlinks to files are yielded with ``False``, to be hashed by content.
+    Anything else (a symlink to a directory, a dangling symlink, a FIFO or device) is yielded with
+    ``True``: it belongs to the manifest but is described rather than read, so that link loops and
+    pipes cannot hang a check. ``exclude`` receives a file name and drops bookkeeping files.
+    """
+    stack: List[Tuple[str, str]] = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if exclude is not None and exclude(entry.name):
+                    continue
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, rel + "/"))
+                    continue
+                try:
+                    regular = stat_module.S_ISREG(entry.stat(follow_symlinks=True).st_mode)
+                except OSError:
+                    regular = False
+                yield rel, entry.path, not regular
+
+
+def describe_special(path: str) -> bytes:
+    """The bytes that stand for a manifest entry that is not a regular file."""
+    try:
+        return b"symlink:" + os.fsencode(os.readlink(path))
+    except OSError:
+        st = os.lstat(path)
+        return b"special:" + str(stat_module.S_IFMT(st.st_mode)).encode()

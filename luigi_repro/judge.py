@@ -1,0 +1,690 @@
+"""The one decision: is a task's output still what the task would produce now?
+
+``complete()``, the run protocol and the ``verify`` command all ask a :class:`Judge`, so the
+scheduler and the audit can never disagree. A judge lives for one outermost call: the first
+``complete()`` opens it (:func:`judging`), every nested ``complete()`` in that call reuses it, and
+it is dropped when the outer call returns. Within it each task is judged once and each target
+fingerprinted once; across calls nothing is remembered except what a stat can revalidate, so a
+``False`` can never outlive the run that made it wrong. Nothing is kept on task instances, which
+Luigi reuses across builds.
+
+The walk over upstream tasks uses an explicit stack, so a chain of thousands of tasks cannot
+exhaust Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
+
+import attrs
+import luigi
+from luigi.task_register import Register
+
+from luigi_repro.config import Settings, load_settings
+from luigi_repro.dag import flatten_with_keys, format_key, static_inputs
+from luigi_repro.environment import env_drift
+from luigi_repro.errors import RecordError, ReproError
+from luigi_repro.fingerprint import ALGORITHMS, algorithm_of, diff_manifests, short
+from luigi_repro.params import canonical_params, code_fingerprint, code_version_of, diff_params
+from luigi_repro.record import InputEntry, Key, OutputEntry, Record
+from luigi_repro.statcache import open_stat_cache
+from luigi_repro.status import Reason, ReasonKind, TaskStatus
+from luigi_repro.targets.base import (
+    FingerprintContext,
+    HashableTarget,
+    Observation,
+    as_hashable,
+    target_from_uri,
+)
+
+__all__ = ["Judge", "Missing", "OwnVerdict", "current_judge", "is_checked_task", "judging"]
+
+logger = logging.getLogger("luigi_repro")
+
+_current: contextvars.ContextVar[Optional[Judge]] = contextvars.ContextVar(
+    "luigi_repro_judge", default=None
+)
+
+_warned: Set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log a warning the first time ``key`` is seen in this process."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    logger.warning(message, *args)
+
+
+def is_checked_task(task: Any) -> bool:
+    """Is ``task`` judged by luigi_repro's rules (a ``TaskWithCheckingInputHash``)?"""
+    return bool(getattr(type(task), "_luigi_repro_checked", False))
+
+
+@attrs.frozen
+class Missing:
+    """An observation that found no content, or content that could not be read."""
+
+    problem: str
+
+
+Outcome = Union[Observation, Missing]
+
+
+@attrs.frozen
+class OwnVerdict:
+    """What a task's own state says, before its upstream tasks are looked at."""
+
+    reasons: Tuple[Reason, ...]
+    notes: Tuple[Reason, ...]
+    record: Optional[Record]
+    upstream: Tuple[luigi.Task, ...]
+
+
+def _evidence_key(key: Key) -> List[Union[str, int]]:
+    return list(key)
+
+
+@attrs.define
+class _Findings:
+    """Reasons and notes gathered about one task; ``done`` once a quick check has its answer."""
+
+    exhaustive: bool
+    reasons: List[Reason] = attrs.field(factory=list)
+    notes: List[Reason] = attrs.field(factory=list)
+
+    def add(self, reason: Reason) -> None:
+        self.reasons.append(reason)
+
+    def note(self, reason: Reason) -> None:
+        self.notes.append(reason)
+
+    @property
+    def done(self) -> bool:
+        """True when ``complete()`` already knows its answer (False) and may stop looking."""
+        return bool(self.reasons) and not self.exhaustive
+
+
+class Judge:
+    """Judges tasks and fingerprints targets, each at most once, for one outermost call."""
+
+    def __init__(self, settings: Settings, *, exhaustive: bool = False, full: bool = False) -> None:
+        self.settings = settings
+        self.exhaustive = exhaustive
+        self.context = FingerprintContext(
+            algorithm=settings.hash_algorithm,
+            racy_window_ns=settings.racy_window_ns,
+            record_suffix=settings.record_suffix,
+            cache=None if full else open_stat_cache(settings.stat_cache_path),
+            full=full,
+        )
+        self._contexts: Dict[str, FingerprintContext] = {settings.hash_algorithm: self.context}
+        self._statuses: Dict[str, TaskStatus] = {}
+        self._active: Set[str] = set()
+        self._records: Dict[str, Tuple[Optional[Record], Optional[RecordError]]] = {}
+        self._observations: Dict[Tuple[str, str], Outcome] = {}
+        self._plain: Dict[str, Tuple[bool, str]] = {}
+        #: How many tasks were judged and targets fingerprinted (tests and the CLI read these).
+        self.tasks_judged = 0
+        self.targets_observed = 0
+
+    @property
+    def counters(self) -> Any:
+        return self.context.counters
+
+    # --- records and observations, memoized -----------------------------------------------------
+
+    def record_of(self, target: HashableTarget) -> Tuple[Optional[Record], Optional[RecordError]]:
+        """The target's record (or None), and the error that made it unusable (or None)."""
+        uri = target.uri
+        if uri not in self._records:
+            try:
+                result: Tuple[Optional[Record], Optional[RecordError]] = (
+                    target.read_record(self.settings),
+                    None,
+                )
+            except RecordError as exc:
+                warn_once(
+                    f"bad-record:{exc.location}:{exc.problem}",
+                    "luigi_repro: %s The task will run again.",
+                    exc,
+                )
+                result = (None, exc)
+            self._records[uri] = result
+        return self._records[uri]
+
+    def _context_for(self, algorithm: str) -> FingerprintContext:
+        context = self._contexts.get(algorithm)
+        if context is None:
+            context = self._contexts[algorithm] = attrs.evolve(self.context, algorithm=algorithm)
+        return context
+
+    def observe(self, target: HashableTarget, algorithm: Optional[str] = None) -> Outcome:
+        """The current fingerprint of ``target`` (with ``algorithm``), computed once per judge.
+
+        The target's own record, when it has one, offers the previous observation, whose state
+        (stat, ETag…) lets the target skip reading unchanged content.
+        """
+        algorithm = algorithm or self.settings.hash_algorithm
+        memo_key = (target.uri, algorithm)
+        outcome = self._observations.get(memo_key)
+        if outcome is not None:
+            return outcome
+        previous = None
+        record, _ = self.record_of(target)
+        if record is not None:
+            for entry in record.outputs:
+                if entry.uri == memo_key[0]:
+                    previous = Observation(
+                        entry.fingerprint, entry.size, entry.state, entry.manifest
+                    )
+                    break
+        try:
+            outcome = target.observe(self._context_for(algorithm), previous)
+        except FileNotFoundError:
+            outcome = Missing("does not exist")
+        except (OSError, ReproError) as exc:
+            outcome = Missing(f"cannot be read ({exc})")
+        self.targets_observed += 1
+        self._observations[memo_key] = outcome
+        return outcome
+
+    # --- the decision ---------------------------------------------------------------------------
+
+    def own(self, task: luigi.Task) -> OwnVerdict:
+        """Everything about ``task`` itself: its outputs, records, parameters, code and inputs.
+
+        Upstream tasks are only listed here, not judged: the run protocol's early cutoff needs
+        exactly this part, and :meth:`status` adds the upstream verdicts to it.
+        """
+        self.tasks_judged += 1
+        found = _Findings(self.exhaustive)
+        add = found.add
+        family = task.get_task_family()
+        requirements = task.requires()
+        upstream = tuple(t for _, t in flatten_with_keys(requirements))
+
+        outputs: List[Tuple[Key, HashableTarget]] = []
+        declared = flatten_with_keys(task.output())
+        if not declared:
+            add(Reason(ReasonKind.MISSING_OUTPUT, f"{family} declares no outputs to vouch for"))
+        for key, target in declared:
+            hashable = as_hashable(target)
+            if hashable is None:
+                add(
+                    Reason(
+                        ReasonKind.NO_RECORD,
+                        f"output(){format_key(key)} is a {type(target).__name__}, "
+                        "which cannot carry a record",
+                        {"output_key": _evidence_key(key), "type": type(target).__name__},
+                    )
+                )
+            elif not hashable.exists():
+                add(
+                    Reason(
+                        ReasonKind.MISSING_OUTPUT,
+                        f"output {hashable.uri} does not exist",
+                        {"output_key": _evidence_key(key), "uri": hashable.uri},
+                    )
+                )
+            else:
+                outputs.append((key, hashable))
+        record: Optional[Record] = None
+        dynamic: Tuple[luigi.Task, ...] = ()
+        if not found.done:
+            record, entries = self._records_of(family, outputs, found)
+            for _key, target, entry in entries:
+                if not found.done:
+                    self._check_output(target, entry, found)
+        if record is not None and not found.done:
+            self._check_identity(task, record, found)
+        if record is not None and not found.done:
+            self._check_environment(record, found)
+        if record is not None and not found.done:
+            dynamic = self._check_inputs(requirements, record, found)
+        return OwnVerdict(tuple(found.reasons), tuple(found.notes), record, upstream + dynamic)
+
+    def _records_of(
+        self,
+        family: str,
+        outputs: List[Tuple[Key, HashableTarget]],
+        found: _Findings,
+    ) -> Tuple[Optional[Record], List[Tuple[Key, HashableTarget, OutputEntry]]]:
+        add = found.add
+        record: Optional[Record] = None
+        run_ids: Set[str] = set()
+        entries: List[Tuple[Key, HashableTarget, OutputEntry]] = []
+        for key, target in outputs:
+            stored, error = self.record_of(target)
+            location = target.record_location(self.settings)
+            if error is not None:
+                add(
+                    Reason(
+                        ReasonKind.BAD_RECORD,
+                        str(error),
+                        {"record": location, "problem": error.problem},
+                    )
+                )
+            elif stored is None:
+                add(
+                    Reason(
+                        ReasonKind.NO_RECORD,
+                        f"output {target.uri} has no record ({location} does not exist)",
+                        {"uri": target.uri, "record": location},
+                    )
+                )
+            else:
+                entry = stored.output(key)
+                if entry is None:
+                    add(
+                        Reason(
+                            ReasonKind.BAD_RECORD,
+                            f"record {location} does not describe output(){format_key(key)}",
+                            {"record": location, "problem": "output not described"},
+                        )
+                    )
+                    continue
+                run_ids.add(stored.run.run_id)
+                record = record or stored
+                entries.append((key, target, entry))
+        if len(run_ids) > 1:
+            add(
+                Reason(
+                    ReasonKind.BAD_RECORD,
+                    f"the records of the outputs of {family} come from different runs",
+                    {"problem": "runs differ", "run_ids": sorted(run_ids)},
+                )
+            )
+        return record, entries
+
+    def _algorithm_usable(self, fingerprint: str) -> Optional[str]:
+        try:
+            algorithm = algorithm_of(fingerprint)
+        except ValueError:
+            return None
+        return algorithm if algorithm in ALGORITHMS else None
+
+    def _check_output(self, target: HashableTarget, entry: OutputEntry, found: _Findings) -> None:
+        add = found.add
+        algorithm = self._algorithm_usable(entry.fingerprint)
+        if algorithm is None:
+            add(
+                Reason(
+                    ReasonKind.BAD_RECORD,
+                    f"the record of {target.uri} uses an unknown hash algorithm",
+                    {"uri": target.uri, "problem": "unknown algorithm"},
+                )
+            )
+            return
+        outcome = self.observe(target, algorithm)
+        if isinstance(outcome, Missing):
+            add(
+                Reason(
+                    ReasonKind.MISSING_OUTPUT,
+                    f"output {target.uri} {outcome.problem}",
+                    {"uri": target.uri, "problem": outcome.problem},
+                )
+            )
+        elif outcome.fingerprint != entry.fingerprint:
+            evidence: Dict[str, Any] = {
+                "uri": target.uri,
+                "old": entry.fingerprint,
+                "new": outcome.fingerprint,
+            }
+            evidence.update(_manifest_evidence(entry.manifest, outcome.manifest))
+            add(
+                Reason(
+                    ReasonKind.OUTPUT_MODIFIED,
+                    f"output {target.uri} was modified after it was written "
+                    f"({short(entry.fingerprint)} -> {short(outcome.fingerprint)})",
+                    evidence,
+                )
+            )
+
+    def _check_identity(
+        self,
+        task: luigi.Task,
+        record: Record,
+        found: _Findings,
+    ) -> None:
+        add = found.add
+        changed = diff_params(record.task.params, canonical_params(task))
+        if changed:
+            described = ", ".join(
+                f"{name}: {old!r} -> {new!r}" for name, (old, new) in changed.items()
+            )
+            add(
+                Reason(
+                    ReasonKind.PARAMS_CHANGED,
+                    f"parameters changed ({described})",
+                    {"params": {n: {"old": o, "new": v} for n, (o, v) in changed.items()}},
+                )
+            )
+        policy = self.settings.on_code_change
+        if policy == "ignore":
+            return
+        cls = type(task)
+        family, module = task.get_task_family(), cls.__module__
+        algorithm = self._algorithm_usable(record.task.code_fingerprint) or self.context.algorithm
+        current = code_fingerprint(cls, algorithm)
+        evidence: Dict[str, Any] = {}
+        if record.task.family != family or record.task.module != module:
+            evidence["task"] = {
+                "old": f"{record.task.module}.{record.task.family}",
+                "new": f"{module}.{family}",
+            }
+        if record.task.code_fingerprint != current:
+            evidence["old"] = record.task.code_fingerprint
+            evidence["new"] = current
+            evidence["old_version"] = record.task.code_version
+            evidence["new_version"] = code_version_of(cls)
+        if not evidence:
+            return
+        if "task" in evidence:
+            message = f"the task was {evidence['task']['old']}, it is now {evidence['task']['new']}"
+        elif evidence["old_version"] is not None or evidence["new_version"] is not None:
+            message = (
+                f"code_version changed ({evidence['old_version']!r} -> {evidence['new_version']!r})"
+            )
+        else:
+            message = f"the code of {family} changed since its outputs were made"
+        reason = Reason(ReasonKind.CODE_CHANGED, message, evidence)
+        if policy == "rerun":
+            add(reason)
+        else:
+            found.note(reason)
+            warn_once(
+                f"code:{task.task_id}",
+                "luigi_repro: %s; kept because [luigi_repro] on_code_change = warn.",
+                message,
+            )
+
+    def _check_environment(self, record: Record, found: _Findings) -> None:
+        policy = self.settings.on_env_change
+        if policy == "ignore" or (policy == "warn" and not self.exhaustive):
+            return  # under "warn" only an audit needs the (slower) comparison
+        drift = env_drift(record.run.versions, record.run.packages)
+        if not drift:
+            return
+        described = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in drift.items())
+        reason = Reason(
+            ReasonKind.ENV_CHANGED,
+            f"software changed since the run ({described})",
+            {"packages": {n: {"old": o, "new": v} for n, (o, v) in drift.items()}},
+        )
+        (found.add if policy == "rerun" else found.note)(reason)
+
+    def _check_inputs(
+        self, requirements: Any, record: Record, found: _Findings
+    ) -> Tuple[luigi.Task, ...]:
+        add = found.add
+        current = {(ref.key, ref.output_key): ref for ref in static_inputs(requirements)}
+        recorded = {(e.key, e.output_key): e for e in record.inputs if not e.dynamic}
+        added = [current[k] for k in current if k not in recorded]
+        removed = [recorded[k] for k in recorded if k not in current]
+        if added:
+            add(
+                Reason(
+                    ReasonKind.INPUTS_ADDED,
+                    "new inputs: " + ", ".join(f"{r.label} ({_uri_of(r.target)})" for r in added),
+                    {"inputs": [{"input": r.label, "uri": _uri_of(r.target)} for r in added]},
+                )
+            )
+        if removed:
+            add(
+                Reason(
+                    ReasonKind.INPUTS_REMOVED,
+                    "inputs no longer required: " + ", ".join(e.uri for e in removed),
+                    {
+                        "inputs": [
+                            {"key": list(e.key), "output_key": list(e.output_key), "uri": e.uri}
+                            for e in removed
+                        ]
+                    },
+                )
+            )
+        for key, entry in recorded.items():
+            ref = current.get(key)
+            if ref is not None:
+                self._check_input(ref.label, ref.target, entry, found)
+                if found.done:
+                    return ()
+        rebuilt: List[luigi.Task] = []
+        for entry in record.inputs:
+            if not entry.dynamic:
+                continue
+            upstream, target = self._rebuild_dynamic(entry)
+            label = f"yield{format_key(entry.key)}"
+            if upstream is not None:
+                rebuilt.append(upstream)
+            if target is None:
+                add(
+                    Reason(
+                        ReasonKind.INPUT_CHANGED,
+                        f"dynamic input {label} ({entry.uri}) can no longer be located",
+                        {"input": label, "uri": entry.uri, "old": entry.fingerprint, "new": None},
+                    )
+                )
+            else:
+                self._check_input(label, target, entry, found)
+            if found.done:
+                break
+        return tuple(rebuilt)
+
+    def _check_input(
+        self,
+        label: str,
+        target: Any,
+        entry: InputEntry,
+        found: _Findings,
+    ) -> None:
+        add = found.add
+        hashable = as_hashable(target)
+        uri = _uri_of(target)
+        base = {"input": label, "uri": uri, "old": entry.fingerprint}
+        if entry.fingerprint is None or hashable is None:
+            exists = bool(target.exists()) if hasattr(target, "exists") else False
+            if entry.fingerprint is None and hashable is None and exists:
+                found.note(
+                    Reason(
+                        ReasonKind.INPUT_UNVERIFIABLE,
+                        f"input {label} ({uri}) can only be checked for existence",
+                        {**base, "new": None},
+                    )
+                )
+                return
+            if not exists:
+                problem = "is missing"
+            elif hashable is None:
+                problem = "can no longer be fingerprinted"
+            else:
+                problem = "can now be fingerprinted, but the record could not vouch for its content"
+            add(
+                Reason(
+                    ReasonKind.INPUT_CHANGED,
+                    f"input {label} ({uri}) {problem}",
+                    {**base, "new": None},
+                )
+            )
+            return
+        algorithm = self._algorithm_usable(entry.fingerprint)
+        outcome = (
+            self.observe(hashable, algorithm) if algorithm else Missing("uses an unknown hash")
+        )
+        if isinstance(outcome, Missing):
+            add(
+                Reason(
+                    ReasonKind.INPUT_CHANGED,
+                    f"input {label} ({uri}) {outcome.problem}",
+                    {**base, "new": None},
+                )
+            )
+        elif outcome.fingerprint != entry.fingerprint:
+            evidence: Dict[str, Any] = {**base, "new": outcome.fingerprint}
+            evidence.update(_manifest_evidence(entry.manifest, outcome.manifest))
+            add(
+                Reason(
+                    ReasonKind.INPUT_CHANGED,
+                    f"input {label} ({uri}) changed "
+                    f"({short(entry.fingerprint)} -> {short(outcome.fingerprint)})",
+                    evidence,
+                )
+            )
+
+    def _rebuild_dynamic(self, entry: InputEntry) -> Tuple[Optional[luigi.Task], Any]:
+        """The task and target behind a recorded dynamic input, from already-imported classes.
+
+        Modules named in a record are never imported: a record is data, and importing would let
+        whoever wrote it run code. Without the class, the input is checked by its URI alone.
+        """
+        if entry.task_family is not None and entry.task_params is not None:
+            try:
+                cls = Register.get_task_cls(entry.task_family)
+                upstream = cls.from_str_params(dict(entry.task_params))
+            except Exception:  # noqa: BLE001 - any failure means "cannot rebuild"
+                upstream = None
+            if upstream is not None and upstream.task_id == entry.task_id:
+                for key, target in flatten_with_keys(upstream.output()):
+                    if key == entry.output_key:
+                        return upstream, target
+        return None, target_from_uri(entry.uri)
+
+    # --- the walk over the DAG ------------------------------------------------------------------
+
+    def status(self, task: luigi.Task) -> TaskStatus:
+        """The verdict on ``task`` and, recursively, on what it requires."""
+        done = self._statuses.get(task.task_id)
+        if done is not None:
+            return done
+        stack: List[_Frame] = [_Frame(task)]
+        while stack:
+            frame = stack[-1]
+            if frame.pending is None:
+                self._enter(frame)
+            child = self._advance(frame)
+            if child is not None:
+                stack.append(_Frame(child))
+                continue
+            self._statuses[frame.task.task_id] = TaskStatus(
+                task_id=frame.task.task_id,
+                family=frame.task.get_task_family(),
+                reasons=tuple(frame.reasons),
+                notes=frame.notes,
+                upstream=tuple(frame.upstream_ids),
+                exhaustive=self.exhaustive,
+            )
+            self._active.discard(frame.task.task_id)
+            stack.pop()
+        return self._statuses[task.task_id]
+
+    def _enter(self, frame: _Frame) -> None:
+        task_id = frame.task.task_id
+        if task_id in self._active:
+            raise ReproError(f"task {task_id} depends on itself through its requirements")
+        self._active.add(task_id)
+        verdict = self.own(frame.task)
+        frame.reasons = list(verdict.reasons)
+        frame.notes = verdict.notes
+        seen: Set[str] = set()
+        frame.pending = []
+        if not (frame.reasons and not self.exhaustive):
+            for upstream in verdict.upstream:
+                if upstream.task_id not in seen:
+                    seen.add(upstream.task_id)
+                    frame.pending.append(upstream)
+            frame.pending.reverse()
+
+    def _advance(self, frame: _Frame) -> Optional[luigi.Task]:
+        """Collect upstream verdicts; return an upstream task that must be judged first."""
+        assert frame.pending is not None
+        while frame.pending:
+            upstream = frame.pending[-1]
+            if is_checked_task(upstream):
+                verdict = self._statuses.get(upstream.task_id)
+                if verdict is None:
+                    return upstream
+                ok, described = verdict.ok, verdict.status.value
+            else:
+                ok, described = self.plain_complete(upstream)
+            frame.pending.pop()
+            frame.upstream_ids.append(upstream.task_id)
+            if not ok:
+                frame.reasons.append(
+                    Reason(
+                        ReasonKind.UPSTREAM_NOT_UP_TO_DATE,
+                        f"upstream task {upstream.task_id} is {described}",
+                        {"task_id": upstream.task_id, "status": described},
+                    )
+                )
+                if not self.exhaustive:
+                    frame.pending.clear()
+        return None
+
+    def plain_complete(self, task: luigi.Task) -> Tuple[bool, str]:
+        """``task.complete()`` for tasks judged by their own rules, once per judge."""
+        verdict = self._plain.get(task.task_id)
+        if verdict is None:
+            try:
+                ok = bool(task.complete())
+                verdict = (ok, "complete" if ok else "not complete")
+            except Exception as exc:  # noqa: BLE001 - a failing complete() means "not complete"
+                verdict = (False, f"not checkable (complete() raised {exc!r})")
+            self._plain[task.task_id] = verdict
+        return verdict
+
+    def is_complete(self, task: luigi.Task) -> bool:
+        """``complete()`` of any task, judged by luigi_repro's rules where they apply."""
+        if is_checked_task(task):
+            return self.status(task).ok
+        return self.plain_complete(task)[0]
+
+
+@attrs.define
+class _Frame:
+    task: luigi.Task
+    pending: Optional[List[luigi.Task]] = None
+    reasons: List[Reason] = attrs.field(factory=list)
+    notes: Tuple[Reason, ...] = ()
+    upstream_ids: List[str] = attrs.field(factory=list)
+
+
+def _uri_of(target: Any) -> str:
+    hashable = as_hashable(target)
+    if hashable is not None:
+        return hashable.uri
+    return str(getattr(target, "path", target))
+
+
+def _manifest_evidence(old: Optional[Any], new: Optional[Any]) -> Dict[str, List[str]]:
+    if old is None or new is None:
+        return {}
+    diff = diff_manifests(old, new)
+    return {"added": list(diff.added), "removed": list(diff.removed), "changed": list(diff.changed)}
+
+
+def current_judge() -> Optional[Judge]:
+    """The judge of the outermost call in progress on this thread, if any."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def judging(
+    *, exhaustive: bool = False, full: bool = False, settings: Optional[Settings] = None
+) -> Iterator[Judge]:
+    """Reuse the judge of the call in progress, or open one for the duration of the block."""
+    judge = _current.get()
+    if judge is not None:
+        yield judge
+        return
+    judge = Judge(settings or load_settings(), exhaustive=exhaustive, full=full)
+    token = _current.set(judge)
+    try:
+        yield judge
+    finally:
+        _current.reset(token)

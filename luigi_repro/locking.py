@@ -1,0 +1,153 @@
+"""Run locks and atomic replacement of files and folders.
+
+A run lock per output guarantees that two processes never run the same task on the same outputs
+at once; locks are taken in sorted order so that tasks sharing outputs cannot deadlock. File locks
+(``portalocker``, ``flock`` on POSIX) are released by the kernel when a process dies, so a killed
+worker never leaves a lock held. The lock file of ``out/x.csv`` is ``out/.x.csv.repro.lock``; it
+stays behind after use, because deleting a lock file races with processes waiting on it.
+
+Writes are atomic: a temporary file in the same folder, then ``os.replace``, so a reader sees the
+old content or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import time
+from typing import IO, Iterator, List, Optional, Protocol, Sequence
+
+import portalocker
+
+from luigi_repro.errors import LockTimeout
+
+__all__ = [
+    "FileLocks",
+    "LockBackend",
+    "TMP_MARK",
+    "atomic_replace",
+    "atomic_write",
+    "lock_backend",
+    "lock_file_for",
+    "remove_temporaries",
+]
+
+#: Part of the name of every temporary file luigi_repro creates, so leftovers can be recognised.
+TMP_MARK = ".repro-tmp-"
+
+
+def _temporary_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temporary file in the same folder + replace)."""
+    tmp = _temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_temporaries(path: str) -> None:
+    """Delete temporary files luigi_repro left beside ``path`` (a crash during a write)."""
+    folder, name = os.path.split(path)
+    prefix = f".{name}{TMP_MARK}"
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder or "."):
+            if entry.name.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+
+
+def atomic_replace(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst``, replacing whatever is there (file or folder).
+
+    A file replaces a file atomically. A folder cannot be swapped with one system call, so the old
+    one is first renamed aside, the new one renamed into place, and only then the old one deleted:
+    a reader meanwhile sees the old output, no output, or the new one — never a mix.
+    """
+    try:
+        os.replace(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    aside = _temporary_name(dst.rstrip("/"))
+    os.rename(dst, aside)
+    try:
+        os.rename(src, dst)
+    except BaseException:
+        os.rename(aside, dst)
+        raise
+    if os.path.isdir(aside) and not os.path.islink(aside):
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+
+
+def lock_file_for(path: str) -> str:
+    """The lock file guarding the output at ``path``: hidden, in the same folder."""
+    folder, name = os.path.split(os.path.abspath(path.rstrip("/")))
+    return os.path.join(folder, f".{name}.repro.lock")
+
+
+class LockBackend(Protocol):
+    """Something that can hold a set of named run locks for the length of a ``with`` block."""
+
+    def hold(
+        self, names: Sequence[str], timeout: float, task_id: Optional[str] = None
+    ) -> contextlib.AbstractContextManager[None]: ...
+
+
+class FileLocks:
+    """Run locks as ``portalocker`` file locks; ``names`` are lock-file paths."""
+
+    @contextlib.contextmanager
+    def hold(
+        self, names: Sequence[str], timeout: float, task_id: Optional[str] = None
+    ) -> Iterator[None]:
+        deadline = time.monotonic() + timeout
+        held: List[portalocker.Lock[IO[str]]] = []
+        try:
+            for name in sorted(set(names)):
+                folder = os.path.dirname(name)
+                if folder:
+                    os.makedirs(folder, exist_ok=True)
+                remaining = max(0.0, deadline - time.monotonic())
+                lock = portalocker.Lock(
+                    name,
+                    mode="a",
+                    timeout=remaining,
+                    check_interval=min(0.1, max(remaining / 10, 0.005)),
+                    fail_when_locked=False,
+                )
+                try:
+                    lock.acquire()
+                except portalocker.exceptions.LockException:
+                    raise LockTimeout(name, timeout, task_id) from None
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
+
+
+def lock_backend(spec: str) -> LockBackend:
+    """The backend named by the ``lock`` option."""
+    if spec == "file":
+        return FileLocks()
+    raise ValueError(f"unknown lock backend {spec!r}")

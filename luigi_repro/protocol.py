@@ -1,0 +1,239 @@
+"""The run protocol: what happens around a task's ``run()`` (DESIGN §6).
+
+1. Take the run lock of every output (sorted order; a timeout is a clear error).
+2. Fingerprint the inputs.
+3. Early cutoff: if the records already match parameters, code and these inputs, and the outputs
+   are unmodified, skip ``run()``.
+4. Remove the task's records: a record may only ever describe a finished, verified output.
+5. Run (the caller does this, between :meth:`RunProtocol.begin` and :meth:`RunProtocol.finish`).
+6. Fingerprint the inputs again; if any changed during the run, fail naming it, with no record.
+7. Fingerprint the outputs, write the records, release the locks.
+
+A crash at any point leaves either the old records (before step 4), no record (steps 4-7, so the
+task is not complete), or records written after the outputs they describe were fingerprinted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+import luigi
+
+from luigi_repro import environment
+from luigi_repro.config import Settings, load_settings
+from luigi_repro.dag import InputRef, dynamic_inputs, flatten_with_keys, format_key, static_inputs
+from luigi_repro.errors import (
+    InputChangedDuringRun,
+    OutputNotWritten,
+    OutputUnstable,
+    RunProtocolError,
+    UnsupportedTarget,
+)
+from luigi_repro.judge import Judge, Missing, Outcome, warn_once
+from luigi_repro.locking import lock_backend
+from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
+from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
+from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
+
+__all__ = ["RunProtocol"]
+
+logger = logging.getLogger("luigi_repro")
+
+
+def _uri_of(target: Any, hashable: Optional[HashableTarget]) -> str:
+    if hashable is not None:
+        return hashable.uri
+    return str(getattr(target, "path", target))
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RunProtocol:
+    """One run of one task. Use :meth:`begin`, then ``run()``, :meth:`finish`, :meth:`close`."""
+
+    def __init__(self, task: luigi.Task, settings: Optional[Settings] = None) -> None:
+        self.task = task
+        self.settings = settings or load_settings()
+        self.outputs: List[Tuple[Key, HashableTarget]] = []
+        for key, target in flatten_with_keys(task.output()):
+            hashable = as_hashable(target)
+            if hashable is None:
+                raise UnsupportedTarget(
+                    f"output(){format_key(key)} of {task.task_id} is a {type(target).__name__}, "
+                    "which cannot carry a record; use a luigi_repro Hashable target."
+                )
+            self.outputs.append((key, hashable))
+        self.inputs: List[InputRef] = static_inputs(task.requires())
+        self._before: Dict[Tuple[Key, Key, bool], Optional[Observation]] = {}
+        self._locks: Optional[contextlib.ExitStack] = None
+        self._started_at = ""
+        self._started_clock = 0.0
+        self._batches = 0
+
+    # --- steps 1-4 ------------------------------------------------------------------------------
+
+    def begin(self) -> bool:
+        """Steps 1-4. True when ``run()`` must be called; False for an early cutoff."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(
+            lock_backend(self.settings.lock).hold(
+                [target.lock_name() for _, target in self.outputs],
+                self.settings.lock_timeout,
+                self.task.task_id,
+            )
+        )
+        self._locks = stack
+        try:
+            judge = Judge(self.settings)
+            self._observe_inputs(judge, self.inputs, self._before)
+            if self.outputs and not judge.own(self.task).reasons:
+                logger.info(
+                    "luigi_repro: %s is already up to date (same inputs, parameters and code); "
+                    "skipping run() (early cutoff).",
+                    self.task.task_id,
+                )
+                self.close()
+                return False
+            for _, target in self.outputs:
+                target.remove_record(self.settings)
+        except BaseException:
+            self.close()
+            raise
+        self._started_at = _now_iso()
+        self._started_clock = time.monotonic()
+        return True
+
+    def add_dynamic(self, yielded: Any) -> None:
+        """Record one batch of dynamic dependencies, now complete, before ``run()`` reads them."""
+        refs = dynamic_inputs(yielded, self._batches)
+        self._batches += 1
+        self._observe_inputs(Judge(self.settings), refs, self._before)
+        self.inputs.extend(refs)
+
+    def _observe_inputs(
+        self,
+        judge: Judge,
+        refs: List[InputRef],
+        into: Dict[Tuple[Key, Key, bool], Optional[Observation]],
+    ) -> None:
+        for ref in refs:
+            hashable = as_hashable(ref.target)
+            if hashable is None:
+                warn_once(
+                    f"unverifiable:{self.task.task_id}:{ref.label}",
+                    "luigi_repro: input %s of %s is a %s, which cannot be fingerprinted; "
+                    "only its existence is checked.",
+                    ref.label,
+                    self.task.task_id,
+                    type(ref.target).__name__,
+                )
+                into[(ref.key, ref.output_key, ref.dynamic)] = None
+                continue
+            outcome = judge.observe(hashable)
+            if isinstance(outcome, Missing):
+                raise RunProtocolError(
+                    f"input {ref.label} ({hashable.uri}) of {self.task.task_id} {outcome.problem}; "
+                    "it must exist before the task runs."
+                )
+            into[(ref.key, ref.output_key, ref.dynamic)] = outcome
+
+    # --- steps 6-7 ------------------------------------------------------------------------------
+
+    def finish(self) -> Record:
+        """Steps 6-7: verify the inputs did not change, fingerprint the outputs, write records."""
+        judge = Judge(self.settings)
+        for ref in self.inputs:
+            before = self._before[(ref.key, ref.output_key, ref.dynamic)]
+            hashable = as_hashable(ref.target)
+            if before is None or hashable is None:
+                continue
+            after: Outcome = judge.observe(hashable)
+            after_fp = None if isinstance(after, Missing) else after.fingerprint
+            if after_fp != before.fingerprint:
+                raise InputChangedDuringRun(
+                    self.task.task_id, hashable.uri, before.fingerprint, after_fp
+                )
+        missing = [target.uri for _, target in self.outputs if not target.exists()]
+        if missing:
+            raise OutputNotWritten(self.task.task_id, missing)
+        outputs = tuple(self._observe_output(judge, key, target) for key, target in self.outputs)
+        record = self._record(outputs)
+        for _, target in self.outputs:
+            target.write_record(self.settings, record)
+        logger.debug("luigi_repro: recorded %s", self.task.task_id)
+        return record
+
+    def _observe_output(self, judge: Judge, key: Key, target: HashableTarget) -> OutputEntry:
+        context = judge.context
+        for _ in range(2):
+            observation = target.observe(context, None)
+            if observation.stable:
+                return OutputEntry(
+                    key=key,
+                    uri=target.uri,
+                    fingerprint=observation.fingerprint,
+                    size=observation.size,
+                    state=observation.state,
+                    manifest=observation.manifest,
+                )
+        raise OutputUnstable(self.task.task_id, target.uri)
+
+    def _record(self, outputs: Tuple[OutputEntry, ...]) -> Record:
+        task = self.task
+        cls = type(task)
+        inputs = []
+        for ref in self.inputs:
+            before = self._before[(ref.key, ref.output_key, ref.dynamic)]
+            hashable = as_hashable(ref.target)
+            inputs.append(
+                InputEntry(
+                    key=ref.key,
+                    output_key=ref.output_key,
+                    uri=_uri_of(ref.target, hashable),
+                    fingerprint=None if before is None else before.fingerprint,
+                    task_id=ref.task.task_id,
+                    task_family=ref.task.get_task_family(),
+                    task_module=type(ref.task).__module__,
+                    task_params=ref.task.to_str_params() if ref.dynamic else None,
+                    dynamic=ref.dynamic,
+                    manifest=None if before is None else before.manifest,
+                )
+            )
+        algorithm = self.settings.hash_algorithm
+        return Record(
+            task=TaskSection(
+                family=task.get_task_family(),
+                module=cls.__module__,
+                task_id=task.task_id,
+                params=canonical_params(task),
+                code_fingerprint=code_fingerprint(cls, algorithm),
+                code_version=code_version_of(cls),
+            ),
+            inputs=tuple(inputs),
+            outputs=outputs,
+            run=RunSection(
+                run_id=uuid.uuid4().hex,
+                started=self._started_at,
+                ended=_now_iso(),
+                duration_s=round(time.monotonic() - self._started_clock, 6),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                versions=environment.current_versions(),
+                packages=environment.imported_packages(),
+            ),
+        )
+
+    def close(self) -> None:
+        """Release the run locks (idempotent)."""
+        if self._locks is not None:
+            locks, self._locks = self._locks, None
+            locks.close()

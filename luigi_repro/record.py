@@ -1,0 +1,405 @@
+"""The record kept beside every output: what went in, what came out, and under which code.
+
+A record is JSON, never pickle: a pickle beside shared data would let anyone who can write there
+run code in every process that checks the pipeline. It is schema-versioned; a reader refuses a
+version it does not know. Parsing is strict about the fields it needs and ignores fields it does not
+know, so that later minor additions stay readable by this version.
+
+Optionally the record carries an HMAC-SHA256 signature over its canonical JSON, so that an auditor
+holding the key can tell a record written by a run from one written by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import attrs
+
+from luigi_repro.errors import RecordError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "InputEntry",
+    "Key",
+    "OutputEntry",
+    "Record",
+    "RunSection",
+    "TaskSection",
+    "dump_record",
+    "parse_record",
+]
+
+SCHEMA_VERSION = 1
+
+JSONValue = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
+
+#: A position inside a nested ``requires()`` or ``output()`` structure: dict keys and list indexes.
+Key = Tuple[Union[str, int], ...]
+
+_SIGNATURE_PREFIX = "hmac-sha256:"
+
+
+@attrs.frozen
+class TaskSection:
+    """Which task made the output, with which parameters and which code."""
+
+    family: str
+    module: str
+    task_id: str
+    params: Mapping[str, JSONValue]
+    code_fingerprint: str
+    code_version: Optional[str] = None
+
+
+@attrs.frozen
+class InputEntry:
+    """One file (or folder, or object) the task read, and its fingerprint at the time.
+
+    ``key`` is the input's place in ``requires()``; ``output_key`` its place in the upstream task's
+    ``output()``. Dynamic dependencies (yielded by ``run()``) have ``dynamic=True``, a key
+    starting with the index of the yield, and ``task_params`` so that the task can be rebuilt.
+    ``fingerprint`` is None for an input that could not be fingerprinted (existence only).
+    """
+
+    key: Key
+    output_key: Key
+    uri: str
+    fingerprint: Optional[str]
+    task_id: Optional[str] = None
+    task_family: Optional[str] = None
+    task_module: Optional[str] = None
+    task_params: Optional[Mapping[str, str]] = None
+    dynamic: bool = False
+    manifest: Optional[Mapping[str, str]] = None
+
+
+@attrs.frozen
+class OutputEntry:
+    """One output as it was when the record was written.
+
+    ``state`` is the target's own proof that the content is unchanged (the local stat, an S3
+    ETag…); it lets a later check reuse ``fingerprint`` without reading the data.
+    """
+
+    key: Key
+    uri: str
+    fingerprint: str
+    size: int
+    state: Mapping[str, JSONValue] = attrs.field(factory=dict)
+    manifest: Optional[Mapping[str, str]] = None
+
+
+@attrs.frozen
+class RunSection:
+    """When, where and with which software the run happened."""
+
+    run_id: str
+    started: str
+    ended: str
+    duration_s: float
+    host: str
+    pid: int
+    versions: Mapping[str, str] = attrs.field(factory=dict)
+    packages: Mapping[str, str] = attrs.field(factory=dict)
+    adopted: bool = False
+
+
+@attrs.frozen
+class Record:
+    """The whole record. Every output of one run carries an identical record."""
+
+    task: TaskSection
+    inputs: Tuple[InputEntry, ...]
+    outputs: Tuple[OutputEntry, ...]
+    run: RunSection
+    signature: Optional[str] = None
+    schema: int = SCHEMA_VERSION
+
+    def output(self, key: Key) -> Optional[OutputEntry]:
+        """The entry of the output at ``key``, if the record has one."""
+        for entry in self.outputs:
+            if entry.key == key:
+                return entry
+        return None
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _key_json(key: Key) -> List[Union[str, int]]:
+    return list(key)
+
+
+def _to_document(record: Record) -> Dict[str, Any]:
+    task = record.task
+    doc: Dict[str, Any] = {
+        "schema": record.schema,
+        "tool": "luigi_repro",
+        "task": {
+            "family": task.family,
+            "module": task.module,
+            "task_id": task.task_id,
+            "params": dict(task.params),
+            "code_fingerprint": task.code_fingerprint,
+            "code_version": task.code_version,
+        },
+        "inputs": [
+            {
+                "key": _key_json(entry.key),
+                "output_key": _key_json(entry.output_key),
+                "uri": entry.uri,
+                "fingerprint": entry.fingerprint,
+                "task_id": entry.task_id,
+                "task_family": entry.task_family,
+                "task_module": entry.task_module,
+                "task_params": None if entry.task_params is None else dict(entry.task_params),
+                "dynamic": entry.dynamic,
+                "manifest": None if entry.manifest is None else dict(entry.manifest),
+            }
+            for entry in record.inputs
+        ],
+        "outputs": [
+            {
+                "key": _key_json(entry.key),
+                "uri": entry.uri,
+                "fingerprint": entry.fingerprint,
+                "size": entry.size,
+                "state": dict(entry.state),
+                "manifest": None if entry.manifest is None else dict(entry.manifest),
+            }
+            for entry in record.outputs
+        ],
+        "run": attrs.asdict(record.run),
+    }
+    return doc
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _sign(doc: Mapping[str, Any], key: bytes) -> str:
+    return _SIGNATURE_PREFIX + hmac.new(key, _canonical(doc), hashlib.sha256).hexdigest()
+
+
+def dump_record(record: Record, signing_key: Optional[bytes] = None) -> bytes:
+    """The record as UTF-8 JSON, signed when a key is given."""
+    doc = _to_document(record)
+    if signing_key:
+        doc["signature"] = _sign(doc, signing_key)
+    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+class _ShapeError(Exception):
+    """Raised inside the parser; turned into a RecordError naming the record."""
+
+
+def _get(obj: Mapping[str, Any], name: str, where: str) -> Any:
+    if name not in obj:
+        raise _ShapeError(f"{where}.{name} is missing")
+    return obj[name]
+
+
+def _obj(value: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _ShapeError(f"{where} must be an object")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _ShapeError(f"{where} must be a string")
+    return value
+
+
+def _opt_str(value: Any, where: str) -> Optional[str]:
+    return None if value is None else _str(value, where)
+
+
+def _int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _ShapeError(f"{where} must be an integer")
+    return value
+
+
+def _list(value: Any, where: str) -> List[Any]:
+    if not isinstance(value, list):
+        raise _ShapeError(f"{where} must be a list")
+    return value
+
+
+def _key(value: Any, where: str) -> Key:
+    parts = _list(value, where)
+    for part in parts:
+        if not isinstance(part, (str, int)) or isinstance(part, bool):
+            raise _ShapeError(f"{where} must hold strings and integers")
+    return tuple(parts)
+
+
+def _fingerprint(value: Any, where: str) -> str:
+    text = _str(value, where)
+    algorithm, sep, digest = text.partition(":")
+    if not sep or not algorithm or not digest:
+        raise _ShapeError(f"{where} is not of the form 'algorithm:hex'")
+    return text
+
+
+def _str_map(value: Any, where: str) -> Dict[str, str]:
+    mapping = _obj(value, where)
+    for name, item in mapping.items():
+        _str(item, f"{where}.{name}")
+    return mapping
+
+
+def _opt_manifest(value: Any, where: str) -> Optional[Dict[str, str]]:
+    if value is None:
+        return None
+    mapping = _obj(value, where)
+    for name, item in mapping.items():
+        _fingerprint(item, f"{where}[{name!r}]")
+    return mapping
+
+
+def _parse_task(value: Any) -> TaskSection:
+    task = _obj(value, "task")
+    return TaskSection(
+        family=_str(_get(task, "family", "task"), "task.family"),
+        module=_str(_get(task, "module", "task"), "task.module"),
+        task_id=_str(_get(task, "task_id", "task"), "task.task_id"),
+        params=_obj(_get(task, "params", "task"), "task.params"),
+        code_fingerprint=_fingerprint(
+            _get(task, "code_fingerprint", "task"), "task.code_fingerprint"
+        ),
+        code_version=_opt_str(task.get("code_version"), "task.code_version"),
+    )
+
+
+def _parse_input(value: Any, where: str) -> InputEntry:
+    entry = _obj(value, where)
+    fingerprint = entry.get("fingerprint")
+    params = entry.get("task_params")
+    dynamic = entry.get("dynamic", False)
+    if not isinstance(dynamic, bool):
+        raise _ShapeError(f"{where}.dynamic must be true or false")
+    return InputEntry(
+        key=_key(_get(entry, "key", where), f"{where}.key"),
+        output_key=_key(entry.get("output_key", []), f"{where}.output_key"),
+        uri=_str(_get(entry, "uri", where), f"{where}.uri"),
+        fingerprint=None
+        if fingerprint is None
+        else _fingerprint(fingerprint, f"{where}.fingerprint"),
+        task_id=_opt_str(entry.get("task_id"), f"{where}.task_id"),
+        task_family=_opt_str(entry.get("task_family"), f"{where}.task_family"),
+        task_module=_opt_str(entry.get("task_module"), f"{where}.task_module"),
+        task_params=None if params is None else _str_map(params, f"{where}.task_params"),
+        dynamic=dynamic,
+        manifest=_opt_manifest(entry.get("manifest"), f"{where}.manifest"),
+    )
+
+
+def _parse_output(value: Any, where: str) -> OutputEntry:
+    entry = _obj(value, where)
+    size = _int(_get(entry, "size", where), f"{where}.size")
+    if size < 0:
+        raise _ShapeError(f"{where}.size must not be negative")
+    return OutputEntry(
+        key=_key(_get(entry, "key", where), f"{where}.key"),
+        uri=_str(_get(entry, "uri", where), f"{where}.uri"),
+        fingerprint=_fingerprint(_get(entry, "fingerprint", where), f"{where}.fingerprint"),
+        size=size,
+        state=_obj(entry.get("state", {}), f"{where}.state"),
+        manifest=_opt_manifest(entry.get("manifest"), f"{where}.manifest"),
+    )
+
+
+def _parse_run(value: Any) -> RunSection:
+    run = _obj(value, "run")
+    duration = _get(run, "duration_s", "run")
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+        raise _ShapeError("run.duration_s must be a number")
+    adopted = run.get("adopted", False)
+    if not isinstance(adopted, bool):
+        raise _ShapeError("run.adopted must be true or false")
+    return RunSection(
+        run_id=_str(_get(run, "run_id", "run"), "run.run_id"),
+        started=_str(_get(run, "started", "run"), "run.started"),
+        ended=_str(_get(run, "ended", "run"), "run.ended"),
+        duration_s=float(duration),
+        host=_str(_get(run, "host", "run"), "run.host"),
+        pid=_int(_get(run, "pid", "run"), "run.pid"),
+        versions=_str_map(run.get("versions", {}), "run.versions"),
+        packages=_str_map(run.get("packages", {}), "run.packages"),
+        adopted=adopted,
+    )
+
+
+def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
+    doc = _obj(doc, "the record")
+    schema = doc.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise _ShapeError("it has no valid 'schema' version")
+    if schema > SCHEMA_VERSION:
+        raise _ShapeError(
+            f"it was written by a newer luigi_repro (schema {schema}, this version reads "
+            f"{SCHEMA_VERSION}); upgrade luigi_repro to check it"
+        )
+    signature = doc.get("signature")
+    if signature is not None:
+        _str(signature, "signature")
+    if signing_key:
+        if signature is None:
+            raise _ShapeError("it is unsigned, but a signing key is configured")
+        if not hmac.compare_digest(signature, _sign(doc, signing_key)):
+            raise _ShapeError(
+                "its signature does not match: it was altered or signed with another key"
+            )
+    inputs = tuple(
+        _parse_input(item, f"inputs[{i}]")
+        for i, item in enumerate(_list(_get(doc, "inputs", "record"), "inputs"))
+    )
+    outputs = tuple(
+        _parse_output(item, f"outputs[{i}]")
+        for i, item in enumerate(_list(_get(doc, "outputs", "record"), "outputs"))
+    )
+    if not outputs:
+        raise _ShapeError("it lists no outputs")
+    return Record(
+        task=_parse_task(_get(doc, "task", "record")),
+        inputs=inputs,
+        outputs=outputs,
+        run=_parse_run(_get(doc, "run", "record")),
+        signature=signature,
+        schema=schema,
+    )
+
+
+def parse_record(data: bytes, location: str, signing_key: Optional[bytes] = None) -> Record:
+    """Parse and validate a record; any defect raises :class:`RecordError` naming ``location``.
+
+    Never evaluates anything: a pickle or other binary content is simply not valid JSON.
+    """
+    if not data.strip():
+        raise RecordError(location, "it is empty")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RecordError(
+            location, "it is not UTF-8 text (a pickle or other binary file?)"
+        ) from None
+    except RecursionError:
+        raise RecordError(location, "it is nested too deeply to be a record") from None
+    except ValueError as exc:
+        raise RecordError(location, f"it is not valid JSON ({exc})") from None
+    try:
+        return _parse_document(doc, signing_key)
+    except _ShapeError as exc:
+        raise RecordError(location, str(exc)) from None
+    except RecursionError:
+        raise RecordError(location, "it is nested too deeply to be a record") from None

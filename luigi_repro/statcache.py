@@ -1,0 +1,317 @@
+"""Reusing a fingerprint without reading the file, when its stat proves the file is unchanged.
+
+Re-hashing unchanged data on every check is the main cost to avoid. A fingerprint is reused only
+when ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` is the same as when it was taken.
+``ctime`` cannot be set back by ``utime``, so an edit followed by restoring the mtime is caught.
+
+Racy rule: a fingerprint taken less than ``racy_window`` after the file's mtime is not trusted
+later, because a write within the file system's timestamp granularity could leave the stat
+unchanged. Such files are hashed again; the new fingerprint, taken long after the mtime, is kept
+in the persistent cache and trusted from then on. A file whose stat differs before and after
+hashing was being written while we read it: its fingerprint is used once and never cached.
+
+Fingerprints of outputs travel in their records (``hint``); files without a record (raw inputs,
+outputs of plain Luigi tasks, racy outputs) use :class:`PersistentStatCache`, one SQLite file per
+user that any number of processes may share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import attrs
+
+from luigi_repro.fingerprint import (
+    Counters,
+    algorithm_of,
+    describe_special,
+    hash_bytes,
+    hash_file,
+    iter_directory,
+    manifest_fingerprint,
+)
+
+__all__ = [
+    "CachedFingerprint",
+    "DirectoryFingerprint",
+    "PersistentStatCache",
+    "StatKey",
+    "fingerprint_directory",
+    "fingerprint_file",
+    "open_stat_cache",
+]
+
+logger = logging.getLogger("luigi_repro")
+
+#: How often a file that keeps changing while it is hashed is tried again.
+_UNSTABLE_RETRIES = 3
+
+
+@attrs.frozen
+class StatKey:
+    """The part of ``os.stat`` that changes whenever a file's content may have changed."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def to_json(self) -> Dict[str, int]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> StatKey:
+        """Build from a record's dict; ValueError if any field is missing or not an integer."""
+        if not isinstance(data, dict):
+            raise ValueError("stat must be an object")
+        values = []
+        for field in attrs.fields(cls):
+            value = data.get(field.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"stat.{field.name} must be an integer")
+            values.append(value)
+        return cls(*values)
+
+
+@attrs.frozen
+class CachedFingerprint:
+    """A fingerprint with the stat of the file it was taken from and when it was taken.
+
+    ``stat`` is None when the file changed while it was hashed: such a value is never reused.
+    """
+
+    fingerprint: str
+    size: int
+    stat: Optional[StatKey]
+    taken_at_ns: int
+
+    @property
+    def algorithm(self) -> str:
+        return algorithm_of(self.fingerprint)
+
+    def is_racy(self, window_ns: int) -> bool:
+        """True when the file may have been written within timestamp granularity of the hash."""
+        return self.stat is None or self.taken_at_ns - self.stat.mtime_ns < window_ns
+
+    def trusted_for(self, stat: StatKey, algorithm: str, window_ns: int) -> bool:
+        """May this fingerprint stand for a file that now has ``stat``?"""
+        return self.stat == stat and self.algorithm == algorithm and not self.is_racy(window_ns)
+
+
+class PersistentStatCache:
+    """Fingerprints of files without records, keyed by absolute path and algorithm, in SQLite.
+
+    Safe under concurrent processes (SQLite's own locking, WAL journal, busy timeout) and across
+    ``fork`` (each process opens its own connection). The cache is only ever an optimisation: any
+    database error disables it for this process with one warning, and checks carry on by hashing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._pid = -1
+        self._disabled = False
+
+    def _connection(self) -> Optional[sqlite3.Connection]:
+        if self._disabled:
+            return None
+        if self._conn is None or self._pid != os.getpid():
+            # A connection inherited through fork must not be used by the child.
+            folder = os.path.dirname(self.path)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS fingerprints ("
+                " path TEXT NOT NULL, algorithm TEXT NOT NULL, stat TEXT NOT NULL,"
+                " size INTEGER NOT NULL, taken_at_ns INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
+                " PRIMARY KEY (path, algorithm)) WITHOUT ROWID"
+            )
+            conn.commit()
+            self._conn = conn
+            self._pid = os.getpid()
+        return self._conn
+
+    def _guard(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            try:
+                conn = self._connection()
+                return None if conn is None else action(conn)
+            except (sqlite3.Error, OSError) as exc:
+                self._disabled = True
+                logger.warning(
+                    "luigi_repro: the stat cache %s is unusable (%s); "
+                    "files without a record will be hashed on every check.",
+                    self.path,
+                    exc,
+                )
+                return None
+
+    def get(self, path: str, algorithm: str) -> Optional[CachedFingerprint]:
+        """The cached fingerprint of ``path``, or None."""
+
+        def query(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                "SELECT stat, size, taken_at_ns, fingerprint FROM fingerprints"
+                " WHERE path = ? AND algorithm = ?",
+                (path, algorithm),
+            ).fetchone()
+
+        row = self._guard(query)
+        if row is None:
+            return None
+        try:
+            stat = StatKey(*(int(part) for part in str(row[0]).split(":")))
+            return CachedFingerprint(str(row[3]), int(row[1]), stat, int(row[2]))
+        except (TypeError, ValueError):
+            return None
+
+    def put(self, path: str, entry: CachedFingerprint) -> None:
+        """Remember ``entry`` for ``path`` (only stable, non-racy entries are worth keeping)."""
+        if entry.stat is None:
+            return
+        st = entry.stat
+        packed = f"{st.dev}:{st.ino}:{st.size}:{st.mtime_ns}:{st.ctime_ns}"
+
+        def store(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        path,
+                        entry.algorithm,
+                        packed,
+                        entry.size,
+                        entry.taken_at_ns,
+                        entry.fingerprint,
+                    ),
+                )
+
+        self._guard(store)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+_caches: Dict[str, PersistentStatCache] = {}
+_caches_lock = threading.Lock()
+
+
+def open_stat_cache(path: Optional[str]) -> Optional[PersistentStatCache]:
+    """The process-wide cache object for ``path`` (None or empty disables caching)."""
+    if not path:
+        return None
+    with _caches_lock:
+        cache = _caches.get(path)
+        if cache is None:
+            cache = _caches[path] = PersistentStatCache(path)
+        return cache
+
+
+def _stat(path: str, counters: Optional[Counters]) -> os.stat_result:
+    if counters is not None:
+        counters.files_statted += 1
+    return os.stat(path)
+
+
+def fingerprint_file(
+    path: str,
+    algorithm: str,
+    *,
+    hint: Optional[CachedFingerprint] = None,
+    cache: Optional[PersistentStatCache] = None,
+    racy_window_ns: int = 2_000_000_000,
+    counters: Optional[Counters] = None,
+    stat: Optional[os.stat_result] = None,
+) -> CachedFingerprint:
+    """The fingerprint of a local file, read only when neither ``hint`` nor ``cache`` can vouch.
+
+    Raises ``OSError`` (``FileNotFoundError``…) when the file cannot be statted or read.
+    """
+    key = StatKey.of(stat if stat is not None else _stat(path, counters))
+    if hint is not None and hint.trusted_for(key, algorithm, racy_window_ns):
+        return hint
+    cache_key = os.path.abspath(path)
+    if cache is not None:
+        cached = cache.get(cache_key, algorithm)
+        if cached is not None and cached.trusted_for(key, algorithm, racy_window_ns):
+            return cached
+    for _ in range(_UNSTABLE_RETRIES):
+        fingerprint, size = hash_file(path, algorithm, counters)
+        taken_at = time.time_ns()
+        after = StatKey.of(_stat(path, counters))
+        if after == key:
+            entry = CachedFingerprint(fingerprint, size, key, taken_at)
+            if cache is not None and not entry.is_racy(racy_window_ns):
+                cache.put(cache_key, entry)
+            return entry
+        key = after
+    return CachedFingerprint(fingerprint, size, None, taken_at)
+
+
+@attrs.frozen
+class DirectoryFingerprint:
+    """A directory's fingerprint with its manifest: one cached fingerprint per relative path."""
+
+    fingerprint: str
+    entries: Mapping[str, CachedFingerprint]
+
+    @property
+    def size(self) -> int:
+        return sum(entry.size for entry in self.entries.values())
+
+    @property
+    def stable(self) -> bool:
+        return all(entry.stat is not None for entry in self.entries.values())
+
+    def manifest(self) -> Dict[str, str]:
+        """``{relative path: fingerprint}``, the form kept in downstream records."""
+        return {rel: entry.fingerprint for rel, entry in self.entries.items()}
+
+
+def fingerprint_directory(
+    root: str,
+    algorithm: str,
+    *,
+    hints: Optional[Mapping[str, CachedFingerprint]] = None,
+    cache: Optional[PersistentStatCache] = None,
+    racy_window_ns: int = 2_000_000_000,
+    counters: Optional[Counters] = None,
+    exclude: Optional[Callable[[str], bool]] = None,
+) -> DirectoryFingerprint:
+    """Fingerprint every file below ``root`` (reusing per-file hints) and the manifest they form."""
+    entries: Dict[str, CachedFingerprint] = {}
+    for rel, path, special in iter_directory(root, exclude):
+        if special:
+            # Described, not read: cheap to redo, so it is never taken from a hint.
+            fingerprint = hash_bytes(describe_special(path), algorithm)
+            lstat = StatKey.of(os.lstat(path))
+            entries[rel] = CachedFingerprint(fingerprint, 0, lstat, time.time_ns())
+            continue
+        hint = hints.get(rel) if hints is not None else None
+        entries[rel] = fingerprint_file(
+            path,
+            algorithm,
+            hint=hint,
+            cache=cache,
+            racy_window_ns=racy_window_ns,
+            counters=counters,
+        )
+    manifest = {rel: entry.fingerprint for rel, entry in entries.items()}
+    return DirectoryFingerprint(manifest_fingerprint(manifest, algorithm), entries)

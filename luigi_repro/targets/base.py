@@ -1,0 +1,221 @@
+"""The contract every hashable target fulfils.
+
+A :class:`HashableTarget` can say what its content is (:meth:`~HashableTarget.observe`, a
+fingerprint plus the target's own cheap proof that the content has not changed since), store the
+record that vouches for it beside itself, and name the lock that guards it during a run. The
+task-side code only ever talks to this contract, so a new storage backend is one new subclass.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import threading
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import attrs
+
+from luigi_repro.config import Settings
+from luigi_repro.errors import RecordError
+from luigi_repro.fingerprint import Counters
+from luigi_repro.record import Record, dump_record, parse_record
+from luigi_repro.statcache import PersistentStatCache
+
+__all__ = [
+    "FingerprintContext",
+    "HashableTarget",
+    "Observation",
+    "RecordCache",
+    "as_hashable",
+    "register_adapter",
+    "register_uri_resolver",
+    "target_from_uri",
+]
+
+
+@attrs.frozen
+class Observation:
+    """What a target saw when it fingerprinted its content.
+
+    ``state`` is the target's proof of unchanged content (local stat, S3 ETag…), kept in the
+    record so that the next check can reuse ``fingerprint`` without reading the data.
+    ``stable`` is False when the content changed while it was being read.
+    """
+
+    fingerprint: str
+    size: int
+    state: Mapping[str, Any] = attrs.field(factory=dict)
+    manifest: Optional[Mapping[str, str]] = None
+    stable: bool = True
+
+
+@attrs.frozen
+class FingerprintContext:
+    """What a target needs to fingerprint cheaply: algorithm, caches and the cost counters.
+
+    ``full`` ignores every cache and reads all content again (``verify --full``).
+    """
+
+    algorithm: str
+    racy_window_ns: int
+    record_suffix: str
+    cache: Optional[PersistentStatCache] = None
+    counters: Counters = attrs.field(factory=Counters)
+    full: bool = False
+
+    def is_bookkeeping(self, name: str) -> bool:
+        """Is a file of this name one of ours (a record, a lock, a temporary), not user data?"""
+        return name.endswith((self.record_suffix, ".repro.lock")) or ".repro-tmp-" in name
+
+
+class RecordCache:
+    """Parsed records keyed by a token that changes whenever the record file is replaced.
+
+    Records are replaced atomically (a new inode every time), so a stat of the record file is
+    enough to reuse its parsed form across checks in one process. Bounded; thread-safe.
+    """
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self._capacity = capacity
+        self._items: collections.OrderedDict[Tuple[Any, ...], Record] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: Tuple[Any, ...]) -> Optional[Record]:
+        with self._lock:
+            record = self._items.get(token)
+            if record is not None:
+                self._items.move_to_end(token)
+            return record
+
+    def put(self, token: Tuple[Any, ...], record: Record) -> None:
+        with self._lock:
+            self._items[token] = record
+            self._items.move_to_end(token)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class HashableTarget(abc.ABC):
+    """A Luigi target whose content can be fingerprinted and which keeps a record beside itself.
+
+    Implementations subclass both this and the Luigi target they stand in for, so that
+    ``isinstance`` checks in user code keep working.
+    """
+
+    @property
+    @abc.abstractmethod
+    def uri(self) -> str:
+        """Where the content lives, as an absolute path or URL; stored in records."""
+
+    @abc.abstractmethod
+    def exists(self) -> bool:
+        """Does the content exist?"""
+
+    @abc.abstractmethod
+    def observe(
+        self, context: FingerprintContext, previous: Optional[Observation] = None
+    ) -> Observation:
+        """Fingerprint the content, reusing ``previous`` (from a record) when its state proves
+        that nothing changed since.
+
+        Raises ``FileNotFoundError`` when the content does not exist.
+        """
+
+    @abc.abstractmethod
+    def record_location(self, settings: Settings) -> str:
+        """Where this target's record lives (for messages and for ``verify PATH``)."""
+
+    @abc.abstractmethod
+    def read_record_bytes(self, settings: Settings) -> Optional[bytes]:
+        """The raw record, or None when there is none."""
+
+    @abc.abstractmethod
+    def write_record_bytes(self, settings: Settings, data: bytes) -> None:
+        """Store the raw record atomically: readers see the old record or the new one."""
+
+    @abc.abstractmethod
+    def remove_record(self, settings: Settings) -> None:
+        """Delete the record (and any temporary file a crashed write left); no error if absent."""
+
+    @abc.abstractmethod
+    def lock_name(self) -> str:
+        """The name of the run lock guarding this output (a lock-file path for file locks)."""
+
+    def record_token(self, settings: Settings) -> Optional[Tuple[Any, ...]]:
+        """A value that changes whenever the record is replaced, or None if there is no such value.
+
+        When given, parsed records are reused across checks in one process.
+        """
+        return None
+
+    _record_cache = RecordCache()
+
+    def read_record(self, settings: Settings) -> Optional[Record]:
+        """The parsed record, None when there is none; :class:`RecordError` when it is unusable."""
+        token = self.record_token(settings)
+        key = None if token is None else (type(self).__name__, *token, settings.signing_key)
+        if key is not None:
+            cached = self._record_cache.get(key)
+            if cached is not None:
+                return cached
+        location = self.record_location(settings)
+        try:
+            data = self.read_record_bytes(settings)
+        except OSError as exc:
+            raise RecordError(location, f"it cannot be read ({exc.strerror or exc})") from None
+        if data is None:
+            return None
+        record = parse_record(data, location, settings.signing_key)
+        if key is not None:
+            self._record_cache.put(key, record)
+        return record
+
+    def write_record(self, settings: Settings, record: Record) -> None:
+        """Serialize (and sign, when a key is configured) and store ``record``."""
+        self.write_record_bytes(settings, dump_record(record, settings.signing_key))
+
+
+#: Turns a Luigi target that is not a HashableTarget into an equivalent one, or returns None.
+TargetAdapter = Callable[[Any], Optional[HashableTarget]]
+
+_adapters: Dict[str, TargetAdapter] = {}
+
+
+def register_adapter(name: str, adapter: TargetAdapter) -> None:
+    """Teach :func:`as_hashable` a new kind of plain Luigi target."""
+    _adapters[name] = adapter
+
+
+def as_hashable(target: Any) -> Optional[HashableTarget]:
+    """``target`` itself if hashable, else an equivalent hashable view of it, else None."""
+    if isinstance(target, HashableTarget):
+        return target
+    for adapter in _adapters.values():
+        view = adapter(target)
+        if view is not None:
+            return view
+    return None
+
+
+#: Turns a URI found in a record back into a target, or returns None if it is not its kind.
+UriResolver = Callable[[str], Optional[HashableTarget]]
+
+_resolvers: Dict[str, UriResolver] = {}
+
+
+def register_uri_resolver(name: str, resolver: UriResolver) -> None:
+    """Teach :func:`target_from_uri` a new kind of location."""
+    _resolvers[name] = resolver
+
+
+def target_from_uri(uri: str) -> Optional[HashableTarget]:
+    """A target for a URI read from a record (used for lineage and dynamic inputs), or None."""
+    for resolver in _resolvers.values():
+        target = resolver(uri)
+        if target is not None:
+            return target
+    return None

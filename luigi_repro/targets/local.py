@@ -1,0 +1,232 @@
+"""``HashableLocalTarget``: a drop-in ``luigi.LocalTarget`` that can vouch for its content.
+
+It *is* a ``LocalTarget`` (same constructor, formats, ``fs``, atomic ``open('w')``), so user code
+and other libraries see no difference. It adds the :class:`HashableTarget` contract: raw bytes are
+fingerprinted whatever the ``format``; a path that is a folder is fingerprinted by its manifest;
+the record is ``<path>.repro.json`` and the lock ``.<name>.repro.lock`` beside it.
+
+Unlike Luigi's, its ``temporary_path()`` may replace an existing output, so a rerun never has to
+delete the previous result first, and a failed run leaves the previous output in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import stat as stat_module
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import luigi
+import luigi.format
+
+from luigi_repro.config import Settings, load_settings
+from luigi_repro.locking import atomic_replace, atomic_write, lock_file_for, remove_temporaries
+from luigi_repro.statcache import (
+    CachedFingerprint,
+    StatKey,
+    fingerprint_directory,
+    fingerprint_file,
+)
+from luigi_repro.targets.base import (
+    FingerprintContext,
+    HashableTarget,
+    Observation,
+    register_adapter,
+    register_uri_resolver,
+)
+
+__all__ = ["HashableLocalTarget"]
+
+
+def _file_hint(previous: Optional[Observation]) -> Optional[CachedFingerprint]:
+    if previous is None or previous.state.get("kind") != "file":
+        return None
+    try:
+        stat = StatKey.from_json(previous.state.get("stat"))
+        taken_at = previous.state.get("taken_at_ns")
+        if not isinstance(taken_at, int):
+            return None
+        return CachedFingerprint(previous.fingerprint, stat.size, stat, taken_at)
+    except ValueError:
+        return None
+
+
+def _directory_hints(previous: Optional[Observation]) -> Dict[str, CachedFingerprint]:
+    hints: Dict[str, CachedFingerprint] = {}
+    if previous is None or previous.manifest is None or previous.state.get("kind") != "dir":
+        return hints
+    files = previous.state.get("files")
+    if not isinstance(files, dict):
+        return hints
+    for rel, fingerprint in previous.manifest.items():
+        entry = files.get(rel)
+        if not isinstance(entry, dict) or not isinstance(entry.get("taken_at_ns"), int):
+            continue
+        try:
+            stat = StatKey.from_json(entry.get("stat"))
+        except ValueError:
+            continue
+        hints[rel] = CachedFingerprint(fingerprint, stat.size, stat, entry["taken_at_ns"])
+    return hints
+
+
+class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
+    """A local file or folder output whose content is fingerprinted and vouched for by a record.
+
+    Same constructor as ``luigi.LocalTarget``: ``(path=None, format=None, is_tmp=False)``.
+    """
+
+    def __init__(
+        self,
+        path: Optional[Any] = None,
+        format: Optional[luigi.format.Format] = None,  # noqa: A002 - Luigi's own argument name
+        is_tmp: bool = False,
+    ) -> None:
+        luigi.LocalTarget.__init__(self, path, format, is_tmp)
+
+    # --- the HashableTarget contract -----------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        return os.path.abspath(self.path)
+
+    def exists(self) -> bool:
+        return bool(luigi.LocalTarget.exists(self))
+
+    def observe(
+        self, context: FingerprintContext, previous: Optional[Observation] = None
+    ) -> Observation:
+        if context.full:
+            previous = None
+        cache = None if context.full else context.cache
+        st = os.stat(self.path)
+        context.counters.files_statted += 1
+        if stat_module.S_ISDIR(st.st_mode):
+            result = fingerprint_directory(
+                self.path,
+                context.algorithm,
+                hints=_directory_hints(previous),
+                cache=cache,
+                racy_window_ns=context.racy_window_ns,
+                counters=context.counters,
+                exclude=context.is_bookkeeping,
+            )
+            files = {
+                rel: {"stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
+                for rel, entry in result.entries.items()
+                if entry.stat is not None
+            }
+            return Observation(
+                fingerprint=result.fingerprint,
+                size=result.size,
+                state={"kind": "dir", "files": files},
+                manifest=result.manifest(),
+                stable=result.stable,
+            )
+        entry = fingerprint_file(
+            self.path,
+            context.algorithm,
+            hint=_file_hint(previous),
+            cache=cache,
+            racy_window_ns=context.racy_window_ns,
+            counters=context.counters,
+            stat=st,
+        )
+        state: Dict[str, Any] = {}
+        if entry.stat is not None:
+            state = {"kind": "file", "stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
+        return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
+
+    def record_location(self, settings: Settings) -> str:
+        return self.path.rstrip("/") + settings.record_suffix
+
+    def record_token(self, settings: Settings) -> Optional[Tuple[Any, ...]]:
+        location = os.path.abspath(self.record_location(settings))
+        try:
+            st = os.stat(location)
+        except OSError:
+            return None
+        if time.time_ns() - st.st_mtime_ns < settings.racy_window_ns:
+            return None  # may still be replaced within the timestamp granularity
+        return (location, StatKey.of(st))
+
+    def read_record_bytes(self, settings: Settings) -> Optional[bytes]:
+        try:
+            with open(self.record_location(settings), "rb") as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+
+    def write_record_bytes(self, settings: Settings, data: bytes) -> None:
+        atomic_write(self.record_location(settings), data)
+
+    def remove_record(self, settings: Settings) -> None:
+        location = self.record_location(settings)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(location)
+        remove_temporaries(location)
+
+    def lock_name(self) -> str:
+        return lock_file_for(self.path)
+
+    # --- LocalTarget behaviour that changes ----------------------------------------------------
+
+    @contextlib.contextmanager
+    def temporary_path(self) -> Iterator[str]:
+        """Like ``LocalTarget.temporary_path()``, but the result may replace an existing output.
+
+        If the block raises, the temporary file or folder is removed and the previous output is
+        left untouched.
+        """
+        slashless = self.path.rstrip("/").rstrip("\\")
+        trailing = self.path[len(slashless) :]
+        tmp = f"{slashless}-luigi-tmp-{random.randrange(0, 10_000_000_000):010}{trailing}"
+        folder = os.path.dirname(slashless)
+        if folder:
+            self.fs.mkdir(folder, parents=True, raise_if_exists=False)
+        tmp_slashless = tmp.rstrip("/").rstrip("\\")
+        try:
+            yield tmp
+        except BaseException:
+            _discard(tmp_slashless)
+            raise
+        atomic_replace(tmp_slashless, slashless)
+
+    def remove(self) -> None:
+        """Remove the output and its record."""
+        luigi.LocalTarget.remove(self)
+        self.remove_record(load_settings())
+
+    def move(self, new_path: str, raise_if_exists: bool = False) -> None:
+        """Move the output; its record stays behind no longer, since it vouched for this path."""
+        luigi.LocalTarget.move(self, new_path, raise_if_exists=raise_if_exists)
+        self.remove_record(load_settings())
+
+
+def _discard(path: str) -> None:
+    with contextlib.suppress(OSError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+
+
+def _adapt_local(target: Any) -> Optional[HashableTarget]:
+    if isinstance(target, luigi.LocalTarget):
+        return HashableLocalTarget(target.path, format=target.format)
+    return None
+
+
+def _resolve_local(uri: str) -> Optional[HashableTarget]:
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    if os.path.isabs(uri):
+        return HashableLocalTarget(uri)
+    return None
+
+
+register_adapter("local", _adapt_local)
+register_uri_resolver("local", _resolve_local)

@@ -1,0 +1,183 @@
+"""The task classes users inherit: swap ``luigi.Task`` for :class:`TaskWithCheckingInputHash`.
+
+``complete()`` asks the judge whether the outputs are still what the task would make now, through
+every upstream task, instead of whether a file exists. ``run()`` is wrapped (in
+``__init_subclass__``, which works with Luigi's ``Register`` metaclass and with forked workers) so
+that every run follows the protocol of :mod:`luigi_repro.protocol`. A ``run()`` that is a
+generator (dynamic dependencies) stays a generator, and what it yields is recorded as inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, ClassVar, Dict, Generator, Optional
+
+import luigi
+
+from luigi_repro.dag import flatten_with_keys
+from luigi_repro.judge import judging
+from luigi_repro.params import reject_sets
+from luigi_repro.protocol import RunProtocol
+from luigi_repro.targets.local import HashableLocalTarget
+
+__all__ = [
+    "CheckingInputHashMixin",
+    "HashableExternalFile",
+    "HashableExternalTask",
+    "TaskWithCheckingInputHash",
+    "WrapperTask",
+]
+
+_WRAPPED = "_luigi_repro_wrapped"
+_ACTIVE = "_luigi_repro_run_active"
+
+
+def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a ``run`` method in the run protocol, keeping it a generator if it is one."""
+    if inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def run_generator(self: luigi.Task) -> Generator[Any, Any, None]:
+            if self.__dict__.get(_ACTIVE):  # super().run() inside an already wrapped run
+                yield from func(self)
+                return
+            protocol = RunProtocol(self)
+            if not protocol.begin():
+                return
+            self.__dict__[_ACTIVE] = True
+            inner = func(self)
+            try:
+                try:
+                    yielded = next(inner)
+                except StopIteration:
+                    protocol.finish()
+                    return
+                while True:
+                    try:
+                        sent = yield yielded
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - forwarded like `yield from`
+                        try:
+                            yielded = inner.throw(exc)
+                        except StopIteration:
+                            break
+                        continue
+                    # Luigi resumes us only once the yielded tasks are complete.
+                    protocol.add_dynamic(yielded)
+                    try:
+                        yielded = inner.send(sent)
+                    except StopIteration:
+                        break
+                protocol.finish()
+            finally:
+                inner.close()
+                self.__dict__.pop(_ACTIVE, None)
+                protocol.close()
+
+        setattr(run_generator, _WRAPPED, True)
+        return run_generator
+
+    @functools.wraps(func)
+    def run(self: luigi.Task) -> Any:
+        if self.__dict__.get(_ACTIVE):
+            return func(self)
+        protocol = RunProtocol(self)
+        if not protocol.begin():
+            return None
+        self.__dict__[_ACTIVE] = True
+        try:
+            result = func(self)
+            if inspect.isgenerator(result):
+                raise TypeError(
+                    f"{type(self).__name__}.run() returns a generator without being one; "
+                    "write it with `yield` so luigi_repro can record its dynamic dependencies."
+                )
+            protocol.finish()
+            return result
+        finally:
+            self.__dict__.pop(_ACTIVE, None)
+            protocol.close()
+
+    setattr(run, _WRAPPED, True)
+    return run
+
+
+def _install_run_wrapper(cls: type) -> None:
+    own = cls.__dict__.get("run")
+    func = own if own is not None else getattr(cls, "run", None)
+    if func is None or getattr(func, _WRAPPED, False) or not callable(func):
+        return
+    cls.run = _wrap_run(func)  # type: ignore[attr-defined]
+
+
+class CheckingInputHashMixin(luigi.Task):
+    """The behaviour of :class:`TaskWithCheckingInputHash`, for tasks with another Luigi base.
+
+    Put it first among the bases: ``class MyTask(CheckingInputHashMixin, SomeLuigiTask)``.
+    Set ``code_version = "…"`` on a class to fingerprint that string instead of the source.
+    """
+
+    _luigi_repro_checked: ClassVar[bool] = True
+    code_version: ClassVar[Optional[str]] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        owner = next(k for k in mro if "complete" in k.__dict__)
+        if mro.index(owner) > mro.index(CheckingInputHashMixin):
+            raise TypeError(
+                f"{cls.__name__}: put CheckingInputHashMixin before {owner.__name__} in the base "
+                f"classes, otherwise {owner.__name__}.complete() hides the hash check."
+            )
+        _install_run_wrapper(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # luigi's Task methods are untyped; these calls are checked by the tests instead.
+        if args or kwargs:
+            params = self.get_params()  # type: ignore[no-untyped-call]
+            positional = [name for name, param in params if param.positional]
+            values: Dict[str, Any] = dict(zip(positional, args))
+            values.update(kwargs)
+            reject_sets(self.get_task_family(), values)  # type: ignore[no-untyped-call]
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def complete(self) -> bool:
+        """True when outputs, records, parameters, code and inputs all agree, recursively."""
+        with judging() as judge:
+            return judge.status(self).ok
+
+
+class TaskWithCheckingInputHash(CheckingInputHashMixin):
+    """A ``luigi.Task`` whose completeness is proven by content fingerprints, not existence."""
+
+
+class HashableExternalTask(luigi.ExternalTask):
+    """An external input (made outside the pipeline) whose outputs are hashable targets.
+
+    It is complete when its outputs exist; their *content* is checked by the records of the
+    tasks downstream, so editing a raw input makes exactly its consumers stale.
+    """
+
+
+class HashableExternalFile(HashableExternalTask):
+    """A raw input file or folder: ``requires()`` may return ``HashableExternalFile("a.csv")``."""
+
+    path = luigi.Parameter(description="Path of the raw input file or folder.")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(self.path)
+
+
+class WrapperTask(luigi.WrapperTask):
+    """A task that only groups others; complete when everything it wraps is complete.
+
+    Unlike ``luigi.WrapperTask``, the wrapped tasks are judged within one check, so shared
+    upstream tasks are judged once rather than once per wrapped task.
+    """
+
+    def complete(self) -> bool:
+        with judging() as judge:
+            requirements = self.requires()  # type: ignore[no-untyped-call]  # luigi is untyped
+            return all(judge.is_complete(task) for _, task in flatten_with_keys(requirements))
