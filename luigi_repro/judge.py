@@ -151,7 +151,7 @@ class Judge:
                 )
             except RecordError as exc:
                 warn_once(
-                    f"bad-record:{exc.location}:{exc.problem}",
+                    f"bad-record:{uri}:{exc.problem}",
                     "luigi_repro: %s The task will run again.",
                     exc,
                 )
@@ -366,35 +366,40 @@ class Judge:
                     {"params": {n: {"old": o, "new": v} for n, (o, v) in changed.items()}},
                 )
             )
+        family = task.get_task_family()
+        if record.task.family != family:
+            # Another task (or a renamed class) made this output: never the same result.
+            add(
+                Reason(
+                    ReasonKind.CODE_CHANGED,
+                    f"the output was made by task {record.task.family}, not {family}",
+                    {"task": {"old": record.task.family, "new": family}},
+                )
+            )
+            return
         policy = self.settings.on_code_change
         if policy == "ignore":
             return
         cls = type(task)
-        family, module = task.get_task_family(), cls.__module__
         algorithm = self._algorithm_usable(record.task.code_fingerprint) or self.context.algorithm
         current = code_fingerprint(cls, algorithm)
-        evidence: Dict[str, Any] = {}
-        if record.task.family != family or record.task.module != module:
-            evidence["task"] = {
-                "old": f"{record.task.module}.{record.task.family}",
-                "new": f"{module}.{family}",
-            }
-        if record.task.code_fingerprint != current:
-            evidence["old"] = record.task.code_fingerprint
-            evidence["new"] = current
-            evidence["old_version"] = record.task.code_version
-            evidence["new_version"] = code_version_of(cls)
-        if not evidence:
+        if record.task.code_fingerprint == current:
             return
-        if "task" in evidence:
-            message = f"the task was {evidence['task']['old']}, it is now {evidence['task']['new']}"
-        elif evidence["old_version"] is not None or evidence["new_version"] is not None:
-            message = (
-                f"code_version changed ({evidence['old_version']!r} -> {evidence['new_version']!r})"
-            )
+        old_version, new_version = record.task.code_version, code_version_of(cls)
+        if old_version is not None or new_version is not None:
+            message = f"code_version changed ({old_version!r} -> {new_version!r})"
         else:
             message = f"the code of {family} changed since its outputs were made"
-        reason = Reason(ReasonKind.CODE_CHANGED, message, evidence)
+        reason = Reason(
+            ReasonKind.CODE_CHANGED,
+            message,
+            {
+                "old": record.task.code_fingerprint,
+                "new": current,
+                "old_version": old_version,
+                "new_version": new_version,
+            },
+        )
         if policy == "rerun":
             add(reason)
         else:

@@ -2,8 +2,8 @@
 
 1. Take the run lock of every output (sorted order; a timeout is a clear error).
 2. Fingerprint the inputs.
-3. Early cutoff: if the records already match parameters, code and these inputs, and the outputs
-   are unmodified, skip ``run()``.
+3. Early cutoff: if the records already match parameters, code and these inputs, the outputs
+   are unmodified and every upstream task (dynamic ones included) is complete, skip ``run()``.
 4. Remove the task's records: a record may only ever describe a finished, verified output.
 5. Run (the caller does this, between :meth:`RunProtocol.begin` and :meth:`RunProtocol.finish`).
 6. Fingerprint the inputs again; if any changed during the run, fail naming it, with no record.
@@ -95,7 +95,9 @@ class RunProtocol:
         try:
             judge = Judge(self.settings)
             self._observe_inputs(judge, self.inputs, self._before)
-            if self.outputs and not judge.own(self.task).reasons:
+            # The whole verdict, upstream included: dynamic dependencies recorded by an earlier
+            # run are not known to Luigi, so only this check sees that one of them is stale.
+            if self.outputs and judge.status(self.task).ok:
                 logger.info(
                     "luigi_repro: %s is already up to date (same inputs, parameters and code); "
                     "skipping run() (early cutoff).",

@@ -124,9 +124,8 @@ class CheckingInputHashMixin(luigi.Task):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        mro = cls.__mro__
-        owner = next(k for k in mro if "complete" in k.__dict__)
-        if mro.index(owner) > mro.index(CheckingInputHashMixin):
+        owner = next(k for k in cls.__mro__ if "complete" in k.__dict__)
+        if not issubclass(owner, CheckingInputHashMixin):
             raise TypeError(
                 f"{cls.__name__}: put CheckingInputHashMixin before {owner.__name__} in the base "
                 f"classes, otherwise {owner.__name__}.complete() hides the hash check."

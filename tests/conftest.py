@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+# Before Luigi is first imported: its configuration is read once, at import.
+os.environ.setdefault("LUIGI_CONFIG_PATH", str(TESTS / "luigi.cfg"))
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh folder, with a private stat cache and no luigi_repro overrides."""
     for name in list(os.environ):
         if name.startswith("LUIGI_REPRO_"):
@@ -24,5 +25,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("LUIGI_REPRO_STAT_CACHE", str(tmp_path / "statcache.sqlite3"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    yield work
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    )
+    return work

@@ -1,0 +1,411 @@
+"""The run protocol around run(): locks, early cutoff, failures, dynamic dependencies, shapes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import luigi
+import portalocker
+import pytest
+from pipelines import Clean, build, families, log_run, make_raw, runs, write_raw
+
+from luigi_repro import (
+    CheckingInputHashMixin,
+    HashableExternalFile,
+    HashableLocalTarget,
+    InputChangedDuringRun,
+    LockTimeout,
+    OutputNotWritten,
+    ParameterError,
+    ReasonKind,
+    Status,
+    TaskWithCheckingInputHash,
+    UnsupportedTarget,
+    judging,
+)
+from luigi_repro.locking import lock_file_for
+from luigi_repro.record import parse_record
+
+
+def status_of(task: luigi.Task) -> Any:
+    with judging(exhaustive=True) as judge:
+        return judge.status(task)
+
+
+def failure_of(task: luigi.Task) -> BaseException:
+    """Run ``task.run()`` directly and return what it raised."""
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - each caller checks the type
+        task.run()
+    return caught.value
+
+
+class Tamper(TaskWithCheckingInputHash):
+    """Reads its input, then (like a concurrent writer) modifies it before finishing."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("raw/a.txt")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/tamper.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        text = self.input().open("r").read()
+        with self.output().open("w") as sink:
+            sink.write(text)
+        with open("raw/a.txt", "a") as source:
+            source.write("sneaky edit\n")
+
+
+def test_input_modified_during_run_fails_naming_it() -> None:
+    """The run fails with InputChangedDuringRun naming the input, and no record is written."""
+    make_raw()
+    error = failure_of(Tamper())
+    assert isinstance(error, InputChangedDuringRun)
+    assert error.input_uri == os.path.abspath("raw/a.txt")
+    assert "raw/a.txt" in str(error)
+    assert Path("out/tamper.txt").exists()
+    assert not Path("out/tamper.txt.repro.json").exists()
+    assert not Tamper().complete()
+    assert build(Tamper()) is False
+
+
+class Forgetful(TaskWithCheckingInputHash):
+    """Returns from run() without writing its output."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/forgotten.txt")
+
+    def run(self) -> None:
+        log_run(self)
+
+
+class AfterForgetful(TaskWithCheckingInputHash):
+    def requires(self) -> luigi.Task:
+        return Forgetful()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/after.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        self.output().open("w").close()
+
+
+def test_output_not_written_fails_the_task_not_its_downstream() -> None:
+    """Luigi would mark such a task done; the protocol fails it with a clear error instead."""
+    error = failure_of(Forgetful())
+    assert isinstance(error, OutputNotWritten)
+    assert "out/forgotten.txt" in str(error)
+    assert build(AfterForgetful()) is False
+    assert families(runs()) == ["Forgetful", "Forgetful"]
+
+
+class Flaky(TaskWithCheckingInputHash):
+    """Writes through temporary_path(), then fails when raw/b.txt says so."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("raw/b.txt")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/flaky.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        text = self.input().open("r").read()
+        with self.output().temporary_path() as tmp:
+            Path(tmp).write_text(text)
+            if "fail" in text:
+                raise RuntimeError("refusing to finish")
+
+
+def test_failed_run_leaves_previous_output_without_record() -> None:
+    """A failing rerun keeps the old output but removes the record that vouched for it."""
+    write_raw("b", "first\n")
+    assert build(Flaky())
+    assert Flaky().complete()
+    write_raw("b", "fail now\n")
+    assert build(Flaky()) is False
+    assert Path("out/flaky.txt").read_text() == "first\n"
+    assert not Path("out/flaky.txt.repro.json").exists()
+    assert status_of(Flaky()).status is Status.NO_RECORD
+    assert sorted(os.listdir("out")) == [".flaky.txt.repro.lock", "flaky.txt"]
+    write_raw("b", "second\n")
+    assert build(Flaky())
+    assert Path("out/flaky.txt").read_text() == "second\n"
+    assert Flaky().complete()
+
+
+def test_rerun_replaces_output_written_with_temporary_path() -> None:
+    """temporary_path() may replace an existing output, unlike Luigi's own."""
+    write_raw("b", "one\n")
+    assert build(Flaky())
+    write_raw("b", "two\n")
+    assert build(Flaky())
+    assert Path("out/flaky.txt").read_text() == "two\n"
+
+
+def test_early_cutoff_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A run() skipped by early cutoff says so in the log."""
+    make_raw()
+    assert build(Clean("a"))
+    runs()
+    with caplog.at_level(logging.INFO, logger="luigi_repro"):
+        Clean("a").run()
+    assert runs() == []
+    assert any("early cutoff" in r.getMessage() for r in caplog.records)
+
+
+def test_lock_timeout_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another holder has the run lock, the task fails with LockTimeout after the timeout."""
+    make_raw()
+    monkeypatch.setenv("LUIGI_REPRO_LOCK_TIMEOUT", "0.3")
+    Path("out").mkdir()
+    with portalocker.Lock(lock_file_for("out/clean_a.txt"), timeout=1):
+        error_box: List[BaseException] = []
+        worker = threading.Thread(target=lambda: error_box.append(failure_of(Clean("a"))))
+        worker.start()
+        worker.join(10)
+    (error,) = error_box
+    assert isinstance(error, LockTimeout)
+    assert isinstance(error, TimeoutError)
+    assert "clean_a.txt" in str(error)
+    assert runs() == []
+
+
+class Fan(TaskWithCheckingInputHash):
+    """Requires a nested structure and writes several outputs (a dict holding a list)."""
+
+    def requires(self) -> Dict[str, Any]:
+        return {"first": Clean("a"), "rest": [Clean("b"), (HashableExternalFile("raw/c.txt"),)]}
+
+    def output(self) -> Dict[str, Any]:
+        return {
+            "joined": HashableLocalTarget("out/fan/joined.txt"),
+            "parts": [HashableLocalTarget("out/fan/p0.txt"), HashableLocalTarget("out/fan/p1.txt")],
+        }
+
+    def run(self) -> None:
+        log_run(self)
+        inputs = self.input()
+        texts = [
+            inputs["first"].open().read(),
+            inputs["rest"][0].open().read(),
+            inputs["rest"][1][0].open().read(),
+        ]
+        outputs = self.output()
+        for index, target in enumerate(outputs["parts"]):
+            with target.open("w") as sink:
+                sink.write(texts[index])
+        with outputs["joined"].open("w") as sink:
+            sink.write("".join(texts))
+
+
+def test_nested_requires_and_outputs_are_recorded_by_key() -> None:
+    """Every input and output keeps its place in the nested structures; all records agree."""
+    make_raw()
+    write_raw("c", "third\n")
+    assert build(Fan())
+    records = [
+        parse_record(Path(p + ".repro.json").read_bytes(), p)
+        for p in ("out/fan/joined.txt", "out/fan/p0.txt", "out/fan/p1.txt")
+    ]
+    assert records[0] == records[1] == records[2]
+    keys = sorted((e.key, e.output_key) for e in records[0].inputs)
+    assert keys == [(("first",), ()), (("rest", 0), ()), (("rest", 1, 0), ())]
+    assert sorted(e.key for e in records[0].outputs) == [("joined",), ("parts", 0), ("parts", 1)]
+    write_raw("c", "changed third\n")
+    verdict = status_of(Fan())
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.INPUT_CHANGED]
+    assert verdict.reasons[0].evidence["input"] == "requires()['rest'][1][0]"
+    runs()
+    assert build(Fan())
+    assert families(runs()) == ["Fan"]
+
+
+def test_one_output_without_record_makes_the_task_incomplete() -> None:
+    """If one of several outputs lost its record (a crash while recording), the task reruns."""
+    make_raw()
+    write_raw("c", "third\n")
+    assert build(Fan())
+    Path("out/fan/p1.txt.repro.json").unlink()
+    assert status_of(Fan()).status is Status.NO_RECORD
+
+
+def test_records_from_different_runs_are_bad() -> None:
+    """Outputs whose records come from two different runs cannot vouch for one result."""
+    make_raw()
+    write_raw("c", "third\n")
+    assert build(Fan())
+    old = Path("out/fan/p0.txt.repro.json").read_bytes()
+    write_raw("c", "changed\n")
+    assert build(Fan())
+    Path("out/fan/p0.txt.repro.json").write_bytes(old)
+    verdict = status_of(Fan())
+    assert verdict.status is Status.BAD_RECORD
+    assert any("different runs" in r.message for r in verdict.reasons)
+
+
+class Dynamic(TaskWithCheckingInputHash):
+    """Decides in run() which tasks it needs (dynamic dependencies)."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/dynamic.txt")
+
+    def run(self) -> Iterator[Any]:
+        log_run(self)
+        names = Path("raw/names.txt").read_text().split()
+        cleaned = yield [Clean(name) for name in names]
+        with self.output().open("w") as sink:
+            for target in cleaned:
+                sink.write(target.open().read())
+
+
+def test_dynamic_dependencies_are_recorded_and_checked() -> None:
+    """Inputs yielded by run() are recorded; editing one makes the task stale."""
+    make_raw()
+    Path("raw/names.txt").write_text("a b")
+    assert build(Dynamic())
+    record = parse_record(Path("out/dynamic.txt.repro.json").read_bytes(), "dynamic")
+    dynamic = [e for e in record.inputs if e.dynamic]
+    assert [(e.key, e.task_family) for e in dynamic] == [((0, 0), "Clean"), ((0, 1), "Clean")]
+    assert Path("out/dynamic.txt").read_text() == "hello\nworld\n"
+    runs()
+    assert Dynamic().complete()
+    assert build(Dynamic())
+    assert runs() == []
+    write_raw("b", "Planet\n")
+    verdict = status_of(Dynamic())
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
+    assert build(Dynamic())
+    assert families(runs()) == ["Clean", "Dynamic", "Dynamic"]
+    assert Path("out/dynamic.txt").read_text() == "hello\nplanet\n"
+
+
+def test_dynamic_input_edited_directly_is_an_input_change() -> None:
+    """An edited output of a dynamic dependency is seen in the dependent's own record."""
+    make_raw()
+    Path("raw/names.txt").write_text("a")
+    assert build(Dynamic())
+    Path("out/clean_a.txt").write_text("forged\n")
+    verdict = status_of(Dynamic())
+    kinds = {r.kind for r in verdict.reasons}
+    assert ReasonKind.INPUT_CHANGED in kinds
+    assert ReasonKind.UPSTREAM_NOT_UP_TO_DATE in kinds
+
+
+class Base(luigi.Task):
+    """A user's own Luigi base class with a helper."""
+
+    def header(self) -> str:
+        return "# made by Base\n"
+
+
+class Mixed(CheckingInputHashMixin, Base):
+    """The mixin form on top of another Luigi task class."""
+
+    def requires(self) -> luigi.Task:
+        return Clean("a")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/mixed.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(self.header() + self.input().open().read())
+
+
+def test_mixin_form_works_on_other_luigi_bases() -> None:
+    """CheckingInputHashMixin first in the bases gives the full behaviour."""
+    make_raw()
+    assert build(Mixed())
+    runs()
+    assert Mixed().complete()
+    write_raw("a", "other\n")
+    assert not Mixed().complete()
+
+
+def test_mixin_after_a_base_with_complete_is_refused() -> None:
+    """Putting the mixin after a class that defines complete() would hide the check: TypeError."""
+
+    class Existing(luigi.Task):
+        def complete(self) -> bool:
+            return True
+
+    with pytest.raises(TypeError, match="put CheckingInputHashMixin before Existing"):
+
+        class Wrong(Existing, CheckingInputHashMixin):  # type: ignore[misc]
+            pass
+
+
+class Child(Clean):
+    """Extends a checked task and calls super().run()."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"out/child_{self.name}.txt")
+
+    def run(self) -> None:
+        super().run()
+
+
+def test_super_run_does_not_nest_the_protocol() -> None:
+    """A subclass calling super().run() runs the protocol once and records once."""
+    make_raw()
+    assert build(Child("a"))
+    assert families(runs()) == ["Child"]
+    assert Child("a").complete()
+
+
+class Listy(TaskWithCheckingInputHash):
+    items = luigi.ListParameter()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/listy.txt")
+
+
+def test_set_parameter_is_refused_with_a_clear_error() -> None:
+    """A set has no stable order across processes, so it is refused at instantiation."""
+    with pytest.raises(ParameterError, match="'items' of Listy was given a set"):
+        Listy(items={"b", "a"})
+    assert Listy(items=["a", "b"]).items == ("a", "b")
+
+
+class Opaque(luigi.Target):
+    """A target that luigi_repro cannot fingerprint."""
+
+    def exists(self) -> bool:
+        return True
+
+
+class WritesOpaque(TaskWithCheckingInputHash):
+    def output(self) -> Opaque:
+        return Opaque()
+
+    def run(self) -> None:
+        log_run(self)
+
+
+def test_output_that_cannot_carry_a_record_fails_clearly() -> None:
+    """An output of an unknown kind is not complete and its run fails with UnsupportedTarget."""
+    assert WritesOpaque().complete() is False
+    error = failure_of(WritesOpaque())
+    assert isinstance(error, UnsupportedTarget)
+    assert "Opaque" in str(error)
+
+
+def test_forked_workers_build_and_record() -> None:
+    """With --workers 2 each task runs in a forked child; records are still written and valid."""
+    make_raw()
+    from pipelines import Report
+
+    assert build(Report(), workers=2)
+    assert families(runs()) == ["Clean", "Clean", "Merge", "Report"]
+    assert Report().complete()
+    write_raw("b", "again\n")
+    assert build(Report(), workers=2)
+    assert families(runs()) == ["Clean", "Merge", "Report"]

@@ -1,0 +1,209 @@
+"""What a Luigi user lives through: edit an input, change a parameter, touch an output, rebuild."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import luigi
+import pytest
+from pipelines import Clean, Merge, Report, build, families, make_raw, runs, write_raw
+
+from luigi_repro import ReasonKind, Status, judging
+from luigi_repro.record import parse_record
+
+
+def status_of(task: luigi.Task) -> Any:
+    with judging(exhaustive=True) as judge:
+        return judge.status(task)
+
+
+@pytest.fixture
+def built() -> None:
+    """The example pipeline, built once."""
+    make_raw()
+    assert build(Report())
+    assert families(runs()) == ["Clean", "Clean", "Merge", "Report"]
+
+
+def test_first_build_records_every_output(built: None) -> None:
+    """Each output gets a parseable record naming its task, inputs and output fingerprint."""
+    for path, family in [
+        ("out/clean_a.txt", "Clean"),
+        ("out/merged.txt", "Merge"),
+        ("out/report.txt", "Report"),
+    ]:
+        record = parse_record(Path(path + ".repro.json").read_bytes(), path)
+        assert record.task.family == family
+        assert record.outputs[0].uri == os.path.abspath(path)
+        assert record.outputs[0].fingerprint.startswith("xxh3_128:")
+        assert record.inputs, "every task here reads something"
+    merged = parse_record(Path("out/merged.txt.repro.json").read_bytes(), "merged")
+    assert sorted(entry.key for entry in merged.inputs) == [("a",), ("b",)]
+
+
+def test_noop_rebuild_runs_nothing(built: None) -> None:
+    """Building again without changes runs no task and the top task is complete."""
+    assert Report().complete()
+    assert build(Report())
+    assert runs() == []
+
+
+def test_raw_edit_reruns_exactly_the_downstream_chain(built: None) -> None:
+    """Editing raw/a.txt reruns Clean(a), Merge and Report, but not Clean(b)."""
+    write_raw("a", "Hello again\n")
+    assert not Report().complete()
+    assert Clean("b").complete()
+    assert build(Report())
+    assert families(runs()) == ["Clean", "Merge", "Report"]
+    assert Path("out/report.txt").read_text() == "hello again\nworld\n"
+    assert build(Report())
+    assert runs() == []
+
+
+def test_verdict_names_the_changed_input(built: None) -> None:
+    """The stale task's reason carries the input's old and new fingerprints."""
+    write_raw("a", "Hello again\n")
+    verdict = status_of(Clean("a"))
+    assert verdict.status is Status.STALE
+    (reason,) = verdict.reasons
+    assert reason.kind is ReasonKind.INPUT_CHANGED
+    assert reason.evidence["uri"] == os.path.abspath("raw/a.txt")
+    assert reason.evidence["old"] != reason.evidence["new"]
+    top = status_of(Report())
+    assert [r.kind for r in top.reasons] == [ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
+
+
+def test_early_cutoff_skips_downstream_when_content_is_identical(built: None) -> None:
+    """An upstream rerun that writes identical bytes does not rerun its downstream tasks."""
+    write_raw("a", "  HELLO  \n")  # cleans to the same "hello\n"
+    assert not Report().complete()
+    assert build(Report())
+    assert families(runs()) == ["Clean"]
+    assert Report().complete()
+
+
+def test_same_content_under_another_parameter_is_not_complete(built: None) -> None:
+    """Report(scale=2) does not accept the record of Report(scale=1), though the file exists."""
+    verdict = status_of(Report(scale=2))
+    assert verdict.status is Status.STALE
+    assert verdict.reasons[0].kind is ReasonKind.PARAMS_CHANGED
+    assert verdict.reasons[0].evidence["params"] == {"scale": {"old": "1", "new": "2"}}
+    assert build(Report(scale=2))
+    assert families(runs()) == ["Report"]
+
+
+def test_insignificant_parameter_change_keeps_task_complete(built: None) -> None:
+    """An insignificant parameter is not part of what the record vouches for."""
+    assert Report(verbose=True).complete()
+
+
+@pytest.mark.parametrize("racy_window", ["0", "2"])
+def test_output_edited_by_hand_with_mtime_restored_is_caught(
+    built: None, racy_window: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same-size edit + restored mtime is still OUTPUT_MODIFIED (ctime or re-hash catches it)."""
+    monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", racy_window)
+    path = Path("out/merged.txt")
+    before = os.stat(path)
+    path.write_text(path.read_text().upper())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
+    verdict = status_of(Merge())
+    assert verdict.status is Status.OUTPUT_MODIFIED
+    assert not Report().complete()
+    assert build(Report())
+    assert families(runs()) == ["Merge"]  # Report's inputs match the repaired merged.txt again
+    assert path.read_text() == "hello\nworld\n"
+    assert Report().complete()
+
+
+def test_deleted_output_is_missing_and_rebuilt(built: None) -> None:
+    """A deleted output makes its task MISSING_OUTPUT and a rebuild recreates just it."""
+    Path("out/clean_b.txt").unlink()
+    assert status_of(Clean("b")).status is Status.MISSING_OUTPUT
+    assert build(Report())
+    assert families(runs()) == ["Clean"]
+
+
+def test_deleted_record_is_no_record(built: None) -> None:
+    """An output without its record is NO_RECORD: nothing vouches for it."""
+    Path("out/merged.txt.repro.json").unlink()
+    assert status_of(Merge()).status is Status.NO_RECORD
+    assert build(Report())
+    assert families(runs()) == ["Merge"]
+
+
+class _Boom:
+    """Unpickling this would create a marker file; a record reader must never do it."""
+
+    def __reduce__(self) -> Any:
+        return (open, ("UNPICKLED", "w"))
+
+
+BAD_RECORDS = {
+    "empty": b"",
+    "truncated": b'{"schema": 1, "task": {"family": "Merge"',
+    "not-json": b"this is not json\n",
+    "wrong-shape": b'{"schema": 1, "task": [], "inputs": {}, "outputs": 3, "run": null}',
+    "future-schema": b'{"schema": 99, "task": {}, "inputs": [], "outputs": [], "run": {}}',
+    "pickled": pickle.dumps({"payload": _Boom()}),
+    "binary": bytes(range(256)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
+def test_bad_record_is_not_complete_warns_once_and_is_repaired(
+    built: None, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken record: complete() is False, one warning, nothing executed; a rebuild fixes it."""
+    Path("out/merged.txt.repro.json").write_bytes(BAD_RECORDS[kind])
+    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+        assert Merge().complete() is False
+        assert Merge().complete() is False
+        assert Report().complete() is False
+    warnings = [r for r in caplog.records if r.name == "luigi_repro"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "merged.txt.repro.json" in warnings[0].getMessage()
+    assert status_of(Merge()).status is Status.BAD_RECORD
+    assert not Path("UNPICKLED").exists()
+    assert build(Report())
+    assert families(runs()) == ["Merge"]
+    assert Report().complete()
+
+
+def test_complete_never_raises_on_unreadable_record(built: None) -> None:
+    """A record that is a directory (unreadable as a file) gives BAD_RECORD, not an exception."""
+    record = Path("out/merged.txt.repro.json")
+    record.unlink()
+    record.mkdir()
+    assert Merge().complete() is False
+    assert status_of(Merge()).status is Status.BAD_RECORD
+
+
+def test_exhaustive_status_lists_every_reason(built: None) -> None:
+    """verify-style checks report all reasons: output modified and input changed together."""
+    write_raw("a", "Different\n")
+    Path("out/clean_a.txt").write_text("tampered\n")
+    verdict = status_of(Clean("a"))
+    kinds = {reason.kind for reason in verdict.reasons}
+    assert kinds == {ReasonKind.OUTPUT_MODIFIED, ReasonKind.INPUT_CHANGED}
+    assert verdict.status is Status.OUTPUT_MODIFIED
+
+
+def test_changing_hash_algorithm_keeps_pipeline_complete(
+    built: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records made with xxh3 are re-checked with xxh3 after switching to sha256, not rerun."""
+    monkeypatch.setenv("LUIGI_REPRO_HASH_ALGORITHM", "sha256")
+    assert Report().complete()
+    write_raw("a", "new\n")
+    assert build(Report())
+    assert families(runs()) == ["Clean", "Merge", "Report"]
+    record = parse_record(Path("out/report.txt.repro.json").read_bytes(), "report")
+    assert record.outputs[0].fingerprint.startswith("sha256:")
+    assert Report().complete()
