@@ -108,13 +108,17 @@ def _option(config: ReproConfig, name: str) -> str:
     return env if env is not None else str(getattr(config, name))
 
 
+#: Upper bounds that keep every duration representable (a year is plenty for both).
+_MAX_SECONDS = 365 * 24 * 3600.0
+
+
 def _number(name: str, text: str, minimum: float) -> float:
     try:
         value = float(text)
     except ValueError:
         raise ConfigError(name, text, "a number of seconds") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(name, text, f"a finite number of seconds >= {minimum:g}")
+    if not minimum <= value <= _MAX_SECONDS:
+        raise ConfigError(name, text, f"a number of seconds between {minimum:g} and one year")
     return value
 
 
@@ -128,7 +132,7 @@ def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
 def load_settings() -> Settings:
     """Read and validate ``[luigi_repro]``; raise :class:`ConfigError` for an unusable value."""
     config = ReproConfig()  # type: ignore[no-untyped-call]  # luigi's Task.__init__ is untyped
-    algorithm = _option(config, "hash_algorithm").strip()
+    algorithm = _option(config, "hash_algorithm").strip().lower()
     if algorithm not in ALGORITHMS:
         raise ConfigError("hash_algorithm", algorithm, "one of " + ", ".join(sorted(ALGORITHMS)))
     suffix = _option(config, "record_suffix")
@@ -137,6 +141,7 @@ def load_settings() -> Settings:
             "record_suffix", suffix, "a non-empty file name suffix such as .repro.json"
         )
     lock = _option(config, "lock").strip()
+    lock = lock.lower() if lock.lower() == "file" else lock
     if lock != "file":
         raise ConfigError("lock", lock, "'file'")
     stat_cache = _option(config, "stat_cache").strip()

@@ -10,6 +10,7 @@ constant memory whatever the file size. This module knows nothing about Luigi.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat as stat_module
 import threading
@@ -135,6 +136,8 @@ def hash_stream(
 
     Streams that offer ``readinto`` fill the one reused buffer; others are read chunk by chunk.
     """
+    if isinstance(stream, io.TextIOBase):  # type: ignore[unreachable]  # IO[Any] admits text
+        raise TypeError("hash_stream needs a binary stream, got a text stream")
     hasher = new_hasher(algorithm)
     total = 0
     readinto = getattr(stream, "readinto", None)
@@ -147,18 +150,21 @@ def hash_stream(
                 break
             hasher.update(view[:n] if n < CHUNK_SIZE else view)
             total += n
+            if counters is not None:
+                counters.bytes_hashed += n  # per chunk, so a progress bar can follow a big file
     else:
         while True:
             chunk = stream.read(CHUNK_SIZE)
-            if not chunk:
-                break
             if isinstance(chunk, str):
                 raise TypeError("hash_stream needs a binary stream, got text")
+            if not chunk:
+                break
             hasher.update(chunk)
             total += len(chunk)
+            if counters is not None:
+                counters.bytes_hashed += len(chunk)
     if counters is not None:
         counters.files_hashed += 1
-        counters.bytes_hashed += total
     return f"{algorithm}:{hasher.hexdigest()}", total
 
 
@@ -226,7 +232,10 @@ def iter_directory(
                     continue
                 rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, rel + "/"))
+                    if _is_empty(entry.path, exclude):
+                        yield rel + "/", entry.path, True  # an empty folder is content too
+                    else:
+                        stack.append((entry.path, rel + "/"))
                     continue
                 try:
                     regular = stat_module.S_ISREG(entry.stat(follow_symlinks=True).st_mode)
@@ -235,10 +244,22 @@ def iter_directory(
                 yield rel, entry.path, not regular
 
 
+def _is_empty(folder: str, exclude: Optional[Callable[[str], bool]]) -> bool:
+    with os.scandir(folder) as entries:
+        return not any(exclude is None or not exclude(entry.name) for entry in entries)
+
+
+#: Starts every description of a non-regular entry; a NUL-led prefix keeps descriptions apart
+#: from ordinary file content in practice.
+SPECIAL_PREFIX = b"\0luigi_repro-special\0"
+
+
 def describe_special(path: str) -> bytes:
     """The bytes that stand for a manifest entry that is not a regular file."""
     try:
-        return b"symlink:" + os.fsencode(os.readlink(path))
+        return SPECIAL_PREFIX + b"symlink:" + os.fsencode(os.readlink(path))
     except OSError:
         st = os.lstat(path)
-        return b"special:" + str(stat_module.S_IFMT(st.st_mode)).encode()
+        if stat_module.S_ISDIR(st.st_mode):
+            return SPECIAL_PREFIX + b"directory"
+        return SPECIAL_PREFIX + b"type:" + str(stat_module.S_IFMT(st.st_mode)).encode()

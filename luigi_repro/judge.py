@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import logging
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 import attrs
 import luigi
@@ -28,7 +28,7 @@ from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import flatten_with_keys, format_key, static_inputs
 from luigi_repro.environment import env_drift
 from luigi_repro.errors import RecordError, ReproError
-from luigi_repro.fingerprint import ALGORITHMS, algorithm_of, diff_manifests, short
+from luigi_repro.fingerprint import ALGORITHMS, Counters, algorithm_of, diff_manifests, short
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of, diff_params
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record
 from luigi_repro.statcache import open_stat_cache
@@ -114,7 +114,14 @@ class _Findings:
 class Judge:
     """Judges tasks and fingerprints targets, each at most once, for one outermost call."""
 
-    def __init__(self, settings: Settings, *, exhaustive: bool = False, full: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        exhaustive: bool = False,
+        full: bool = False,
+        counters: Optional[Counters] = None,
+    ) -> None:
         self.settings = settings
         self.exhaustive = exhaustive
         self.context = FingerprintContext(
@@ -122,6 +129,7 @@ class Judge:
             racy_window_ns=settings.racy_window_ns,
             record_suffix=settings.record_suffix,
             cache=None if full else open_stat_cache(settings.stat_cache_path),
+            counters=counters if counters is not None else Counters(),
             full=full,
         )
         self._contexts: Dict[str, FingerprintContext] = {settings.hash_algorithm: self.context}
@@ -130,13 +138,20 @@ class Judge:
         self._records: Dict[str, Tuple[Optional[Record], Optional[RecordError]]] = {}
         self._observations: Dict[Tuple[str, str], Outcome] = {}
         self._plain: Dict[str, Tuple[bool, str]] = {}
+        #: Every task this judge has seen, by task_id (the CLI draws the DAG from it).
+        self.tasks: Dict[str, luigi.Task] = {}
         #: How many tasks were judged and targets fingerprinted (tests and the CLI read these).
         self.tasks_judged = 0
         self.targets_observed = 0
 
     @property
-    def counters(self) -> Any:
+    def counters(self) -> Counters:
         return self.context.counters
+
+    @property
+    def statuses(self) -> Mapping[str, TaskStatus]:
+        """Verdicts on the checked tasks judged so far, by task_id."""
+        return self._statuses
 
     # --- records and observations, memoized -----------------------------------------------------
 
@@ -590,6 +605,7 @@ class Judge:
 
     def _enter(self, frame: _Frame) -> None:
         task_id = frame.task.task_id
+        self.tasks[task_id] = frame.task
         if task_id in self._active:
             raise ReproError(f"task {task_id} depends on itself through its requirements")
         self._active.add(task_id)
@@ -623,7 +639,7 @@ class Judge:
                 frame.reasons.append(
                     Reason(
                         ReasonKind.UPSTREAM_NOT_UP_TO_DATE,
-                        f"upstream task {upstream.task_id} is {described}",
+                        f"upstream task {upstream!r} is {described}",
                         {"task_id": upstream.task_id, "status": described},
                     )
                 )
@@ -635,6 +651,7 @@ class Judge:
         """``task.complete()`` for tasks judged by their own rules, once per judge."""
         verdict = self._plain.get(task.task_id)
         if verdict is None:
+            self.tasks[task.task_id] = task
             try:
                 ok = bool(task.complete())
                 verdict = (ok, "complete" if ok else "not complete")
@@ -680,14 +697,22 @@ def current_judge() -> Optional[Judge]:
 
 @contextlib.contextmanager
 def judging(
-    *, exhaustive: bool = False, full: bool = False, settings: Optional[Settings] = None
+    *,
+    exhaustive: bool = False,
+    full: bool = False,
+    settings: Optional[Settings] = None,
+    fresh: bool = False,
+    counters: Optional[Counters] = None,
 ) -> Iterator[Judge]:
-    """Reuse the judge of the call in progress, or open one for the duration of the block."""
+    """Reuse the judge of the call in progress, or open one for the duration of the block.
+
+    ``fresh`` always opens a new judge (an audit must not inherit a quick check's verdicts).
+    """
     judge = _current.get()
-    if judge is not None:
+    if judge is not None and not fresh:
         yield judge
         return
-    judge = Judge(settings or load_settings(), exhaustive=exhaustive, full=full)
+    judge = Judge(settings or load_settings(), exhaustive=exhaustive, full=full, counters=counters)
     token = _current.set(judge)
     try:
         yield judge

@@ -100,9 +100,12 @@ def atomic_replace(src: str, dst: str) -> None:
 
 
 def lock_file_for(path: str) -> str:
-    """The lock file guarding the output at ``path``: hidden, in the same folder."""
+    """The lock file guarding the output at ``path``: hidden, in the same folder.
+
+    The folder is resolved (symlinks included), so two spellings of one output share one lock.
+    """
     folder, name = os.path.split(os.path.abspath(path.rstrip("/")))
-    return os.path.join(folder, f".{name}.repro.lock")
+    return os.path.join(os.path.realpath(folder), f".{name}.repro.lock")
 
 
 class LockBackend(Protocol):
@@ -123,7 +126,7 @@ class FileLocks:
         deadline = time.monotonic() + timeout
         held: List[portalocker.Lock[IO[str]]] = []
         try:
-            for name in sorted(set(names)):
+            for name in sorted({os.path.realpath(n) for n in names}):
                 folder = os.path.dirname(name)
                 if folder:
                     os.makedirs(folder, exist_ok=True)

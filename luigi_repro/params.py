@@ -7,7 +7,8 @@ refused because no order of theirs is stable across processes.
 
 The code fingerprint covers the normalized source (the AST, so comments, docstrings and formatting
 do not count) of the task class and its user-defined base classes — not Luigi's, not ours, not the
-standard library's. A class attribute ``code_version = "…"`` replaces it, for explicit control.
+standard library's. A class that sets ``code_version = "…"`` contributes that string instead of
+its source, for explicit control.
 """
 
 from __future__ import annotations
@@ -104,30 +105,40 @@ def _canon(value: Any) -> str:
 
 
 def code_version_of(task_cls: type) -> Optional[str]:
-    """The explicit ``code_version`` class attribute, if the user set one."""
+    """The explicit ``code_version`` in force for a class (its own or inherited), if any."""
     version = getattr(task_cls, "code_version", None)
     if version is None:
         return None
     return str(version)
 
 
-_code_cache: Dict[Tuple[type, str], str] = {}
+def _own_code_version(cls: type) -> Optional[str]:
+    version = cls.__dict__.get("code_version")
+    return None if version is None else str(version)
+
+
+_code_cache: Dict[Tuple[Any, ...], str] = {}
 _code_lock = threading.Lock()
 
 
 def code_fingerprint(task_cls: type, algorithm: str) -> str:
-    """The fingerprint of a task class's code (or of its ``code_version``), cached per class."""
-    cache_key = (task_cls, algorithm)
+    """The fingerprint of a task class's code, cached per class and ``code_version`` values.
+
+    Each user class contributes its own ``code_version`` when it sets one, else its normalized
+    source: a subclass of a versioned base still has its own changes seen.
+    """
+    classes = list(_user_classes(task_cls))
+    versions = tuple(_own_code_version(cls) for cls in classes)
+    cache_key = (task_cls, algorithm, versions)
     with _code_lock:
         cached = _code_cache.get(cache_key)
     if cached is not None:
         return cached
-    version = code_version_of(task_cls)
-    if version is not None:
-        payload = b"code_version\0" + version.encode()
-    else:
-        payload = b"\0".join(_class_signature(cls).encode() for cls in _user_classes(task_cls))
-    fingerprint = hash_bytes(payload, algorithm)
+    parts = [
+        _class_signature(cls) if version is None else f"{cls.__qualname__}:code_version:{version}"
+        for cls, version in zip(classes, versions)
+    ]
+    fingerprint = hash_bytes("\0".join(parts).encode(), algorithm)
     with _code_lock:
         _code_cache[cache_key] = fingerprint
     return fingerprint

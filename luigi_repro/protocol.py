@@ -81,8 +81,7 @@ class RunProtocol:
 
     # --- steps 1-4 ------------------------------------------------------------------------------
 
-    def begin(self) -> bool:
-        """Steps 1-4. True when ``run()`` must be called; False for an early cutoff."""
+    def _lock(self) -> None:
         stack = contextlib.ExitStack()
         stack.enter_context(
             lock_backend(self.settings.lock).hold(
@@ -92,6 +91,10 @@ class RunProtocol:
             )
         )
         self._locks = stack
+
+    def begin(self) -> bool:
+        """Steps 1-4. True when ``run()`` must be called; False for an early cutoff."""
+        self._lock()
         try:
             judge = Judge(self.settings)
             self._observe_inputs(judge, self.inputs, self._before)
@@ -150,7 +153,21 @@ class RunProtocol:
 
     # --- steps 6-7 ------------------------------------------------------------------------------
 
-    def finish(self) -> Record:
+    def adopt(self) -> Record:
+        """Record the outputs already on disk as made from the current inputs, without a run.
+
+        For projects that start using luigi_repro with results in place (``luigi-repro adopt``).
+        """
+        self._lock()
+        try:
+            self._observe_inputs(Judge(self.settings), self.inputs, self._before)
+            self._started_at = _now_iso()
+            self._started_clock = time.monotonic()
+            return self.finish(adopted=True)
+        finally:
+            self.close()
+
+    def finish(self, adopted: bool = False) -> Record:
         """Steps 6-7: verify the inputs did not change, fingerprint the outputs, write records."""
         judge = Judge(self.settings)
         for ref in self.inputs:
@@ -168,7 +185,7 @@ class RunProtocol:
         if missing:
             raise OutputNotWritten(self.task.task_id, missing)
         outputs = tuple(self._observe_output(judge, key, target) for key, target in self.outputs)
-        record = self._record(outputs)
+        record = self._record(outputs, adopted)
         for _, target in self.outputs:
             target.write_record(self.settings, record)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
@@ -189,7 +206,7 @@ class RunProtocol:
                 )
         raise OutputUnstable(self.task.task_id, target.uri)
 
-    def _record(self, outputs: Tuple[OutputEntry, ...]) -> Record:
+    def _record(self, outputs: Tuple[OutputEntry, ...], adopted: bool) -> Record:
         task = self.task
         cls = type(task)
         inputs = []
@@ -231,6 +248,7 @@ class RunProtocol:
                 pid=os.getpid(),
                 versions=environment.current_versions(),
                 packages=environment.imported_packages(),
+                adopted=adopted,
             ),
         )
 

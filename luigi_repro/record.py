@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
@@ -178,8 +179,9 @@ def _to_document(record: Record) -> Dict[str, Any]:
 
 
 def _canonical(doc: Mapping[str, Any]) -> bytes:
+    # ASCII-escaped, so that any string (even a lone surrogate from a hostile record) has a form.
     body = {k: v for k, v in doc.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def _sign(doc: Mapping[str, Any], key: bytes) -> str:
@@ -191,7 +193,11 @@ def dump_record(record: Record, signing_key: Optional[bytes] = None) -> bytes:
     doc = _to_document(record)
     if signing_key:
         doc["signature"] = _sign(doc, signing_key)
-    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+    try:
+        text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate: only the escaped form can hold it
+        text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True).encode()
+    return text + b"\n"
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -324,6 +330,12 @@ def _parse_run(value: Any) -> RunSection:
     duration = _get(run, "duration_s", "run")
     if not isinstance(duration, (int, float)) or isinstance(duration, bool):
         raise _ShapeError("run.duration_s must be a number")
+    try:
+        duration = float(duration)
+    except OverflowError:
+        raise _ShapeError("run.duration_s is out of range") from None
+    if not math.isfinite(duration):
+        raise _ShapeError("run.duration_s must be finite")
     adopted = run.get("adopted", False)
     if not isinstance(adopted, bool):
         raise _ShapeError("run.adopted must be true or false")
@@ -356,7 +368,8 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
     if signing_key:
         if signature is None:
             raise _ShapeError("it is unsigned, but a signing key is configured")
-        if not hmac.compare_digest(signature, _sign(doc, signing_key)):
+        given = signature.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, _sign(doc, signing_key).encode()):
             raise _ShapeError(
                 "its signature does not match: it was altered or signed with another key"
             )

@@ -4,11 +4,11 @@ Re-hashing unchanged data on every check is the main cost to avoid. A fingerprin
 when ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` is the same as when it was taken.
 ``ctime`` cannot be set back by ``utime``, so an edit followed by restoring the mtime is caught.
 
-Racy rule: a fingerprint taken less than ``racy_window`` after the file's mtime is not trusted
-later, because a write within the file system's timestamp granularity could leave the stat
-unchanged. Such files are hashed again; the new fingerprint, taken long after the mtime, is kept
-in the persistent cache and trusted from then on. A file whose stat differs before and after
-hashing was being written while we read it: its fingerprint is used once and never cached.
+Racy rule: a fingerprint taken less than ``racy_window`` after the file's mtime (or ctime) is
+not trusted later, because a write within the file system's timestamp granularity could leave
+the stat unchanged. Such files are hashed again; the new fingerprint, taken long after the
+write, is kept in the persistent cache and trusted from then on. A file whose stat differs before
+and after hashing was being written while we read it: its fingerprint is used once, never cached.
 
 Fingerprints of outputs travel in their records (``hint``); files without a record (raw inputs,
 outputs of plain Luigi tasks, racy outputs) use :class:`PersistentStatCache`, one SQLite file per
@@ -100,8 +100,14 @@ class CachedFingerprint:
         return algorithm_of(self.fingerprint)
 
     def is_racy(self, window_ns: int) -> bool:
-        """True when the file may have been written within timestamp granularity of the hash."""
-        return self.stat is None or self.taken_at_ns - self.stat.mtime_ns < window_ns
+        """True when the file may have been written within timestamp granularity of the hash.
+
+        Both timestamps count: a tool that sets an old mtime (``cp -p``, ``tar x``) leaves the
+        ctime as the only trace of the write.
+        """
+        if self.stat is None:
+            return True
+        return self.taken_at_ns - max(self.stat.mtime_ns, self.stat.ctime_ns) < window_ns
 
     def trusted_for(self, stat: StatKey, algorithm: str, window_ns: int) -> bool:
         """May this fingerprint stand for a file that now has ``stat``?"""
@@ -132,18 +138,38 @@ class PersistentStatCache:
             if folder:
                 os.makedirs(folder, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS fingerprints ("
-                " path TEXT NOT NULL, algorithm TEXT NOT NULL, stat TEXT NOT NULL,"
-                " size INTEGER NOT NULL, taken_at_ns INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
-                " PRIMARY KEY (path, algorithm)) WITHOUT ROWID"
-            )
-            conn.commit()
+            try:
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
             self._pid = os.getpid()
         return self._conn
+
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs a moment without writers and SQLite does not wait for it; once
+        # any process has switched, the setting stays in the file, so a busy database is fine.
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS fingerprints ("
+            " path BLOB NOT NULL, algorithm TEXT NOT NULL, stat TEXT NOT NULL,"
+            " size INTEGER NOT NULL, taken_at_ns INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
+            " PRIMARY KEY (path, algorithm)) WITHOUT ROWID"
+        )
+        conn.commit()
 
     def _guard(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
@@ -167,7 +193,7 @@ class PersistentStatCache:
             return conn.execute(
                 "SELECT stat, size, taken_at_ns, fingerprint FROM fingerprints"
                 " WHERE path = ? AND algorithm = ?",
-                (path, algorithm),
+                (os.fsencode(path), algorithm),
             ).fetchone()
 
         row = self._guard(query)
@@ -191,7 +217,7 @@ class PersistentStatCache:
                 conn.execute(
                     "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        path,
+                        os.fsencode(path),
                         entry.algorithm,
                         packed,
                         entry.size,
@@ -253,8 +279,9 @@ def fingerprint_file(
         if cached is not None and cached.trusted_for(key, algorithm, racy_window_ns):
             return cached
     for _ in range(_UNSTABLE_RETRIES):
-        fingerprint, size = hash_file(path, algorithm, counters)
+        # Taken before reading: a write landing in a part already read must still look racy.
         taken_at = time.time_ns()
+        fingerprint, size = hash_file(path, algorithm, counters)
         after = StatKey.of(_stat(path, counters))
         if after == key:
             entry = CachedFingerprint(fingerprint, size, key, taken_at)

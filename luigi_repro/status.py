@@ -44,6 +44,7 @@ class ReasonKind(enum.Enum):
     INPUTS_REMOVED = "INPUTS_REMOVED"
     UPSTREAM_NOT_UP_TO_DATE = "UPSTREAM_NOT_UP_TO_DATE"
     INPUT_UNVERIFIABLE = "INPUT_UNVERIFIABLE"
+    CHECK_FAILED = "CHECK_FAILED"
 
     def __str__(self) -> str:
         return self.value

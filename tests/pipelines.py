@@ -122,6 +122,68 @@ class All(WrapperTask):
         return [Report(), Clean("a"), Clean("b")]
 
 
+class Partitioned(TaskWithCheckingInputHash):
+    """Writes a folder with one file per line of the cleaned text (a partitioned dataset)."""
+
+    def requires(self) -> luigi.Task:
+        return Clean("a")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/parts")
+
+    def run(self) -> None:
+        log_run(self)
+        lines = self.input().open("r").read().splitlines()
+        with self.output().temporary_path() as folder:
+            os.makedirs(folder)
+            for index, line in enumerate(lines):
+                Path(folder, f"part-{index}.txt").write_text(line + "\n")
+
+
+class CountParts(TaskWithCheckingInputHash):
+    """Counts the files of the partitioned folder."""
+
+    def requires(self) -> luigi.Task:
+        return Partitioned()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/count.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(str(len(os.listdir(self.input().path))))
+
+
+class Scaled(TaskWithCheckingInputHash):
+    """Has a parameter that a ``--Scaled-factor`` flag can set from the command line."""
+
+    factor = luigi.IntParameter(default=1)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/scaled.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(str(self.factor))
+
+
+class UsesScaled(TaskWithCheckingInputHash):
+    """Creates Scaled() in requires(), so only a --Scaled-factor flag can change it."""
+
+    def requires(self) -> luigi.Task:
+        return Scaled()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/uses_scaled.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(self.input().open().read())
+
+
 def make_raw() -> None:
     """The raw inputs of the pipeline above."""
     write_raw("a", "Hello\n")

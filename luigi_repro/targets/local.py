@@ -23,6 +23,7 @@ import luigi
 import luigi.format
 
 from luigi_repro.config import Settings, load_settings
+from luigi_repro.fingerprint import describe_special, hash_bytes
 from luigi_repro.locking import atomic_replace, atomic_write, lock_file_for, remove_temporaries
 from luigi_repro.statcache import (
     CachedFingerprint,
@@ -126,6 +127,10 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
                 manifest=result.manifest(),
                 stable=result.stable,
             )
+        if not stat_module.S_ISREG(st.st_mode):
+            # A pipe or device would block or never end: describe it rather than read it.
+            described = hash_bytes(describe_special(self.path), context.algorithm)
+            return Observation(described, 0, {"kind": "special"}, None, True)
         entry = fingerprint_file(
             self.path,
             context.algorithm,

@@ -1,0 +1,88 @@
+"""The ``luigi-repro`` command (also ``python -m luigi_repro``): verify, show, adopt.
+
+Exit status: 0 when everything is up to date, 1 when something is not, 2 for a usage or
+environment error. Errors are one sentence; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from typing import Callable, Dict, Iterator, Optional, Sequence
+
+from luigi_repro.cli.common import UsageError
+
+__all__ = ["main"]
+
+USAGE = """\
+usage: luigi-repro {verify,show,adopt} ...
+
+  verify [--format tree|json|tsv] [--full] --module M Task [--param v ...]
+  verify [--format tree|json|tsv] [--full] PATH [PATH ...]
+  show [--lineage] [--format tree|json] PATH
+  adopt [--yes] --module M Task [--param v ...]
+
+Run `luigi-repro COMMAND --help` for details.
+"""
+
+
+def _commands() -> Dict[str, Callable[[Sequence[str]], int]]:
+    from luigi_repro.cli import adopt, show, verify
+
+    return {"verify": verify.run, "show": show.run, "adopt": adopt.run}
+
+
+@contextlib.contextmanager
+def _logging(debug: bool) -> Iterator[None]:
+    """Warnings of luigi_repro on stderr, Luigi's chatter off; restored afterwards."""
+    ours, theirs = logging.getLogger("luigi_repro"), logging.getLogger("luigi-interface")
+    saved = (ours.level, ours.propagate, theirs.level)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.DEBUG if debug else logging.WARNING)
+    ours.propagate = False
+    theirs.setLevel(logging.DEBUG if debug else logging.ERROR)
+    try:
+        yield
+    finally:
+        ours.removeHandler(handler)
+        ours.level, ours.propagate = saved[0], saved[1]
+        theirs.setLevel(saved[2])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    if args[0] == "--version":
+        from luigi_repro import __version__
+
+        print(f"luigi-repro {__version__}")
+        return 0
+    commands = _commands()
+    command = commands.get(args[0])
+    if command is None:
+        sys.stderr.write(f"luigi-repro: unknown command {args[0]!r}\n\n{USAGE}")
+        return 2
+    try:
+        with _logging(debug):
+            return command(args[1:])
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:
+        sys.stderr.write("luigi-repro: interrupted\n")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - every error becomes one sentence (exit 2)
+        if debug:
+            traceback.print_exc()
+        message = str(exc) or type(exc).__name__
+        if not isinstance(exc, UsageError) and not debug:
+            message += " (run with --debug for the traceback)"
+        sys.stderr.write(f"luigi-repro: error: {message}\n")
+        return 2

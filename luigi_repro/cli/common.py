@@ -1,0 +1,82 @@
+"""What the subcommands share: their own options, Luigi's task syntax, errors as one sentence."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Iterator, List, Sequence, Tuple
+
+import luigi
+
+__all__ = ["UsageError", "load_task", "split_own_options"]
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in the environment: exit status 2, one sentence."""
+
+
+def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:
+    for action in parser._actions:
+        if option in action.option_strings:
+            return action.nargs != 0
+    return False
+
+
+def split_own_options(
+    parser: argparse.ArgumentParser, argv: Sequence[str], anywhere: bool = False
+) -> Tuple[List[str], List[str]]:
+    """Split ``argv`` into our options and the rest (Luigi's task syntax, or paths).
+
+    Our options are taken from the front until the first token that is not one of them, so a
+    task parameter that happens to share a name (``--format``) still reaches the task. With
+    ``anywhere`` (path mode) they are recognised at any position.
+    """
+    own_flags = {s for a in parser._actions for s in a.option_strings}
+    ours: List[str] = []
+    rest: List[str] = []
+    tokens = list(argv)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        name = token.split("=", 1)[0]
+        if name in own_flags and (anywhere or not rest):
+            ours.append(token)
+            if "=" not in token and _takes_value(parser, name) and index + 1 < len(tokens):
+                index += 1
+                ours.append(tokens[index])
+        else:
+            rest.append(token)
+            if not anywhere:
+                rest.extend(tokens[index + 1 :])
+                break
+        index += 1
+    return ours, rest
+
+
+@contextlib.contextmanager
+def load_task(argv: Sequence[str]) -> Iterator[luigi.Task]:
+    """Build the root task from Luigi's own syntax (``--module M Task --param v``).
+
+    The parser stays active for the ``with`` block, so ``--Family-param`` overrides also reach
+    tasks created later in ``requires()``.
+    """
+    from luigi.cmdline_parser import CmdlineParser
+    from luigi.task_register import TaskClassException
+
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # like `python -m`: modules beside you can be --module'd
+    try:
+        with CmdlineParser.global_instance(list(argv), allow_override=True) as parser:
+            task = parser.get_task_obj()
+            yield task
+    except TaskClassException as exc:
+        raise UsageError(f"{exc} (is the task's module given with --module?)") from None
+    except ImportError as exc:
+        raise UsageError(f"cannot import the pipeline: {exc}") from None
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        message = exc.code if isinstance(exc.code, str) else "invalid task arguments"
+        raise UsageError(str(message)) from None

@@ -1,0 +1,151 @@
+"""``luigi-repro show PATH``: where an output came from, from its record alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, List, Sequence, Set, Tuple
+
+from luigi_repro.audit import target_for_path
+from luigi_repro.cli.common import UsageError
+from luigi_repro.cli.render import Style, human_bytes
+from luigi_repro.config import Settings, load_settings
+from luigi_repro.errors import RecordError
+from luigi_repro.fingerprint import short
+from luigi_repro.record import Record, dump_record
+from luigi_repro.targets.base import HashableTarget, target_from_uri
+
+__all__ = ["run"]
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="luigi-repro show",
+        description="Show the provenance of one output: the task, its parameters, when, where, "
+        "with which software and from which inputs (--lineage: the tree back to raw inputs).",
+    )
+    result.add_argument("path", help="an output (or its .repro.json record)")
+    result.add_argument("--lineage", action="store_true", help="draw the tree down to raw inputs")
+    result.add_argument("--format", choices=("tree", "json"), default="tree")
+    result.add_argument("--color", dest="color", action="store_true", default=None)
+    result.add_argument("--no-color", dest="color", action="store_false")
+    result.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return result
+
+
+def _label(record: Record) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(record.task.params.items()))
+    return f"{record.task.family}({params})"
+
+
+def _details(path: str, record: Record, style: Style) -> List[str]:
+    run, task = record.run, record.task
+    software = ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))
+    if run.packages:
+        software += f" (+{len(run.packages)} packages)"
+    made = f"{run.started} -> {run.ended} ({run.duration_s:.2f} s) on {run.host}, pid {run.pid}"
+    if run.adopted:
+        made += "  [adopted: recorded without a run]"
+    lines = [
+        style.bold(path),
+        f"  task      {_label(record)}  ({task.module}.{task.family}, id {task.task_id})",
+        f"  made      {made}",
+        f"  software  {software}",
+        f"  code      {short(task.code_fingerprint)}"
+        + (f"  (code_version {task.code_version})" if task.code_version else ""),
+        "  outputs",
+    ]
+    for entry in record.outputs:
+        lines.append(f"    {entry.uri}  {short(entry.fingerprint)}  {human_bytes(entry.size)}")
+    lines.append("  inputs" if record.inputs else "  inputs    none")
+    for item in record.inputs:
+        origin = f"  <- {item.task_id}" if item.task_id else ""
+        kind = " (dynamic)" if item.dynamic else ""
+        lines.append(f"    {item.uri}  {short(item.fingerprint)}{kind}{origin}")
+    if record.signature:
+        lines.append("  signed    " + record.signature.split(":", 1)[0])
+    return lines
+
+
+def _lineage(
+    root: HashableTarget, settings: Settings
+) -> Tuple[List[Tuple[int, str, str]], Dict[str, Any]]:
+    """Walk records upstream: ``[(depth, uri, label)]`` for the tree and a JSON description."""
+    lines: List[Tuple[int, str, str]] = []
+    nodes: Dict[str, Any] = {}
+    seen: Set[str] = set()
+    stack: List[Tuple[int, HashableTarget]] = [(0, root)]
+    while stack:
+        depth, target = stack.pop()
+        try:
+            record = target.read_record(settings)
+        except RecordError as exc:
+            lines.append((depth, target.uri, f"bad record: {exc.problem}"))
+            nodes[target.uri] = {"uri": target.uri, "error": exc.problem, "inputs": []}
+            continue
+        if record is None:
+            state = "raw input" if target.exists() else "missing"
+            lines.append((depth, target.uri, state))
+            nodes[target.uri] = {"uri": target.uri, "raw": True, "exists": target.exists()}
+            continue
+        if target.uri in seen:
+            lines.append((depth, target.uri, _label(record) + " (shown above)"))
+            continue
+        seen.add(target.uri)
+        lines.append((depth, target.uri, _label(record)))
+        nodes[target.uri] = {
+            "uri": target.uri,
+            "task_id": record.task.task_id,
+            "label": _label(record),
+            "inputs": [entry.uri for entry in record.inputs],
+        }
+        children = [target_from_uri(entry.uri) for entry in record.inputs]
+        for child in reversed([c for c in children if c is not None]):
+            stack.append((depth + 1, child))
+    return lines, nodes
+
+
+def run(argv: Sequence[str]) -> int:
+    options = parser().parse_args(list(argv))
+    settings = load_settings()
+    if "://" not in options.path and not os.path.lexists(options.path):
+        raise UsageError(f"no such file: {options.path}")
+    target = target_for_path(options.path, settings)
+    if target is None:
+        raise UsageError(f"{options.path} is not a location luigi_repro can read")
+    try:
+        record = target.read_record(settings)
+    except RecordError as exc:
+        print(f"{exc} Nothing trustworthy can be shown.", file=sys.stderr)
+        return 1
+    if record is None:
+        print(
+            f"{options.path} has no record ({target.record_location(settings)} does not exist): "
+            "nothing vouches for where it came from.",
+            file=sys.stderr,
+        )
+        return 1
+    style = Style(sys.stdout, options.color)
+    lineage = _lineage(target, settings) if options.lineage else None
+    if options.format == "json":
+        document: Dict[str, Any] = {
+            "schema": 1,
+            "path": target.uri,
+            "record": json.loads(dump_record(record)),
+        }
+        document["record"]["signature"] = record.signature
+        if lineage is not None:
+            document["lineage"] = list(lineage[1].values())
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for line in _details(options.path, record, style):
+        print(line)
+    if lineage is not None:
+        print("  lineage")
+        for depth, uri, label in lineage[0]:
+            branch = ("   " * (depth - 1) + style.branch) if depth else ""
+            print(f"    {branch}{style.bold(label)}  {style.dim(uri)}")
+    return 0

@@ -1,0 +1,176 @@
+"""Audit reports: the verdict on every task of a pipeline, the API behind ``luigi-repro verify``.
+
+:func:`status` walks a whole DAG with one exhaustive judge (every reason, no short cut) and returns
+a :class:`Report`; the command line only renders it. ``complete()`` asks the very same judge, so the
+report and the scheduler can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+import luigi
+
+from luigi_repro.dag import flatten_with_keys
+from luigi_repro.fingerprint import Counters
+from luigi_repro.judge import Judge, is_checked_task, judging
+from luigi_repro.status import Reason, ReasonKind, TaskStatus
+from luigi_repro.targets.base import as_hashable
+
+__all__ = ["REPORT_SCHEMA", "Report", "TaskReport", "status"]
+
+#: Version of the JSON document printed by ``verify --format json`` (documented in the README).
+REPORT_SCHEMA = 1
+
+
+@attrs.frozen
+class TaskReport:
+    """One node of a report: a task (or, in a record-only audit, a recorded run or a raw file).
+
+    ``kind`` is ``checked`` (judged by luigi_repro), ``plain`` / ``external`` / ``wrapper`` (judged
+    by its own ``complete()``), ``recorded`` (record-only audit) or ``raw`` (an input without a
+    record). ``status`` is a :class:`~luigi_repro.status.Status` value for checked and recorded
+    nodes, and ``COMPLETE`` / ``INCOMPLETE`` (or ``EXISTS`` / ``MISSING``) for the others.
+    """
+
+    task_id: str
+    family: str
+    kind: str
+    status: str
+    ok: bool
+    label: str
+    reasons: Tuple[Reason, ...] = ()
+    notes: Tuple[Reason, ...] = ()
+    upstream: Tuple[str, ...] = ()
+    outputs: Tuple[str, ...] = ()
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "family": self.family,
+            "label": self.label,
+            "kind": self.kind,
+            "status": self.status,
+            "ok": self.ok,
+            "reasons": [reason.to_json() for reason in self.reasons],
+            "notes": [note.to_json() for note in self.notes],
+            "upstream": list(self.upstream),
+            "outputs": list(self.outputs),
+        }
+
+
+@attrs.frozen
+class Report:
+    """Verdicts on every node reachable from ``roots``, in the order they were first reached."""
+
+    mode: str
+    roots: Tuple[str, ...]
+    tasks: Mapping[str, TaskReport]
+    counters: Counters
+    seconds: float
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(task.ok for task in self.tasks.values())
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "mode": self.mode,
+            "ok": self.ok,
+            "roots": list(self.roots),
+            "notes": list(self.notes),
+            "tasks": [task.to_json() for task in self.tasks.values()],
+            "summary": {
+                "tasks": len(self.tasks),
+                "files_statted": self.counters.files_statted,
+                "files_hashed": self.counters.files_hashed,
+                "bytes_hashed": self.counters.bytes_hashed,
+                "seconds": round(self.seconds, 3),
+            },
+        }
+
+
+def _kind(task: luigi.Task) -> str:
+    if is_checked_task(task):
+        return "checked"
+    if isinstance(task, luigi.WrapperTask):
+        return "wrapper"
+    if isinstance(task, luigi.ExternalTask) or getattr(task, "run", None) is None:
+        return "external"
+    return "plain"
+
+
+def _outputs(task: luigi.Task) -> Tuple[str, ...]:
+    uris = []
+    for _, target in flatten_with_keys(task.output()):
+        hashable = as_hashable(target)
+        uris.append(hashable.uri if hashable is not None else str(getattr(target, "path", target)))
+    return tuple(uris)
+
+
+def _checked_node(task: luigi.Task, verdict: TaskStatus) -> TaskReport:
+    return TaskReport(
+        task_id=task.task_id,
+        family=task.get_task_family(),
+        kind="checked",
+        status=verdict.status.value,
+        ok=verdict.ok,
+        label=repr(task),
+        reasons=verdict.reasons,
+        notes=verdict.notes,
+        upstream=verdict.upstream,
+        outputs=_outputs(task),
+    )
+
+
+def _plain_node(task: luigi.Task, judge: Judge, upstream: Sequence[str]) -> TaskReport:
+    ok, described = judge.plain_complete(task)
+    reasons: Tuple[Reason, ...] = ()
+    if not ok and described != "not complete":
+        reasons = (Reason(ReasonKind.CHECK_FAILED, f"{task.task_id} is {described}"),)
+    return TaskReport(
+        task_id=task.task_id,
+        family=task.get_task_family(),
+        kind=_kind(task),
+        status="COMPLETE" if ok else "INCOMPLETE",
+        ok=ok,
+        label=repr(task),
+        reasons=reasons,
+        upstream=tuple(upstream),
+        outputs=_outputs(task),
+    )
+
+
+def status(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] = None) -> Report:
+    """Judge ``tasks`` and everything upstream of them; nothing runs, nothing is written.
+
+    ``full`` ignores every cache and reads all content again.
+    """
+    started = time.perf_counter()
+    with judging(exhaustive=True, full=full, fresh=True, counters=counters) as judge:
+        nodes: Dict[str, TaskReport] = {}
+        stack: List[luigi.Task] = list(reversed(tasks))
+        while stack:
+            task = stack.pop()
+            if task.task_id in nodes:
+                continue
+            if is_checked_task(task):
+                verdict = judge.status(task)
+                node = _checked_node(task, verdict)
+                children = [judge.tasks[task_id] for task_id in verdict.upstream]
+            else:
+                children = [t for _, t in flatten_with_keys(task.requires())]
+                node = _plain_node(task, judge, [t.task_id for t in children])
+            nodes[task.task_id] = node
+            stack.extend(reversed([c for c in children if c.task_id not in nodes]))
+        return Report(
+            mode="tasks",
+            roots=tuple(task.task_id for task in tasks),
+            tasks=nodes,
+            counters=judge.counters,
+            seconds=time.perf_counter() - started,
+        )
