@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
+from luigi_repro.audit import audit_paths
 from luigi_repro.config import ReproConfig, Settings, load_settings
 from luigi_repro.errors import (
     ConfigError,
@@ -26,6 +27,7 @@ from luigi_repro.errors import (
 )
 from luigi_repro.judge import Judge, judging
 from luigi_repro.record import Record
+from luigi_repro.report import Report, TaskReport, verify
 from luigi_repro.status import Reason, ReasonKind, Status, TaskStatus
 from luigi_repro.targets import HashableLocalTarget, HashableTarget
 from luigi_repro.task import (
@@ -54,16 +56,20 @@ __all__ = [
     "ReasonKind",
     "Record",
     "RecordError",
+    "Report",
     "ReproConfig",
     "ReproError",
     "RunProtocolError",
     "Settings",
     "Status",
+    "TaskReport",
     "TaskStatus",
     "TaskWithCheckingInputHash",
     "UnsupportedTarget",
     "WrapperTask",
     "__version__",
+    "audit_paths",
     "judging",
     "load_settings",
+    "verify",
 ]

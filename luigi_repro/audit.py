@@ -91,6 +91,8 @@ class _Auditor:
                     child = self._open(target, child_id, False)
                     break
                 node.pending.pop()
+                if child_id in node.upstream:
+                    continue  # another output of the same upstream run: judged once
                 node.upstream.append(child_id)
                 verdict = self.nodes[child_id]
                 if not verdict.ok:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import logging
 import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
@@ -29,6 +28,7 @@ from luigi_repro.dag import flatten_with_keys, format_key, static_inputs
 from luigi_repro.environment import env_drift
 from luigi_repro.errors import RecordError, ReproError
 from luigi_repro.fingerprint import ALGORITHMS, Counters, algorithm_of, diff_manifests, short
+from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of, diff_params
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record
 from luigi_repro.statcache import open_stat_cache
@@ -43,7 +43,6 @@ from luigi_repro.targets.base import (
 
 __all__ = ["Judge", "Missing", "OwnVerdict", "current_judge", "is_checked_task", "judging"]
 
-logger = logging.getLogger("luigi_repro")
 
 _current: contextvars.ContextVar[Optional[Judge]] = contextvars.ContextVar(
     "luigi_repro_judge", default=None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import logging
 import os
 import socket
 import time
@@ -38,13 +37,12 @@ from luigi_repro.errors import (
 )
 from luigi_repro.judge import Judge, Missing, Outcome, warn_once
 from luigi_repro.locking import lock_backend
+from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
 
 __all__ = ["RunProtocol"]
-
-logger = logging.getLogger("luigi_repro")
 
 
 def _uri_of(target: Any, hashable: Optional[HashableTarget]) -> str:

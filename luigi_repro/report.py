@@ -1,6 +1,6 @@
 """Audit reports: the verdict on every task of a pipeline, the API behind ``luigi-repro verify``.
 
-:func:`status` walks a whole DAG with one exhaustive judge (every reason, no short cut) and returns
+:func:`verify` walks a whole DAG with one exhaustive judge (every reason, no short cut) and returns
 a :class:`Report`; the command line only renders it. ``complete()`` asks the very same judge, so the
 report and the scheduler can never disagree.
 """
@@ -19,7 +19,7 @@ from luigi_repro.judge import Judge, is_checked_task, judging
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
 from luigi_repro.targets.base import as_hashable
 
-__all__ = ["REPORT_SCHEMA", "Report", "TaskReport", "status"]
+__all__ = ["REPORT_SCHEMA", "Report", "TaskReport", "verify"]
 
 #: Version of the JSON document printed by ``verify --format json`` (documented in the README).
 REPORT_SCHEMA = 1
@@ -145,7 +145,7 @@ def _plain_node(task: luigi.Task, judge: Judge, upstream: Sequence[str]) -> Task
     )
 
 
-def status(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] = None) -> Report:
+def verify(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] = None) -> Report:
     """Judge ``tasks`` and everything upstream of them; nothing runs, nothing is written.
 
     ``full`` ignores every cache and reads all content again.

@@ -17,7 +17,6 @@ user that any number of processes may share.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
@@ -35,6 +34,7 @@ from luigi_repro.fingerprint import (
     iter_directory,
     manifest_fingerprint,
 )
+from luigi_repro.log import logger
 
 __all__ = [
     "CachedFingerprint",
@@ -46,7 +46,6 @@ __all__ = [
     "open_stat_cache",
 ]
 
-logger = logging.getLogger("luigi_repro")
 
 #: How often a file that keeps changing while it is hashed is tried again.
 _UNSTABLE_RETRIES = 3

@@ -14,6 +14,7 @@ import pytest
 from pipelines import build
 
 from luigi_repro import ReasonKind, Status, judging
+from luigi_repro.log import LOGGER_NAME
 
 TEMPLATE = '''
 import luigi
@@ -128,7 +129,7 @@ def test_warn_policy_keeps_task_complete_with_one_warning(
     assert build(code.load()())
     monkeypatch.setenv("LUIGI_REPRO_ON_CODE_CHANGE", "warn")
     task_cls = code.load(expression="'changed'")
-    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         assert task_cls().complete()
         assert task_cls().complete()
     assert len([r for r in caplog.records if "on_code_change = warn" in r.getMessage()]) == 1

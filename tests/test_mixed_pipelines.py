@@ -18,6 +18,7 @@ from luigi_repro import (
     WrapperTask,
     judging,
 )
+from luigi_repro.log import LOGGER_NAME
 
 
 def verdict(task: luigi.Task) -> Any:
@@ -130,7 +131,7 @@ def test_unverifiable_input_is_noted_and_warned_never_silently_trusted(
     """An input that cannot be fingerprinted is recorded, warned about, and checked by existence."""
     Path("raw").mkdir()
     Path("raw/opaque.bin").write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         assert build(ReadsOpaque())
     assert any("cannot be fingerprinted" in r.getMessage() for r in caplog.records)
     result = verdict(ReadsOpaque())

@@ -28,6 +28,7 @@ from luigi_repro import (
     judging,
 )
 from luigi_repro.locking import lock_file_for
+from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
 
 
@@ -154,7 +155,7 @@ def test_early_cutoff_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     make_raw()
     assert build(Clean("a"))
     runs()
-    with caplog.at_level(logging.INFO, logger="luigi_repro"):
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         Clean("a").run()
     assert runs() == []
     assert any("early cutoff" in r.getMessage() for r in caplog.records)

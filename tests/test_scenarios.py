@@ -13,6 +13,7 @@ import pytest
 from pipelines import Clean, Merge, Report, build, families, make_raw, runs, write_raw
 
 from luigi_repro import ReasonKind, Status, judging
+from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
 
 
@@ -162,11 +163,11 @@ def test_bad_record_is_not_complete_warns_once_and_is_repaired(
 ) -> None:
     """A broken record: complete() is False, one warning, nothing executed; a rebuild fixes it."""
     Path("out/merged.txt.repro.json").write_bytes(BAD_RECORDS[kind])
-    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         assert Merge().complete() is False
         assert Merge().complete() is False
         assert Report().complete() is False
-    warnings = [r for r in caplog.records if r.name == "luigi_repro"]
+    warnings = [r for r in caplog.records if r.name == LOGGER_NAME]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "merged.txt.repro.json" in warnings[0].getMessage()
     assert status_of(Merge()).status is Status.BAD_RECORD

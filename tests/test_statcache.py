@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from strategies import fingerprints
 
 from luigi_repro.fingerprint import Counters, diff_manifests, hash_bytes, hash_file, hash_stream
+from luigi_repro.log import LOGGER_NAME
 from luigi_repro.statcache import (
     CachedFingerprint,
     PersistentStatCache,
@@ -394,7 +395,7 @@ def _hammer(
         def emit(self, record: logging.LogRecord) -> None:
             warnings.append(record.getMessage())
 
-    logging.getLogger("luigi_repro").addHandler(Collect())
+    logging.getLogger(LOGGER_NAME).addHandler(Collect())
     problems: List[str] = []
     try:
         start.wait(timeout=30)
@@ -445,7 +446,7 @@ def test_corrupt_cache_is_disabled_with_one_warning(caplog: pytest.LogCaptureFix
     path = write("f.txt", b"content")
     settle()
     cache = cache_at(str(db))
-    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         for _ in range(3):
             counters = Counters()
             entry = fingerprint_file(
@@ -454,9 +455,7 @@ def test_corrupt_cache_is_disabled_with_one_warning(caplog: pytest.LogCaptureFix
             assert entry.fingerprint == hash_bytes(b"content", ALGO)
             assert counters.files_hashed == 1
         assert cache.get(os.path.abspath(path), ALGO) is None
-    warnings = [
-        r for r in caplog.records if r.name == "luigi_repro" and r.levelno == logging.WARNING
-    ]
+    warnings = [r for r in caplog.records if r.name == LOGGER_NAME and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert os.path.abspath(db) in warnings[0].getMessage()
 
@@ -547,7 +546,7 @@ def test_first_open_waits_for_a_concurrent_writer(caplog: pytest.LogCaptureFixtu
     try:
         cache = cache_at(db)
         entry = CachedFingerprint(hash_bytes(b"x", ALGO), 1, StatKey(1, 2, 1, 3, 4), 5)
-        with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+        with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
             cache.put("/p", entry)
             found = cache.get("/p", ALGO)
     finally:

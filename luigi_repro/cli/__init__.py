@@ -13,6 +13,7 @@ import traceback
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from luigi_repro.cli.common import UsageError
+from luigi_repro.log import LOGGER_NAME
 
 __all__ = ["main"]
 
@@ -37,7 +38,7 @@ def _commands() -> Dict[str, Callable[[Sequence[str]], int]]:
 @contextlib.contextmanager
 def _logging(debug: bool) -> Iterator[None]:
     """Warnings of luigi_repro on stderr, Luigi's chatter off; restored afterwards."""
-    ours, theirs = logging.getLogger("luigi_repro"), logging.getLogger("luigi-interface")
+    ours, theirs = logging.getLogger(LOGGER_NAME), logging.getLogger("luigi-interface")
     saved = (ours.level, ours.propagate, theirs.level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -10,6 +10,7 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, S
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.report import Report
+from luigi_repro.status import ReasonKind
 
 __all__ = ["Progress", "Style", "human_bytes", "render", "summary_line"]
 
@@ -92,14 +93,25 @@ def _tree_lines(report: Report, style: Style) -> Iterator[str]:
         status = style.good(task.status) if task.ok else style.bad(task.status)
         yield f"{prefix}{mark} {style.bold(task.label)}  {status}"
         detail = "   " * depth + "  "
+        upstream = [r for r in task.reasons if r.kind is ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
         for reason in task.reasons:
+            if reason.kind is ReasonKind.UPSTREAM_NOT_UP_TO_DATE:
+                continue  # summarised below: the tree shows those tasks and why
             yield f"{detail}{style.bad('-')} {reason.kind.value}: {reason.message}"
             for line in _file_changes(reason.evidence):
                 yield f"{detail}    {line}"
+        if upstream:
+            names = ", ".join(_family_of(report, r.evidence.get("task_id", "")) for r in upstream)
+            yield f"{detail}{style.bad('-')} UPSTREAM_NOT_UP_TO_DATE: {names}"
         for note in task.notes:
             yield f"{detail}{style.note('~')} {note.kind.value}: {note.message}"
         for child in reversed(task.upstream):
             stack.append((child, depth + 1))
+
+
+def _family_of(report: Report, task_id: str) -> str:
+    task = report.tasks.get(task_id)
+    return task.family or task.label if task is not None else task_id
 
 
 def _file_changes(evidence: Mapping[str, Any]) -> Iterator[str]:

@@ -72,38 +72,48 @@ def _details(path: str, record: Record, style: Style) -> List[str]:
 def _lineage(
     root: HashableTarget, settings: Settings
 ) -> Tuple[List[Tuple[int, str, str]], Dict[str, Any]]:
-    """Walk records upstream: ``[(depth, uri, label)]`` for the tree and a JSON description."""
+    """Walk records upstream: ``[(depth, files, label)]`` for the tree and a JSON description.
+
+    Inputs that are outputs of one upstream run are drawn as one node listing its files.
+    """
     lines: List[Tuple[int, str, str]] = []
     nodes: Dict[str, Any] = {}
     seen: Set[str] = set()
-    stack: List[Tuple[int, HashableTarget]] = [(0, root)]
+    stack: List[Tuple[int, HashableTarget, str]] = [(0, root, root.uri)]
     while stack:
-        depth, target = stack.pop()
+        depth, target, files = stack.pop()
         try:
             record = target.read_record(settings)
         except RecordError as exc:
-            lines.append((depth, target.uri, f"bad record: {exc.problem}"))
+            lines.append((depth, files, f"bad record: {exc.problem}"))
             nodes[target.uri] = {"uri": target.uri, "error": exc.problem, "inputs": []}
             continue
         if record is None:
             state = "raw input" if target.exists() else "missing"
-            lines.append((depth, target.uri, state))
+            lines.append((depth, files, state))
             nodes[target.uri] = {"uri": target.uri, "raw": True, "exists": target.exists()}
             continue
-        if target.uri in seen:
-            lines.append((depth, target.uri, _label(record) + " (shown above)"))
+        key = record.run.run_id
+        if key in seen:
+            lines.append((depth, files, _label(record) + " (shown above)"))
             continue
-        seen.add(target.uri)
-        lines.append((depth, target.uri, _label(record)))
-        nodes[target.uri] = {
-            "uri": target.uri,
+        seen.add(key)
+        lines.append((depth, files, _label(record)))
+        nodes[key] = {
             "task_id": record.task.task_id,
             "label": _label(record),
+            "outputs": [entry.uri for entry in record.outputs],
             "inputs": [entry.uri for entry in record.inputs],
         }
-        children = [target_from_uri(entry.uri) for entry in record.inputs]
-        for child in reversed([c for c in children if c is not None]):
-            stack.append((depth + 1, child))
+        groups: Dict[str, List[str]] = {}
+        for entry in record.inputs:
+            groups.setdefault(entry.task_id or entry.uri, []).append(entry.uri)
+        children = []
+        for uris in groups.values():
+            child = target_from_uri(uris[0])
+            if child is not None:
+                children.append((depth + 1, child, ", ".join(uris)))
+        stack.extend(reversed(children))
     return lines, nodes
 
 

@@ -10,7 +10,7 @@ from luigi_repro.audit import audit_paths
 from luigi_repro.cli.common import UsageError, load_task, split_own_options
 from luigi_repro.cli.render import Progress, render
 from luigi_repro.fingerprint import Counters
-from luigi_repro.report import Report, status
+from luigi_repro.report import Report, verify
 
 DESCRIPTION = """\
 Check, without running anything, whether a pipeline's outputs still match their inputs,
@@ -71,6 +71,6 @@ def run(argv: Sequence[str]) -> int:
             report = audit_paths(rest, full=options.full, counters=counters)
         else:
             with load_task(rest) as task:
-                report = status(task, full=options.full, counters=counters)
+                report = verify(task, full=options.full, counters=counters)
     render(report, options.format, color=options.color)
     return 0 if report.ok else 1
