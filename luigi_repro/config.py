@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Dict, Hashable, Optional
 
 import attrs
 import luigi
+import luigi.configuration
 
 from luigi_repro.errors import ConfigError
 from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
@@ -129,8 +130,54 @@ def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+_settings_cache: Dict[Hashable, Settings] = {}
+
+
+_OPTIONS = (
+    "hash_algorithm",
+    "record_suffix",
+    "lock",
+    "lock_timeout",
+    "racy_window",
+    "stat_cache",
+    "on_code_change",
+    "on_env_change",
+    "hmac_key_env",
+)
+
+
+def _settings_key() -> Optional[Hashable]:
+    """Everything the settings are made from, cheaply: env overrides, the section, the CLI."""
+    from luigi.cmdline_parser import CmdlineParser
+
+    env = tuple(os.environ.get("LUIGI_REPRO_" + name.upper()) for name in _OPTIONS)
+    config = luigi.configuration.get_config()
+    sections = getattr(config, "_sections", None)  # ConfigParser's raw values: no interpolation
+    if not isinstance(sections, dict):
+        return None  # another parser (TOML): read the settings every time
+    section = sections.get("luigi_repro")
+    raw = tuple(sorted(section.items())) if isinstance(section, dict) else ()
+    return (env, id(config), raw, id(CmdlineParser.get_instance()))
+
+
 def load_settings() -> Settings:
-    """Read and validate ``[luigi_repro]``; raise :class:`ConfigError` for an unusable value."""
+    """Read and validate ``[luigi_repro]``; raise :class:`ConfigError` for an unusable value.
+
+    The result is reused while the environment overrides, the configuration section and the
+    command line it came from are unchanged (instantiating a ``luigi.Config`` costs far more).
+    """
+    key = _settings_key()
+    cached = _settings_cache.get(key) if key is not None else None
+    if cached is None:
+        cached = _read_settings()
+        if key is not None:
+            if len(_settings_cache) > 64:
+                _settings_cache.clear()
+            _settings_cache[key] = cached
+    return cached
+
+
+def _read_settings() -> Settings:
     config = ReproConfig()  # type: ignore[no-untyped-call]  # luigi's Task.__init__ is untyped
     algorithm = _option(config, "hash_algorithm").strip().lower()
     if algorithm not in ALGORITHMS:

@@ -61,8 +61,18 @@ def current_versions() -> Dict[str, str]:
     }
 
 
+_imported: Tuple[int, Dict[str, str]] = (-1, {})
+
+
 def imported_packages() -> Dict[str, str]:
-    """``{distribution: version}`` of every distribution with a module imported right now."""
+    """``{distribution: version}`` of every distribution with a module imported right now.
+
+    Recomputed only when the number of imported modules changed since the last call.
+    """
+    global _imported
+    count = len(sys.modules)
+    if _imported[0] == count:
+        return dict(_imported[1])
     mapping = _mapping()
     tops = {name.partition(".")[0] for name in list(sys.modules)}
     result: Dict[str, str] = {}
@@ -71,7 +81,8 @@ def imported_packages() -> Dict[str, str]:
             version = installed_version(dist)
             if version is not None:
                 result[dist] = version
-    return result
+    _imported = (count, result)
+    return dict(result)
 
 
 def env_drift(

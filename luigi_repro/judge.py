@@ -179,11 +179,14 @@ class Judge:
             context = self._contexts[algorithm] = attrs.evolve(self.context, algorithm=algorithm)
         return context
 
-    def observe(self, target: HashableTarget, algorithm: Optional[str] = None) -> Outcome:
+    def observe(
+        self, target: HashableTarget, algorithm: Optional[str] = None, recorded: bool = True
+    ) -> Outcome:
         """The current fingerprint of ``target`` (with ``algorithm``), computed once per judge.
 
         The target's own record, when it has one, offers the previous observation, whose state
-        (stat, ETag…) lets the target skip reading unchanged content.
+        (stat, ETag…) lets the target skip reading unchanged content. ``recorded=False`` says
+        the target was made by a task that keeps no records (a raw input), so none is looked for.
         """
         algorithm = algorithm or self.settings.hash_algorithm
         memo_key = (target.uri, algorithm)
@@ -191,7 +194,7 @@ class Judge:
         if outcome is not None:
             return outcome
         previous = None
-        record, _ = self.record_of(target)
+        record, _ = self.record_of(target) if recorded else (None, None)
         if record is not None:
             for entry in record.outputs:
                 if entry.uri == memo_key[0]:
@@ -471,7 +474,7 @@ class Judge:
         for key, entry in recorded.items():
             ref = current.get(key)
             if ref is not None:
-                self._check_input(ref.label, ref.target, entry, found)
+                self._check_input(ref.label, ref.target, entry, found, ref.task)
                 if found.done:
                     return ()
         rebuilt: List[luigi.Task] = []
@@ -491,7 +494,7 @@ class Judge:
                     )
                 )
             else:
-                self._check_input(label, target, entry, found)
+                self._check_input(label, target, entry, found, upstream)
             if found.done:
                 break
         return tuple(rebuilt)
@@ -502,6 +505,7 @@ class Judge:
         target: Any,
         entry: InputEntry,
         found: _Findings,
+        producer: Optional[luigi.Task],
     ) -> None:
         add = found.add
         hashable = as_hashable(target)
@@ -533,8 +537,11 @@ class Judge:
             )
             return
         algorithm = self._algorithm_usable(entry.fingerprint)
+        recorded = producer is None or is_checked_task(producer)
         outcome = (
-            self.observe(hashable, algorithm) if algorithm else Missing("uses an unknown hash")
+            self.observe(hashable, algorithm, recorded)
+            if algorithm
+            else Missing("uses an unknown hash")
         )
         if isinstance(outcome, Missing):
             add(

@@ -30,6 +30,7 @@ __all__ = [
     "TMP_MARK",
     "atomic_replace",
     "atomic_write",
+    "fixed_temporary",
     "lock_backend",
     "lock_file_for",
     "remove_temporaries",
@@ -44,10 +45,25 @@ def _temporary_name(path: str) -> str:
     return os.path.join(folder, f".{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temporary file in the same folder + replace)."""
-    tmp = _temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+def fixed_temporary(path: str) -> str:
+    """The one temporary name used by a writer that holds ``path``'s run lock."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}{TMP_MARK.rstrip('-')}")
+
+
+def atomic_write(path: str, data: bytes, *, locked: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically (temporary file in the same folder + replace).
+
+    ``locked`` says the caller holds the run lock, so it is the only writer: the temporary file
+    then has a fixed name, and a leftover from a crash is simply overwritten by the next write
+    (no folder scan is ever needed to clean up).
+    """
+    if locked:
+        tmp = fixed_temporary(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    else:
+        tmp = _temporary_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)

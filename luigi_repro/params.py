@@ -21,7 +21,7 @@ import sysconfig
 import textwrap
 import threading
 import types
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import luigi
 
@@ -30,6 +30,7 @@ from luigi_repro.fingerprint import hash_bytes
 
 __all__ = [
     "canonical_params",
+    "class_params",
     "code_fingerprint",
     "code_version_of",
     "diff_params",
@@ -65,8 +66,36 @@ def _holds_set(value: Any) -> bool:
     return False
 
 
+def class_params(
+    cls: type, compute: Callable[[], List[Tuple[str, luigi.Parameter]]]
+) -> List[Tuple[str, luigi.Parameter]]:
+    """``cls.get_params()``, computed once per class.
+
+    Luigi recomputes it on every call with ``dir()`` over the whole class (tens of
+    microseconds), and calls it for every instantiation and every ``to_str_params()``.
+    Parameters are class attributes fixed when the class is defined, so one answer per class
+    is exact.
+    """
+    cached = cls.__dict__.get("_luigi_repro_params")
+    if cached is None:
+        cached = tuple(compute())
+        type.__setattr__(cls, "_luigi_repro_params", cached)
+    return list(cached)
+
+
 def canonical_params(task: luigi.Task) -> Dict[str, Any]:
-    """The task's significant parameters as JSON values, independent of insertion order."""
+    """The task's significant parameters as JSON values, independent of insertion order.
+
+    Kept on the instance: parameters never change after ``__init__``, so this is a property of
+    the task, not a verdict that could go stale.
+    """
+    cached: Optional[Dict[str, Any]] = task.__dict__.get("_luigi_repro_canonical")
+    if cached is None:
+        cached = task.__dict__["_luigi_repro_canonical"] = _canonical_params(task)
+    return cached
+
+
+def _canonical_params(task: luigi.Task) -> Dict[str, Any]:
     params = dict(task.get_params())
     result: Dict[str, Any] = {}
     for name, text in task.to_str_params(only_significant=True).items():
@@ -90,6 +119,8 @@ def diff_params(
     ``{"b":2,"a":1}``. A missing side is None.
     """
     changed: Dict[str, Tuple[Optional[Any], Optional[Any]]] = {}
+    if old == new:  # JSON values: dict equality ignores key order already
+        return changed
     for name in sorted(set(old) | set(new)):
         before, after = old.get(name), new.get(name)
         if name not in old or name not in new or _canon(before) != _canon(after):

@@ -35,7 +35,7 @@ from luigi_repro.errors import (
     RunProtocolError,
     UnsupportedTarget,
 )
-from luigi_repro.judge import Judge, Missing, Outcome, warn_once
+from luigi_repro.judge import Judge, Missing, Outcome, is_checked_task, warn_once
 from luigi_repro.locking import lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
@@ -141,7 +141,7 @@ class RunProtocol:
                 )
                 into[(ref.key, ref.output_key, ref.dynamic)] = None
                 continue
-            outcome = judge.observe(hashable)
+            outcome = judge.observe(hashable, recorded=is_checked_task(ref.task))
             if isinstance(outcome, Missing):
                 raise RunProtocolError(
                     f"input {ref.label} ({hashable.uri}) of {self.task.task_id} {outcome.problem}; "
@@ -173,7 +173,7 @@ class RunProtocol:
             hashable = as_hashable(ref.target)
             if before is None or hashable is None:
                 continue
-            after: Outcome = judge.observe(hashable)
+            after: Outcome = judge.observe(hashable, recorded=is_checked_task(ref.task))
             after_fp = None if isinstance(after, Missing) else after.fingerprint
             if after_fp != before.fingerprint:
                 raise InputChangedDuringRun(

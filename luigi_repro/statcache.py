@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import attrs
 
@@ -127,6 +127,9 @@ class PersistentStatCache:
         self._conn: Optional[sqlite3.Connection] = None
         self._pid = -1
         self._disabled = False
+        # Entries this process has read or written, in front of SQLite. Every use is validated
+        # by the stat anyway, so an entry inherited through fork is as safe as a fresh one.
+        self._memory: Dict[Tuple[str, str], CachedFingerprint] = {}
 
     def _connection(self) -> Optional[sqlite3.Connection]:
         if self._disabled:
@@ -187,6 +190,20 @@ class PersistentStatCache:
 
     def get(self, path: str, algorithm: str) -> Optional[CachedFingerprint]:
         """The cached fingerprint of ``path``, or None."""
+        remembered = None if self._disabled else self._memory.get((path, algorithm))
+        if remembered is not None:
+            return remembered
+        found = self._query(path, algorithm)
+        if found is not None:
+            self._remember(path, found)
+        return found
+
+    def _remember(self, path: str, entry: CachedFingerprint) -> None:
+        if len(self._memory) > 100_000:
+            self._memory.clear()
+        self._memory[(path, entry.algorithm)] = entry
+
+    def _query(self, path: str, algorithm: str) -> Optional[CachedFingerprint]:
 
         def query(conn: sqlite3.Connection) -> Any:
             return conn.execute(
@@ -226,6 +243,8 @@ class PersistentStatCache:
                 )
 
         self._guard(store)
+        if not self._disabled:
+            self._remember(path, entry)
 
     def close(self) -> None:
         with self._lock:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, ClassVar, Dict, Generator, Optional
+from typing import Any, Callable, ClassVar, Dict, Generator, List, Optional, Tuple
 
 import luigi
 
 from luigi_repro.dag import flatten_with_keys
 from luigi_repro.judge import judging
-from luigi_repro.params import reject_sets
+from luigi_repro.params import class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.targets.local import HashableLocalTarget
 
@@ -135,12 +135,16 @@ class CheckingInputHashMixin(luigi.Task):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # luigi's Task methods are untyped; these calls are checked by the tests instead.
         if args or kwargs:
-            params = self.get_params()  # type: ignore[no-untyped-call]
+            params = self.get_params()
             positional = [name for name, param in params if param.positional]
             values: Dict[str, Any] = dict(zip(positional, args))
             values.update(kwargs)
             reject_sets(self.get_task_family(), values)  # type: ignore[no-untyped-call]
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    @classmethod
+    def get_params(cls) -> List[Tuple[str, luigi.Parameter]]:
+        return class_params(cls, super().get_params)
 
     def complete(self) -> bool:
         """True when outputs, records, parameters, code and inputs all agree, recursively."""
@@ -158,6 +162,10 @@ class HashableExternalTask(luigi.ExternalTask):
     It is complete when its outputs exist; their *content* is checked by the records of the
     tasks downstream, so editing a raw input makes exactly its consumers stale.
     """
+
+    @classmethod
+    def get_params(cls) -> List[Tuple[str, luigi.Parameter]]:
+        return class_params(cls, super().get_params)
 
 
 class HashableExternalFile(HashableExternalTask):

@@ -420,3 +420,38 @@ def test_progress_line_appears_only_after_the_delay_on_a_terminal() -> None:
     with Progress(counters, stream=pipe, delay=0.0):
         time.sleep(0.1)
     assert pipe.getvalue() == ""
+
+
+def test_full_rereads_everything_and_cached_checks_read_nothing(
+    built: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--full hashes every file again; a normal warm check of settled files hashes none."""
+    monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0")
+    verify_json(capsys, "--module", "pipelines", "Report")  # settles the caches
+    _, warm = verify_json(capsys, "--module", "pipelines", "Report")
+    assert warm["summary"]["files_hashed"] == 0
+    _, full = verify_json(capsys, "--full", "--module", "pipelines", "Report")
+    assert full["summary"]["files_hashed"] == 6  # 4 outputs and 2 raw inputs
+    assert full["summary"]["bytes_hashed"] > 0
+
+
+def test_python_api_returns_the_report_the_command_prints(built: None) -> None:
+    """luigi_repro.verify(task) gives the same verdicts as `luigi-repro verify`."""
+    import luigi_repro
+
+    write_raw("b", "changed\n")
+    report = luigi_repro.verify(Report())
+    assert not report.ok
+    stale = sorted(task.family for task in report.tasks.values() if not task.ok)
+    assert stale == ["Clean", "Merge", "Report"]
+    assert report.to_json()["ok"] is False
+
+
+def test_colour_only_when_asked_or_on_a_terminal(
+    built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--color forces ANSI colours; the default on a pipe has none."""
+    _, out, _ = cli("verify", "--color", "--module", "pipelines", "Report", capsys=capsys)
+    assert "\x1b[32m" in out
+    _, out, _ = cli("verify", "--module", "pipelines", "Report", capsys=capsys)
+    assert "\x1b[" not in out

@@ -662,17 +662,26 @@ def test_absent_record_reads_none_and_removes_quietly() -> None:
     assert listing() == []
 
 
-def test_remove_record_deletes_leftover_temporaries_only() -> None:
-    """``remove_record`` also clears ``.<name>.repro.json.repro-tmp-*`` but nothing else."""
+def test_remove_record_deletes_the_leftover_temporary_only() -> None:
+    """``remove_record`` also clears the record's temporary (a crashed write) but nothing else."""
     settings = Settings()
     target = HashableLocalTarget("out.txt")
     Path("out.txt").write_text("data")
     target.write_record_bytes(settings, b"{}")
-    Path(".out.txt.repro.json.repro-tmp-123-abcd").write_bytes(b"crashed write")
-    Path(".out.txt.repro.json.repro-tmp-456-ef01").mkdir()
-    Path(".other.txt.repro.json.repro-tmp-789-aaaa").write_bytes(b"someone else's")
+    Path(".out.txt.repro.json.repro-tmp").write_bytes(b"crashed write")
+    Path(".other.txt.repro.json.repro-tmp").write_bytes(b"someone else's")
     target.remove_record(settings)
-    assert listing() == [".other.txt.repro.json.repro-tmp-789-aaaa", "out.txt"]
+    assert listing() == [".other.txt.repro.json.repro-tmp", "out.txt"]
+
+
+def test_leftover_temporary_is_overwritten_by_the_next_write() -> None:
+    """A temporary left by a crash is reused and renamed away by the next record write."""
+    settings = Settings()
+    target = HashableLocalTarget("out.txt")
+    Path(".out.txt.repro.json.repro-tmp").write_bytes(b"crashed write, longer than the record")
+    target.write_record_bytes(settings, b"{}")
+    assert listing() == ["out.txt.repro.json"]
+    assert Path("out.txt.repro.json").read_bytes() == b"{}"
 
 
 def test_write_record_bytes_leaves_no_temporary() -> None:

@@ -65,7 +65,7 @@ class FingerprintContext:
 
     def is_bookkeeping(self, name: str) -> bool:
         """Is a file of this name one of ours (a record, a lock, a temporary), not user data?"""
-        return name.endswith((self.record_suffix, ".repro.lock")) or ".repro-tmp-" in name
+        return name.endswith((self.record_suffix, ".repro.lock")) or ".repro-tmp" in name
 
 
 class RecordCache:

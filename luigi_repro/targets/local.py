@@ -24,7 +24,7 @@ import luigi.format
 
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.fingerprint import describe_special, hash_bytes
-from luigi_repro.locking import atomic_replace, atomic_write, lock_file_for, remove_temporaries
+from luigi_repro.locking import atomic_replace, atomic_write, fixed_temporary, lock_file_for
 from luigi_repro.statcache import (
     CachedFingerprint,
     StatKey,
@@ -92,7 +92,11 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
 
     @property
     def uri(self) -> str:
-        return os.path.abspath(self.path)
+        """The absolute path, resolved against the working directory when first needed."""
+        cached: Optional[Tuple[str, str]] = self.__dict__.get("_luigi_repro_uri")
+        if cached is None or cached[0] != self.path:
+            cached = self.__dict__["_luigi_repro_uri"] = (self.path, os.path.abspath(self.path))
+        return cached[1]
 
     def exists(self) -> bool:
         return bool(luigi.LocalTarget.exists(self))
@@ -166,13 +170,14 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
             return None
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
-        atomic_write(self.record_location(settings), data)
+        # Records are only written under the output's run lock: one writer at a time.
+        atomic_write(self.record_location(settings), data, locked=True)
 
     def remove_record(self, settings: Settings) -> None:
         location = self.record_location(settings)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(location)
-        remove_temporaries(location)
+        for path in (location, fixed_temporary(location)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def lock_name(self) -> str:
         return lock_file_for(self.path)
