@@ -73,14 +73,18 @@ def class_params(
 
     Luigi recomputes it on every call with ``dir()`` over the whole class (tens of
     microseconds), and calls it for every instantiation and every ``to_str_params()``.
-    Parameters are class attributes fixed when the class is defined, so one answer per class
-    is exact.
+    Parameters are class attributes, so the answer holds until a class namespace changes.
     """
+    # Decorators such as luigi.util.inherits add parameters after the class is made: any change
+    # to a class namespace in the MRO changes this shape and recomputes the answer.
+    shape = tuple(len(klass.__dict__) for klass in cls.__mro__)
     cached = cls.__dict__.get("_luigi_repro_params")
-    if cached is None:
-        cached = tuple(compute())
+    if cached is None or cached[0] != shape:
+        params = tuple(compute())
+        type.__setattr__(cls, "_luigi_repro_params", (None, params))  # the slot counts in shape
+        cached = (tuple(len(klass.__dict__) for klass in cls.__mro__), params)
         type.__setattr__(cls, "_luigi_repro_params", cached)
-    return list(cached)
+    return list(cached[1])
 
 
 def canonical_params(task: luigi.Task) -> Dict[str, Any]:

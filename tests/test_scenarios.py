@@ -208,3 +208,41 @@ def test_changing_hash_algorithm_keeps_pipeline_complete(
     record = parse_record(Path("out/report.txt.repro.json").read_bytes(), "report")
     assert record.outputs[0].fingerprint.startswith("sha256:")
     assert Report().complete()
+
+
+def _record_with_old_luigi(path: str) -> None:
+    """Rewrite a record as if it had been made with another Luigi version."""
+    import attrs
+
+    from luigi_repro.record import dump_record
+
+    record = parse_record(Path(path).read_bytes(), path)
+    run = attrs.evolve(record.run, versions={**record.run.versions, "luigi": "2.0.0"})
+    Path(path).write_bytes(dump_record(attrs.evolve(record, run=run)))
+
+
+@pytest.mark.parametrize(
+    ("policy", "complete", "reasons", "notes"),
+    [
+        ("rerun", False, [ReasonKind.ENV_CHANGED], []),
+        ("warn", True, [], [ReasonKind.ENV_CHANGED]),
+        ("ignore", True, [], []),
+    ],
+)
+def test_environment_drift_follows_the_policy(
+    built: None,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+    complete: bool,
+    reasons: Any,
+    notes: Any,
+) -> None:
+    """A record made under another Luigi version: stale, noted or ignored per on_env_change."""
+    _record_with_old_luigi("out/merged.txt.repro.json")
+    monkeypatch.setenv("LUIGI_REPRO_ON_ENV_CHANGE", policy)
+    assert Merge().complete() is complete
+    verdict = status_of(Merge())
+    assert [r.kind for r in verdict.reasons] == reasons
+    assert [n.kind for n in verdict.notes] == notes
+    if reasons:
+        assert verdict.reasons[0].evidence["packages"]["luigi"]["old"] == "2.0.0"

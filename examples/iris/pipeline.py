@@ -2,8 +2,9 @@
 
 raw CSV -> Clean -> Split -> Features -> Train -> Evaluate -> Report
 
-Plain Python (csv, statistics) so that it runs wherever luigi_repro does. Compared with a plain
-Luigi pipeline only two things changed: tasks inherit ``TaskWithCheckingInputHash`` and outputs are
+Plain Python (csv, statistics) so that it runs wherever luigi_repro does; parameters flow
+downstream with Luigi's own ``@requires`` / ``@inherits``. Compared with a plain Luigi pipeline
+only two things changed: tasks inherit ``TaskWithCheckingInputHash`` and outputs are
 ``HashableLocalTarget``. Run it with::
 
     luigi --module pipeline Report --local-scheduler
@@ -19,6 +20,7 @@ import statistics
 from typing import Any, Dict, List, Tuple
 
 import luigi
+from luigi.util import inherits, requires
 
 from luigi_repro import HashableExternalFile, HashableLocalTarget, TaskWithCheckingInputHash
 
@@ -62,15 +64,12 @@ class Clean(TaskWithCheckingInputHash):
         write_rows(self.output(), clean, [*FEATURES, "species"])
 
 
+@requires(Clean)
 class Split(TaskWithCheckingInputHash):
     """A seeded, stratified train/test split."""
 
-    source = luigi.Parameter(default="data/iris.csv")
     test_fraction = luigi.FloatParameter(default=0.3)
     seed = luigi.IntParameter(default=7)
-
-    def requires(self) -> luigi.Task:
-        return self.clone(Clean)
 
     def output(self) -> Dict[str, HashableLocalTarget]:
         return {
@@ -93,15 +92,9 @@ class Split(TaskWithCheckingInputHash):
         write_rows(self.output()["test"], test, columns)
 
 
+@requires(Split)
 class Features(TaskWithCheckingInputHash):
     """Standardise every measurement with the training set's mean and deviation."""
-
-    source = luigi.Parameter(default="data/iris.csv")
-    test_fraction = luigi.FloatParameter(default=0.3)
-    seed = luigi.IntParameter(default=7)
-
-    def requires(self) -> luigi.Task:
-        return self.clone(Split)
 
     def output(self) -> Dict[str, HashableLocalTarget]:
         return {
@@ -145,17 +138,12 @@ def _distance(a: List[float], b: List[float]) -> float:
     return sum((x - y) ** 2 for x, y in zip(a, b))
 
 
+@requires(Features)
 class Train(TaskWithCheckingInputHash):
     """Fit a nearest-centroid or k-nearest-neighbours classifier."""
 
-    source = luigi.Parameter(default="data/iris.csv")
-    test_fraction = luigi.FloatParameter(default=0.3)
-    seed = luigi.IntParameter(default=7)
     model = luigi.ChoiceParameter(choices=["centroid", "knn"], default="centroid")
-    k = luigi.IntParameter(default=5)
-
-    def requires(self) -> luigi.Task:
-        return self.clone(Features)
+    k = luigi.IntParameter(default=5, description="Neighbours for model=knn.")
 
     def output(self) -> HashableLocalTarget:
         return HashableLocalTarget("results/model.json")
@@ -195,14 +183,9 @@ def predict(model: Dict[str, Any], vector: List[float]) -> str:
     return max(sorted(votes), key=lambda label: votes[label])
 
 
+@inherits(Train)
 class Evaluate(TaskWithCheckingInputHash):
     """Accuracy and confusion matrix on the held-out rows."""
-
-    source = luigi.Parameter(default="data/iris.csv")
-    test_fraction = luigi.FloatParameter(default=0.3)
-    seed = luigi.IntParameter(default=7)
-    model = luigi.ChoiceParameter(choices=["centroid", "knn"], default="centroid")
-    k = luigi.IntParameter(default=5)
 
     def requires(self) -> Dict[str, luigi.Task]:
         return {"model": self.clone(Train), "features": self.clone(Features)}
@@ -230,14 +213,9 @@ class Evaluate(TaskWithCheckingInputHash):
             json.dump(metrics, stream, indent=1)
 
 
+@inherits(Evaluate)
 class Report(TaskWithCheckingInputHash):
     """A Markdown report of the data and the model's results."""
-
-    source = luigi.Parameter(default="data/iris.csv")
-    test_fraction = luigi.FloatParameter(default=0.3)
-    seed = luigi.IntParameter(default=7)
-    model = luigi.ChoiceParameter(choices=["centroid", "knn"], default="centroid")
-    k = luigi.IntParameter(default=5)
 
     def requires(self) -> Dict[str, luigi.Task]:
         return {"metrics": self.clone(Evaluate), "clean": self.clone(Clean)}
