@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import attrs
 
 from luigi_repro.config import Settings, load_settings
-from luigi_repro.fingerprint import Counters, short
+from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge, Missing
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
@@ -51,7 +51,17 @@ class _Node:
     record: Optional[Record]
     reasons: List[Reason] = attrs.field(factory=list)
     upstream: List[str] = attrs.field(factory=list)
-    pending: Optional[List[Tuple[str, HashableTarget]]] = None
+    #: Inputs still to visit: (label, target, whether its producer keeps records).
+    pending: Optional[List[Tuple[str, HashableTarget, bool]]] = None
+
+
+def _own_entry(record: Record, target: HashableTarget) -> Optional[OutputEntry]:
+    """The record's entry for ``target``: same location, or the same name after a move."""
+    own = next((e for e in record.outputs if e.uri == target.uri), None)
+    if own is None:
+        name = os.path.basename(target.uri)
+        own = next((e for e in record.outputs if os.path.basename(e.uri) == name), None)
+    return own
 
 
 class _Auditor:
@@ -62,20 +72,27 @@ class _Auditor:
         self.active: Set[str] = set()
 
     def node_id(self, target: HashableTarget) -> str:
+        """One node per recorded run *at one place*: a copy of the results is another node."""
         record, error = self.judge.record_of(target)
         if record is not None:
-            return record.task.task_id
+            own = _own_entry(record, target)
+            if own is None or own.uri == target.uri or "://" in target.uri:
+                return record.task.task_id
+            moved = os.path.relpath(os.path.dirname(target.uri), os.path.dirname(own.uri))
+            return f"{record.task.task_id}@{moved}"
         return ("bad-record:" if error is not None else "file:") + target.uri
 
     def visit(self, root: HashableTarget, is_root: bool) -> str:
         root_id = self.node_id(root)
-        stack: List[_Node] = [self._open(root, root_id, is_root)]
+        if root_id in self.nodes:
+            return root_id
+        stack: List[_Node] = [self._open(root, root_id, is_root, expect_record=is_root)]
         while stack:
             node = stack[-1]
             assert node.pending is not None
             child = None
             while node.pending:
-                label, target = node.pending[-1]
+                label, target, expect_record = node.pending[-1]
                 child_id = self.node_id(target)
                 if child_id not in self.nodes:
                     if child_id in self.active:
@@ -88,7 +105,7 @@ class _Auditor:
                         )
                         node.pending.pop()
                         continue
-                    child = self._open(target, child_id, False)
+                    child = self._open(target, child_id, False, expect_record)
                     break
                 node.pending.pop()
                 if child_id in node.upstream:
@@ -110,7 +127,9 @@ class _Auditor:
             stack.pop()
         return root_id
 
-    def _open(self, target: HashableTarget, node_id: str, is_root: bool) -> _Node:
+    def _open(
+        self, target: HashableTarget, node_id: str, is_root: bool, expect_record: bool
+    ) -> _Node:
         self.active.add(node_id)
         record, error = self.judge.record_of(target)
         node = _Node(target, node_id, record, pending=[])
@@ -120,19 +139,24 @@ class _Auditor:
             )
         elif record is None:
             if not target.exists():
-                problem = "does not exist"
                 node.reasons.append(
                     Reason(
                         ReasonKind.MISSING_OUTPUT if is_root else ReasonKind.INPUT_CHANGED,
-                        f"{target.uri} {problem}",
+                        f"{target.uri} does not exist",
                         {"uri": target.uri},
                     )
                 )
-            elif is_root:
+            elif expect_record:
+                why = (
+                    "has no record to audit"
+                    if is_root
+                    else "has no record, though the task that makes it keeps one (a run that "
+                    "did not finish?)"
+                )
                 node.reasons.append(
                     Reason(
                         ReasonKind.NO_RECORD,
-                        f"{target.uri} has no record to audit",
+                        f"{target.uri} {why}",
                         {"uri": target.uri, "record": target.record_location(self.settings)},
                     )
                 )
@@ -155,10 +179,7 @@ class _Auditor:
 
     def _check_record(self, node: _Node, record: Record) -> None:
         target = node.target
-        own = next((e for e in record.outputs if e.uri == target.uri), None)
-        if own is None:
-            name = os.path.basename(target.uri)
-            own = next((e for e in record.outputs if os.path.basename(e.uri) == name), None)
+        own = _own_entry(record, target)
         if own is None:
             node.reasons.append(
                 Reason(
@@ -178,13 +199,22 @@ class _Auditor:
             self._compare(node, output, location, output_entry.fingerprint, "output")
         assert node.pending is not None
         for input_entry in record.inputs:
-            if input_entry.fingerprint is None:
-                continue  # recorded as unverifiable: existence was all the run could vouch for
             location = self._relocate(input_entry.uri, own, target.uri)
             upstream = target_from_uri(location)
+            if input_entry.fingerprint is None:
+                # Recorded as unverifiable: existence is all the run could vouch for.
+                if upstream is not None and not upstream.exists():
+                    node.reasons.append(
+                        Reason(
+                            ReasonKind.INPUT_CHANGED,
+                            f"input {location} does not exist",
+                            {"uri": location, "old": None, "new": None},
+                        )
+                    )
+                continue
             found = self._compare(node, upstream, location, input_entry.fingerprint, "input")
             if found and upstream is not None:
-                node.pending.append((input_entry.uri, upstream))
+                node.pending.append((input_entry.uri, upstream, input_entry.recorded))
         assert node.pending is not None
         node.pending.reverse()
 
@@ -204,7 +234,17 @@ class _Auditor:
                 Reason(missing, f"{role} {location} cannot be located", {"uri": location})
             )
             return False
-        algorithm = recorded.partition(":")[0]
+        algorithm = usable_algorithm(recorded)
+        if algorithm is None:
+            node.reasons.append(
+                Reason(
+                    ReasonKind.BAD_RECORD,
+                    f"{role} {location} was fingerprinted with an algorithm that is unknown or "
+                    "not installed here",
+                    {"uri": location, "problem": "unusable algorithm"},
+                )
+            )
+            return False
         outcome = self.judge.observe(target, algorithm)
         if isinstance(outcome, Missing):
             node.reasons.append(

@@ -183,9 +183,16 @@ def _read_settings() -> Settings:
     if algorithm not in ALGORITHMS:
         raise ConfigError("hash_algorithm", algorithm, "one of " + ", ".join(sorted(ALGORITHMS)))
     suffix = _option(config, "record_suffix")
-    if not suffix or "/" in suffix or os.sep in suffix or suffix.strip() != suffix:
+    if (
+        not suffix.startswith(".")
+        or "repro" not in suffix.lower()
+        or "/" in suffix
+        or os.sep in suffix
+        or suffix.strip() != suffix
+    ):
+        # "repro" keeps the suffix from meaning ordinary data files (".json") to luigi_repro.
         raise ConfigError(
-            "record_suffix", suffix, "a non-empty file name suffix such as .repro.json"
+            "record_suffix", suffix, "a file name suffix containing 'repro', like .repro.json"
         )
     lock = _option(config, "lock").strip()
     lock = lock.lower() if lock.lower() == "file" else lock

@@ -14,7 +14,14 @@ import luigi
 
 from luigi_repro.record import Key
 
-__all__ = ["InputRef", "dynamic_inputs", "flatten_with_keys", "format_key", "static_inputs"]
+__all__ = [
+    "InputRef",
+    "dynamic_inputs",
+    "flatten_with_keys",
+    "format_key",
+    "requirements_of",
+    "static_inputs",
+]
 
 
 def flatten_with_keys(struct: Any, prefix: Key = ()) -> List[Tuple[Key, Any]]:
@@ -72,22 +79,38 @@ class InputRef:
         return f"{where}{format_key(self.key)}{out}"
 
 
-def _inputs(struct: Any, dynamic: bool, prefix: Key = ()) -> List[InputRef]:
-    refs: List[InputRef] = []
-    for key, task in flatten_with_keys(struct, prefix):
-        if not isinstance(task, luigi.Task):
-            raise TypeError(f"requires() returned {task!r}, which is not a Luigi task")
-        for output_key, target in flatten_with_keys(task.output()):
-            refs.append(InputRef(key, output_key, task, target, dynamic))
-    return refs
+def requirements_of(task: luigi.Task) -> List[Tuple[Key, luigi.Task]]:
+    """``task.requires()`` called once and flattened with keys.
+
+    Once: ``requires()`` may be a generator (a common Luigi idiom), which a second pass would find
+    empty.
+    """
+    flat = flatten_with_keys(task.requires())
+    for _, upstream in flat:
+        if not isinstance(upstream, luigi.Task):
+            raise TypeError(
+                f"{task.get_task_family()}.requires() returned {upstream!r}, "
+                "which is not a Luigi task"
+            )
+    return flat
 
 
-def static_inputs(requirements: Any) -> List[InputRef]:
-    """Every output of every task in a ``requires()`` structure, with its keys."""
-    return _inputs(requirements, dynamic=False)
+def static_inputs(requirements: List[Tuple[Key, luigi.Task]]) -> List[InputRef]:
+    """Every output of every required task (from :func:`requirements_of`), with its keys."""
+    return [
+        InputRef(key, output_key, upstream, target, False)
+        for key, upstream in requirements
+        for output_key, target in flatten_with_keys(upstream.output())
+    ]
 
 
 def dynamic_inputs(yielded: Any, batch: int) -> List[InputRef]:
     """The inputs of one batch of dynamic dependencies yielded by ``run()``."""
     requirements = getattr(yielded, "requirements", yielded)  # unwrap DynamicRequirements
-    return _inputs(requirements, dynamic=True, prefix=(batch,))
+    refs: List[InputRef] = []
+    for key, upstream in flatten_with_keys(requirements, (batch,)):
+        if not isinstance(upstream, luigi.Task):
+            raise TypeError(f"run() yielded {upstream!r}, which is not a Luigi task")
+        for output_key, target in flatten_with_keys(upstream.output()):
+            refs.append(InputRef(key, output_key, upstream, target, True))
+    return refs

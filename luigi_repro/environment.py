@@ -32,8 +32,9 @@ def _mapping() -> Mapping[str, list[str]]:
 
 
 def warm() -> None:
-    """Build the module→distribution map now, so that forked workers inherit it."""
-    _mapping()
+    """Build the module→distribution map now, so that forked workers inherit it (cheap after)."""
+    if _module_to_dists is None:
+        _mapping()
 
 
 def installed_version(dist: str) -> Optional[str]:

@@ -12,7 +12,7 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
      +-- UnsupportedTarget (TypeError)    an output cannot carry a record
      +-- RunProtocolError (RuntimeError)  a run broke the protocol; no record was written
           +-- InputChangedDuringRun       an input's content changed while run() was running
-          +-- OutputNotWritten            run() returned without writing an output
+          +-- OutputNotWritten            run() returned without (re)writing an output
           +-- OutputUnstable              an output kept changing while it was fingerprinted
 """
 
@@ -113,14 +113,20 @@ class InputChangedDuringRun(RunProtocolError):
 
 
 class OutputNotWritten(RunProtocolError):
-    """``run()`` returned but some outputs do not exist."""
+    """``run()`` returned but some outputs do not exist, or were left from an earlier run."""
 
-    def __init__(self, task_id: str, missing: Sequence[str]) -> None:
+    def __init__(self, task_id: str, missing: Sequence[str], stale: Sequence[str] = ()) -> None:
         self.task_id = task_id
         self.missing = tuple(missing)
-        super().__init__(
-            f"task {task_id} finished run() without writing its output(s): {', '.join(missing)}."
-        )
+        self.stale = tuple(stale)
+        if self.missing:
+            problem = f"without writing its output(s): {', '.join(self.missing)}"
+        else:
+            problem = (
+                f"without rewriting its output(s) {', '.join(self.stale)}, which are left from "
+                "an earlier run; a run must write every output"
+            )
+        super().__init__(f"task {task_id} finished run() {problem}.")
 
 
 class OutputUnstable(RunProtocolError):

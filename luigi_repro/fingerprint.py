@@ -38,6 +38,7 @@ __all__ = [
     "manifest_fingerprint",
     "new_hasher",
     "short",
+    "usable_algorithm",
 ]
 
 DEFAULT_ALGORITHM = "xxh3_128"
@@ -91,6 +92,20 @@ def algorithm_of(fingerprint: str) -> str:
     algorithm, sep, digest = fingerprint.partition(":")
     if not sep or not algorithm or not digest:
         raise ValueError(f"{fingerprint!r} is not a fingerprint of the form 'algorithm:hex'")
+    return algorithm
+
+
+def usable_algorithm(fingerprint: str) -> Optional[str]:
+    """The algorithm of ``fingerprint`` if digests can be made with it here, else None.
+
+    None for a malformed fingerprint, an unknown algorithm, or one whose package (blake3) is
+    not installed on this machine.
+    """
+    try:
+        algorithm = algorithm_of(fingerprint)
+        new_hasher(algorithm)
+    except (ValueError, MissingDependency):
+        return None
     return algorithm
 
 

@@ -24,10 +24,10 @@ import luigi
 from luigi.task_register import Register
 
 from luigi_repro.config import Settings, load_settings
-from luigi_repro.dag import flatten_with_keys, format_key, static_inputs
+from luigi_repro.dag import flatten_with_keys, format_key, requirements_of, static_inputs
 from luigi_repro.environment import env_drift
 from luigi_repro.errors import RecordError, ReproError
-from luigi_repro.fingerprint import ALGORITHMS, Counters, algorithm_of, diff_manifests, short
+from luigi_repro.fingerprint import Counters, diff_manifests, short, usable_algorithm
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of, diff_params
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record
@@ -206,7 +206,7 @@ class Judge:
             outcome = target.observe(self._context_for(algorithm), previous)
         except FileNotFoundError:
             outcome = Missing("does not exist")
-        except (OSError, ReproError) as exc:
+        except (OSError, ValueError, ReproError) as exc:  # ValueError: a NUL byte in a path
             outcome = Missing(f"cannot be read ({exc})")
         self.targets_observed += 1
         self._observations[memo_key] = outcome
@@ -224,8 +224,8 @@ class Judge:
         found = _Findings(self.exhaustive)
         add = found.add
         family = task.get_task_family()
-        requirements = task.requires()
-        upstream = tuple(t for _, t in flatten_with_keys(requirements))
+        requirements = requirements_of(task)
+        upstream = tuple(t for _, t in requirements)
 
         outputs: List[Tuple[Key, HashableTarget]] = []
         declared = flatten_with_keys(task.output())
@@ -320,24 +320,11 @@ class Judge:
             )
         return record, entries
 
-    def _algorithm_usable(self, fingerprint: str) -> Optional[str]:
-        try:
-            algorithm = algorithm_of(fingerprint)
-        except ValueError:
-            return None
-        return algorithm if algorithm in ALGORITHMS else None
-
     def _check_output(self, target: HashableTarget, entry: OutputEntry, found: _Findings) -> None:
         add = found.add
-        algorithm = self._algorithm_usable(entry.fingerprint)
+        algorithm = usable_algorithm(entry.fingerprint)
         if algorithm is None:
-            add(
-                Reason(
-                    ReasonKind.BAD_RECORD,
-                    f"the record of {target.uri} uses an unknown hash algorithm",
-                    {"uri": target.uri, "problem": "unknown algorithm"},
-                )
-            )
+            add(_unusable_algorithm(target.uri, entry.fingerprint))
             return
         outcome = self.observe(target, algorithm)
         if isinstance(outcome, Missing):
@@ -398,7 +385,10 @@ class Judge:
         if policy == "ignore":
             return
         cls = type(task)
-        algorithm = self._algorithm_usable(record.task.code_fingerprint) or self.context.algorithm
+        algorithm = usable_algorithm(record.task.code_fingerprint)
+        if algorithm is None:
+            add(_unusable_algorithm(task.task_id, record.task.code_fingerprint))
+            return
         current = code_fingerprint(cls, algorithm)
         if record.task.code_fingerprint == current:
             return
@@ -443,7 +433,7 @@ class Judge:
         (found.add if policy == "rerun" else found.note)(reason)
 
     def _check_inputs(
-        self, requirements: Any, record: Record, found: _Findings
+        self, requirements: List[Tuple[Key, luigi.Task]], record: Record, found: _Findings
     ) -> Tuple[luigi.Task, ...]:
         add = found.add
         current = {(ref.key, ref.output_key): ref for ref in static_inputs(requirements)}
@@ -536,13 +526,12 @@ class Judge:
                 )
             )
             return
-        algorithm = self._algorithm_usable(entry.fingerprint)
+        algorithm = usable_algorithm(entry.fingerprint)
+        if algorithm is None:
+            add(_unusable_algorithm(uri, entry.fingerprint))
+            return
         recorded = producer is None or is_checked_task(producer)
-        outcome = (
-            self.observe(hashable, algorithm, recorded)
-            if algorithm
-            else Missing("uses an unknown hash")
-        )
+        outcome = self.observe(hashable, algorithm, recorded)
         if isinstance(outcome, Missing):
             add(
                 Reason(
@@ -589,6 +578,15 @@ class Judge:
         if done is not None:
             return done
         stack: List[_Frame] = [_Frame(task)]
+        try:
+            self._walk(stack)
+        except BaseException:
+            for frame in stack:  # leave no task marked as "being judged" behind
+                self._active.discard(frame.task.task_id)
+            raise
+        return self._statuses[task.task_id]
+
+    def _walk(self, stack: List[_Frame]) -> None:
         while stack:
             frame = stack[-1]
             if frame.pending is None:
@@ -607,7 +605,6 @@ class Judge:
             )
             self._active.discard(frame.task.task_id)
             stack.pop()
-        return self._statuses[task.task_id]
 
     def _enter(self, frame: _Frame) -> None:
         task_id = frame.task.task_id
@@ -632,7 +629,11 @@ class Judge:
         assert frame.pending is not None
         while frame.pending:
             upstream = frame.pending[-1]
-            if is_checked_task(upstream):
+            if upstream.task_id in self._active:
+                # Only a recorded dynamic dependency can lead back here (Luigi itself refuses
+                # cyclic requires()): the record describes a DAG the code no longer has.
+                ok, described = False, "part of a cycle through a recorded dynamic dependency"
+            elif is_checked_task(upstream):
                 verdict = self._statuses.get(upstream.task_id)
                 if verdict is None:
                     return upstream
@@ -680,6 +681,16 @@ class _Frame:
     reasons: List[Reason] = attrs.field(factory=list)
     notes: Tuple[Reason, ...] = ()
     upstream_ids: List[str] = attrs.field(factory=list)
+
+
+def _unusable_algorithm(where: str, fingerprint: str) -> Reason:
+    algorithm = fingerprint.partition(":")[0]
+    return Reason(
+        ReasonKind.BAD_RECORD,
+        f"the record of {where} uses the hash algorithm {algorithm!r}, "
+        "which is unknown or not installed here",
+        {"uri": where, "problem": "unusable algorithm", "algorithm": algorithm},
+    )
 
 
 def _uri_of(target: Any) -> str:

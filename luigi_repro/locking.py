@@ -33,7 +33,6 @@ __all__ = [
     "fixed_temporary",
     "lock_backend",
     "lock_file_for",
-    "remove_temporaries",
 ]
 
 #: Part of the name of every temporary file luigi_repro creates, so leftovers can be recognised.
@@ -74,20 +73,6 @@ def atomic_write(path: str, data: bytes, *, locked: bool = False) -> None:
         raise
 
 
-def remove_temporaries(path: str) -> None:
-    """Delete temporary files luigi_repro left beside ``path`` (a crash during a write)."""
-    folder, name = os.path.split(path)
-    prefix = f".{name}{TMP_MARK}"
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(folder or "."):
-            if entry.name.startswith(prefix):
-                with contextlib.suppress(OSError):
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path)
-                    else:
-                        os.unlink(entry.path)
-
-
 def atomic_replace(src: str, dst: str) -> None:
     """Move ``src`` to ``dst``, replacing whatever is there (file or folder).
 
@@ -101,18 +86,23 @@ def atomic_replace(src: str, dst: str) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST):
             raise
-    aside = _temporary_name(dst.rstrip("/"))
+    aside = fixed_temporary(dst.rstrip("/")) + "-old"
+    _discard(aside)  # left by a crash between the two renames of an earlier replacement
     os.rename(dst, aside)
     try:
         os.rename(src, dst)
     except BaseException:
         os.rename(aside, dst)
         raise
-    if os.path.isdir(aside) and not os.path.islink(aside):
-        shutil.rmtree(aside, ignore_errors=True)
+    _discard(aside)
+
+
+def _discard(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(OSError):
-            os.unlink(aside)
+            os.unlink(path)
 
 
 def lock_file_for(path: str) -> str:

@@ -16,20 +16,24 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import linecache
+import os
 import sys
 import sysconfig
-import textwrap
 import threading
 import types
+import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import luigi
+from luigi.parameter import ParameterVisibility
 
 from luigi_repro.errors import ParameterError
 from luigi_repro.fingerprint import hash_bytes
 
 __all__ = [
     "canonical_params",
+    "capture_code",
     "class_params",
     "code_fingerprint",
     "code_version_of",
@@ -104,7 +108,11 @@ def _canonical_params(task: luigi.Task) -> Dict[str, Any]:
     result: Dict[str, Any] = {}
     for name, text in task.to_str_params(only_significant=True).items():
         param = params.get(name)
-        if isinstance(param, _JSON_PARAMETERS):
+        if getattr(param, "visibility", None) == ParameterVisibility.HIDDEN:
+            # Hidden parameters often hold secrets: a record beside shared data keeps only a
+            # digest, which still changes whenever the value does.
+            result[name] = "hidden:" + hash_bytes(f"{name}={text}".encode(), "sha256")
+        elif isinstance(param, _JSON_PARAMETERS):
             try:
                 result[name] = json.loads(text)
             except ValueError:
@@ -170,7 +178,7 @@ def code_fingerprint(task_cls: type, algorithm: str) -> str:
     if cached is not None:
         return cached
     parts = [
-        _class_signature(cls) if version is None else f"{cls.__qualname__}:code_version:{version}"
+        _signature(cls) if version is None else f"{cls.__qualname__}:code_version:{version}"
         for cls, version in zip(classes, versions)
     ]
     fingerprint = hash_bytes("\0".join(parts).encode(), algorithm)
@@ -181,23 +189,29 @@ def code_fingerprint(task_cls: type, algorithm: str) -> str:
 
 def _stdlib_prefixes() -> Tuple[str, ...]:
     paths = sysconfig.get_paths()
-    return tuple(p for p in (paths.get("stdlib"), paths.get("platstdlib")) if p)
+    found = {
+        os.path.realpath(p) + os.sep for p in (paths.get("stdlib"), paths.get("platstdlib")) if p
+    }
+    return tuple(found)
 
 
 def _is_user_class(cls: type) -> bool:
+    """Is this class the user's code (fingerprinted) rather than Luigi's, ours or Python's?
+
+    Decided by where its module lives, not by its name, so a pipeline module that happens to be
+    called like a standard-library one (``profile.py``) is still the user's. Copies made by
+    ``luigi.task.externalize`` (which carry ``__wrapped__``) stand for the class they copy.
+    """
     module = getattr(cls, "__module__", "") or ""
-    top = module.split(".", 1)[0]
-    if top in _OUR_PACKAGES:
+    if module.split(".", 1)[0] in _OUR_PACKAGES or "__wrapped__" in cls.__dict__:
         return False
-    names = getattr(sys, "stdlib_module_names", None)
-    if names is not None:
-        return top not in names
-    # Python 3.9 has no stdlib_module_names: tell standard-library classes by where they live.
-    if top in sys.builtin_module_names:  # pragma: no cover - Python 3.9 only
-        return False
-    filename = getattr(sys.modules.get(module), "__file__", None) or ""  # pragma: no cover
-    in_stdlib = filename.startswith(_stdlib_prefixes()) and "-packages" not in filename
-    return not in_stdlib  # pragma: no cover - Python 3.9 only
+    filename = getattr(sys.modules.get(module), "__file__", None)
+    if not filename:
+        # No file: a built-in module (Python's), or code typed into __main__ (the user's).
+        return module not in sys.builtin_module_names and module != "builtins"
+    path = os.path.realpath(filename)
+    in_packages = "site-packages" in path or "dist-packages" in path
+    return in_packages or not path.startswith(_stdlib_prefixes())
 
 
 def _user_classes(task_cls: type) -> Iterator[type]:
@@ -206,17 +220,109 @@ def _user_classes(task_cls: type) -> Iterator[type]:
             yield cls
 
 
+_signatures: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+
+
+def capture_code(task_cls: type) -> None:
+    """Read the source of a task class and its user-defined bases now, at class creation.
+
+    The fingerprint must describe the code that runs, not a file edited on disk since it was
+    imported (a record written later would otherwise vouch for code that never ran).
+    """
+    for cls in _user_classes(task_cls):
+        _signature(cls)
+
+
+def _signature(cls: type) -> str:
+    with _code_lock:
+        cached = _signatures.get(cls)
+    if cached is None:
+        cached = _class_signature(cls)
+        with _code_lock:
+            _signatures.setdefault(cls, cached)
+    return cached
+
+
 def _class_signature(cls: type) -> str:
     """The normalized AST of a class, or of its code objects when its source cannot be found."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError, IndentationError):
+    node = _class_node(cls)
+    if node is None:
         return f"{cls.__qualname__}:bytecode:" + _bytecode_signature(cls)
-    _strip_docstrings(tree)
+    _strip_docstrings(node)
     return f"{cls.__qualname__}:ast:" + ast.dump(
-        tree, annotate_fields=False, include_attributes=False
+        node, annotate_fields=False, include_attributes=False
     )
+
+
+def _class_node(cls: type) -> Optional[ast.ClassDef]:
+    """The ``class`` statement that made ``cls`` in its module's source, or None.
+
+    Matched by qualified name; when a module defines the name more than once (``if fast: class
+    T…  else: class T…``), the statement holding the class's own functions is the one.
+    """
+    try:
+        filename = inspect.getsourcefile(cls)
+        module = sys.modules.get(cls.__module__)
+        if not filename:
+            return None
+        linecache.checkcache(filename)  # the file may have changed since it was last read
+        lines = linecache.getlines(filename, getattr(module, "__dict__", None))
+        tree = ast.parse("".join(lines))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    candidates = [
+        node for qualname, node in _class_defs(tree.body, "") if qualname == cls.__qualname__
+    ]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    first = getattr(cls, "__firstlineno__", None)  # Python 3.13+
+    if isinstance(first, int):
+        for node in candidates:
+            starts = [node.lineno, *(d.lineno for d in node.decorator_list)]
+            if first in starts:
+                return node
+    lines_of_functions = [
+        code.co_firstlineno
+        for value in vars(cls).values()
+        for code in [_code_of(value)]
+        if code is not None and os.path.realpath(code.co_filename) == os.path.realpath(filename)
+    ]
+    if lines_of_functions:
+        inside = min(lines_of_functions)
+        for node in candidates:
+            if node.lineno <= inside <= (node.end_lineno or node.lineno):
+                return node
+    return candidates[0]
+
+
+def _class_defs(body: List[ast.stmt], prefix: str) -> Iterator[Tuple[str, ast.ClassDef]]:
+    """Every class statement in ``body`` (at any depth) with its ``__qualname__``."""
+    for node in body:
+        if isinstance(node, ast.ClassDef):
+            qualname = prefix + node.name
+            yield qualname, node
+            yield from _class_defs(node.body, qualname + ".")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from _class_defs(node.body, prefix + node.name + ".<locals>.")
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                children = getattr(node, field, None)
+                if isinstance(children, list):
+                    nested = [c for c in children if isinstance(c, ast.stmt)]
+                    for handler in children:
+                        if isinstance(handler, ast.ExceptHandler):
+                            nested.extend(handler.body)
+                    yield from _class_defs(nested, prefix)
+
+
+def _code_of(value: Any) -> Optional[types.CodeType]:
+    func = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
+    if isinstance(func, property):
+        func = func.fget
+    if callable(func):
+        func = inspect.unwrap(func)  # our run() wrapper, functools.wraps decorators
+    code = getattr(func, "__code__", None)
+    return code if isinstance(code, types.CodeType) else None
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
@@ -240,11 +346,8 @@ def _bytecode_signature(cls: type) -> str:
     """
     parts = []
     for name, value in sorted(vars(cls).items()):
-        func = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
-        if isinstance(func, property):
-            func = func.fget
-        code = getattr(func, "__code__", None)
-        if isinstance(code, types.CodeType):
+        code = _code_of(value)
+        if code is not None:
             parts.append(f"{name}=" + _describe_code(code))
     return ";".join(parts)
 

@@ -27,7 +27,14 @@ import luigi
 
 from luigi_repro import environment
 from luigi_repro.config import Settings, load_settings
-from luigi_repro.dag import InputRef, dynamic_inputs, flatten_with_keys, format_key, static_inputs
+from luigi_repro.dag import (
+    InputRef,
+    dynamic_inputs,
+    flatten_with_keys,
+    format_key,
+    requirements_of,
+    static_inputs,
+)
 from luigi_repro.errors import (
     InputChangedDuringRun,
     OutputNotWritten,
@@ -69,9 +76,19 @@ class RunProtocol:
                     f"output(){format_key(key)} of {task.task_id} is a {type(target).__name__}, "
                     "which cannot carry a record; use a luigi_repro Hashable target."
                 )
+            if hashable.uri.endswith(self.settings.record_suffix):
+                raise UnsupportedTarget(
+                    f"output {hashable.uri} of {task.task_id} ends with the record suffix "
+                    f"{self.settings.record_suffix!r}, so its own record would overwrite "
+                    "another output's; rename it."
+                )
             self.outputs.append((key, hashable))
-        self.inputs: List[InputRef] = static_inputs(task.requires())
+        self.inputs: List[InputRef] = static_inputs(requirements_of(task))
         self._before: Dict[Tuple[Key, Key, bool], Optional[Observation]] = {}
+        #: Before run(): each output's change token, and its record's bytes (to put back if a
+        #: generator run is abandoned before writing anything).
+        self._tokens: Dict[Key, Any] = {}
+        self._saved: Dict[Key, bytes] = {}
         self._locks: Optional[contextlib.ExitStack] = None
         self._started_at = ""
         self._started_clock = 0.0
@@ -106,7 +123,12 @@ class RunProtocol:
                 )
                 self.close()
                 return False
-            for _, target in self.outputs:
+            for key, target in self.outputs:
+                self._tokens[key] = target.change_token()
+                with contextlib.suppress(OSError, ValueError):
+                    saved = target.read_record_bytes(self.settings)
+                    if saved is not None:
+                        self._saved[key] = saved
                 target.remove_record(self.settings)
         except BaseException:
             self.close()
@@ -182,6 +204,13 @@ class RunProtocol:
         missing = [target.uri for _, target in self.outputs if not target.exists()]
         if missing:
             raise OutputNotWritten(self.task.task_id, missing)
+        stale = [
+            target.uri
+            for key, target in self.outputs
+            if self._tokens.get(key) is not None and target.change_token() == self._tokens[key]
+        ]
+        if stale:
+            raise OutputNotWritten(self.task.task_id, (), stale)
         outputs = tuple(self._observe_output(judge, key, target) for key, target in self.outputs)
         record = self._record(outputs, adopted)
         for _, target in self.outputs:
@@ -220,9 +249,15 @@ class RunProtocol:
                     task_id=ref.task.task_id,
                     task_family=ref.task.get_task_family(),
                     task_module=type(ref.task).__module__,
-                    task_params=ref.task.to_str_params() if ref.dynamic else None,
+                    # Enough to rebuild the task: no insignificant or hidden values (secrets).
+                    task_params=(
+                        ref.task.to_str_params(only_significant=True, only_public=True)
+                        if ref.dynamic
+                        else None
+                    ),
                     dynamic=ref.dynamic,
                     manifest=None if before is None else before.manifest,
+                    recorded=is_checked_task(ref.task),
                 )
             )
         algorithm = self.settings.hash_algorithm
@@ -249,6 +284,23 @@ class RunProtocol:
                 adopted=adopted,
             ),
         )
+
+    def abandon(self) -> None:
+        """Luigi dropped a generator ``run()`` to schedule its dynamic dependencies first.
+
+        If no output was touched, the records removed by :meth:`begin` still describe exactly
+        these outputs, so they are put back: after the dependencies run, an early cutoff can
+        then skip this task. Any output touched means no record, as for a failed run.
+        """
+        try:
+            if self._locks is not None and all(
+                target.change_token() == self._tokens.get(key) for key, target in self.outputs
+            ):
+                for key, target in self.outputs:
+                    if key in self._saved:
+                        target.write_record_bytes(self.settings, self._saved[key])
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Release the run locks (idempotent)."""

@@ -75,6 +75,9 @@ class InputEntry:
     task_params: Optional[Mapping[str, str]] = None
     dynamic: bool = False
     manifest: Optional[Mapping[str, str]] = None
+    #: The upstream task keeps records (a TaskWithCheckingInputHash): if the input has none now,
+    #: its producer did not finish, rather than the input being a raw file.
+    recorded: bool = False
 
 
 @attrs.frozen
@@ -159,6 +162,7 @@ def _to_document(record: Record) -> Dict[str, Any]:
                 "task_params": None if entry.task_params is None else dict(entry.task_params),
                 "dynamic": entry.dynamic,
                 "manifest": None if entry.manifest is None else dict(entry.manifest),
+                "recorded": entry.recorded,
             }
             for entry in record.inputs
         ],
@@ -294,8 +298,9 @@ def _parse_input(value: Any, where: str) -> InputEntry:
     fingerprint = entry.get("fingerprint")
     params = entry.get("task_params")
     dynamic = entry.get("dynamic", False)
-    if not isinstance(dynamic, bool):
-        raise _ShapeError(f"{where}.dynamic must be true or false")
+    recorded = entry.get("recorded", False)
+    if not isinstance(dynamic, bool) or not isinstance(recorded, bool):
+        raise _ShapeError(f"{where}.dynamic and {where}.recorded must be true or false")
     return InputEntry(
         key=_key(_get(entry, "key", where), f"{where}.key"),
         output_key=_key(entry.get("output_key", []), f"{where}.output_key"),
@@ -309,6 +314,7 @@ def _parse_input(value: Any, where: str) -> InputEntry:
         task_params=None if params is None else _str_map(params, f"{where}.task_params"),
         dynamic=dynamic,
         manifest=_opt_manifest(entry.get("manifest"), f"{where}.manifest"),
+        recorded=recorded,
     )
 
 

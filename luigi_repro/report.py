@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import attrs
 import luigi
 
-from luigi_repro.dag import flatten_with_keys
+from luigi_repro.dag import flatten_with_keys, requirements_of
 from luigi_repro.fingerprint import Counters
 from luigi_repro.judge import Judge, is_checked_task, judging
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
@@ -163,7 +163,7 @@ def verify(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] 
                 node = _checked_node(task, verdict)
                 children = [judge.tasks[task_id] for task_id in verdict.upstream]
             else:
-                children = [t for _, t in flatten_with_keys(task.requires())]
+                children = [t for _, t in requirements_of(task)]
                 node = _plain_node(task, judge, [t.task_id for t in children])
             nodes[task.task_id] = node
             stack.extend(reversed([c for c in children if c.task_id not in nodes]))

@@ -9,15 +9,29 @@ generator (dynamic dependencies) stays a generator, and what it yields is record
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
-from typing import Any, Callable, ClassVar, Dict, Generator, List, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    FrozenSet,
+    Generator,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+)
 
 import luigi
 
+from luigi_repro import environment
 from luigi_repro.dag import flatten_with_keys
 from luigi_repro.judge import judging
-from luigi_repro.params import class_params, reject_sets
+from luigi_repro.params import capture_code, class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.targets.local import HashableLocalTarget
 
@@ -27,10 +41,27 @@ __all__ = [
     "HashableExternalTask",
     "TaskWithCheckingInputHash",
     "WrapperTask",
+    "runs_dynamically",
 ]
 
 _WRAPPED = "_luigi_repro_wrapped"
-_ACTIVE = "_luigi_repro_run_active"
+
+#: Tasks whose user code is executing inside the run protocol right now (in this context), so
+#: that ``super().run()`` from a subclass does not start the protocol a second time. Set only
+#: around synchronous stretches of user code, never across a ``yield``, so an abandoned
+#: generator cannot leave a task marked.
+_inside_run: contextvars.ContextVar[FrozenSet[int]] = contextvars.ContextVar(
+    "luigi_repro_inside_run", default=frozenset()
+)
+
+
+@contextlib.contextmanager
+def _running(task: luigi.Task) -> Iterator[None]:
+    token = _inside_run.set(_inside_run.get() | {id(task)})
+    try:
+        yield
+    finally:
+        _inside_run.reset(token)
 
 
 def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,17 +70,17 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(func)
         def run_generator(self: luigi.Task) -> Generator[Any, Any, None]:
-            if self.__dict__.get(_ACTIVE):  # super().run() inside an already wrapped run
+            if id(self) in _inside_run.get():  # super().run() inside an already wrapped run
                 yield from func(self)
                 return
             protocol = RunProtocol(self)
             if not protocol.begin():
                 return
-            self.__dict__[_ACTIVE] = True
             inner = func(self)
             try:
                 try:
-                    yielded = next(inner)
+                    with _running(self):
+                        yielded = next(inner)
                 except StopIteration:
                     protocol.finish()
                     return
@@ -57,23 +88,27 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
                     try:
                         sent = yield yielded
                     except GeneratorExit:
+                        # Luigi schedules the yielded tasks first and will call run() again.
+                        inner.close()
+                        protocol.abandon()
                         raise
                     except BaseException as exc:  # noqa: BLE001 - forwarded like `yield from`
                         try:
-                            yielded = inner.throw(exc)
+                            with _running(self):
+                                yielded = inner.throw(exc)
                         except StopIteration:
                             break
                         continue
                     # Luigi resumes us only once the yielded tasks are complete.
                     protocol.add_dynamic(yielded)
                     try:
-                        yielded = inner.send(sent)
+                        with _running(self):
+                            yielded = inner.send(sent)
                     except StopIteration:
                         break
                 protocol.finish()
             finally:
                 inner.close()
-                self.__dict__.pop(_ACTIVE, None)
                 protocol.close()
 
         setattr(run_generator, _WRAPPED, True)
@@ -81,14 +116,14 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def run(self: luigi.Task) -> Any:
-        if self.__dict__.get(_ACTIVE):
+        if id(self) in _inside_run.get():
             return func(self)
         protocol = RunProtocol(self)
         if not protocol.begin():
             return None
-        self.__dict__[_ACTIVE] = True
         try:
-            result = func(self)
+            with _running(self):
+                result = func(self)
             if inspect.isgenerator(result):
                 raise TypeError(
                     f"{type(self).__name__}.run() returns a generator without being one; "
@@ -97,11 +132,16 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
             protocol.finish()
             return result
         finally:
-            self.__dict__.pop(_ACTIVE, None)
             protocol.close()
 
     setattr(run, _WRAPPED, True)
     return run
+
+
+def runs_dynamically(task_cls: type) -> bool:
+    """Does the task's ``run()`` yield dynamic dependencies (a generator function)?"""
+    run = getattr(task_cls, "run", None)
+    return inspect.isgeneratorfunction(getattr(run, "__wrapped__", run))
 
 
 def _install_run_wrapper(cls: type) -> None:
@@ -131,6 +171,7 @@ class CheckingInputHashMixin(luigi.Task):
                 f"classes, otherwise {owner.__name__}.complete() hides the hash check."
             )
         _install_run_wrapper(cls)
+        capture_code(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # luigi's Task methods are untyped; these calls are checked by the tests instead.
@@ -148,6 +189,7 @@ class CheckingInputHashMixin(luigi.Task):
 
     def complete(self) -> bool:
         """True when outputs, records, parameters, code and inputs all agree, recursively."""
+        environment.warm()  # once per process, before Luigi forks workers that would redo it
         with judging() as judge:
             return judge.status(self).ok
 

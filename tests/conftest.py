@@ -25,6 +25,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("LUIGI_REPRO_STAT_CACHE", str(tmp_path / "statcache.sqlite3"))
+    monkeypatch.setenv("LUIGI_REPRO_LOCK_TIMEOUT", "60")  # a stuck lock fails a test, not CI
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )

@@ -102,6 +102,7 @@ input_entries = st.builds(
     task_params=st.none() | str_maps,
     dynamic=st.booleans(),
     manifest=manifests,
+    recorded=st.booleans(),
 )
 
 output_entries = st.builds(

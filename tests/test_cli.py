@@ -371,7 +371,53 @@ def test_adopt_leaves_missing_and_changed_tasks_alone(
     assert code == 0
     assert "Nothing to adopt" in out
     assert "Clean(name=a): its record shows a change" in out
-    assert "Merge(): an output is missing" in out
+    assert "Merge(): a task it requires is not up to date" in out
+
+
+def test_adopt_skips_missing_outputs_missing_inputs_and_dynamic_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """adopt records nothing it cannot vouch for: no output, no input, or unknown inputs."""
+    write_raw("a", "Hello\n")  # raw/b.txt is missing
+    Path("out").mkdir()
+    Path("out/clean_a.txt").write_text("hello\n")
+    Path("out/clean_b.txt").write_text("world\n")
+    code, out, _ = cli("adopt", "--yes", "--module", "pipelines", "Merge", capsys=capsys)
+    assert code == 0
+    assert "adopt  Clean(name=a)" in out
+    assert "Clean(name=b): a task it requires is not up to date" in out
+    assert "Merge(): a task it requires is not up to date" in out
+    Path("raw/names.txt").write_text("a")
+    Path("out/dynamic.txt").write_text("hello\n")
+    code, out, _ = cli("adopt", "--yes", "--module", "test_run_protocol", "Dynamic", capsys=capsys)
+    assert "Dynamic(): its run() yields dynamic dependencies" in out
+    assert not Path("out/dynamic.txt.repro.json").exists()
+
+
+def test_adopt_replaces_an_unusable_record_only_with_force(
+    built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forged or unreadable record is not silently overwritten: --force is required."""
+    Path("out/merged.txt.repro.json").write_text("{forged")
+    code, out, _ = cli("adopt", "--yes", "--module", "pipelines", "Merge", capsys=capsys)
+    assert "--force adopts it anyway" in out
+    assert Path("out/merged.txt.repro.json").read_text() == "{forged"
+    code, out, _ = cli("adopt", "--yes", "--force", "--module", "pipelines", "Merge", capsys=capsys)
+    assert code == 0
+    assert "Adopted 1 task(s)" in out
+    code, _, _ = cli("verify", "--module", "pipelines", "Merge", capsys=capsys)
+    assert code == 0
+
+
+def test_own_option_after_the_task_gets_a_hint(
+    built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--format after the task is refused by Luigi's parser, with a hint to move it."""
+    code, _, err = cli(
+        "verify", "--module", "pipelines", "Report", "--format", "json", capsys=capsys
+    )
+    assert code == 2
+    assert "before --module" in err
 
 
 def test_adopt_without_yes_and_without_terminal_refuses(
@@ -455,3 +501,30 @@ def test_colour_only_when_asked_or_on_a_terminal(
     assert "\x1b[32m" in out
     _, out, _ = cli("verify", "--module", "pipelines", "Report", capsys=capsys)
     assert "\x1b[" not in out
+
+
+def test_audit_of_an_original_and_its_copy_judges_each_place(
+    built: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two copies of one result are two nodes: tampering with either one is reported."""
+    copy = tmp_path / "backup"
+    shutil.copytree("out", copy / "out")
+    shutil.copytree("raw", copy / "raw")
+    Path("out/report.txt").write_text("tampered\n")
+    code, document = verify_json(capsys, "out/report.txt", str(copy / "out" / "report.txt"))
+    assert code == 1
+    roots = [t for t in document["tasks"] if t["task_id"] in document["roots"]]
+    assert len(roots) == 2
+    assert sorted(t["status"] for t in roots) == ["OUTPUT_MODIFIED", "UP_TO_DATE"]
+
+
+def test_audit_sees_an_upstream_run_that_did_not_finish(
+    built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An input whose producer keeps records but has none (a crash mid-run) is NO_RECORD."""
+    Path("out/clean_b.txt.repro.json").unlink()  # as left by a run killed after step 4
+    code, document = verify_json(capsys, "out/report.txt")
+    assert code == 1
+    clean_b = next(t for t in document["tasks"] if t["task_id"].endswith("clean_b.txt"))
+    assert clean_b["status"] == "NO_RECORD"
+    assert "did not finish" in clean_b["reasons"][0]["message"]

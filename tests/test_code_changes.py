@@ -145,3 +145,75 @@ def test_ignore_policy_ignores_code(code: Module, monkeypatch: pytest.MonkeyPatc
     result = verdict(code.load(expression="'changed'"))
     assert result.ok
     assert result.notes == ()
+
+
+def test_fingerprint_is_of_the_code_that_was_imported_not_the_file_on_disk(
+    code: Module,
+) -> None:
+    """Editing the source after import does not change what the next record vouches for."""
+    task_cls = code.load()
+    code.path.write_text(code.path.read_text().replace("'value'", "'edited on disk'"))
+    assert build(task_cls())  # runs the imported code, records its fingerprint
+    assert Path("out/code.txt").read_text() == "value!"
+    assert not code.load(expression="'edited on disk'")().complete()
+
+
+def test_the_definition_in_use_is_fingerprinted_when_a_name_is_defined_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `if ...: class T` / `else: class T`, an edit to the branch in use is seen."""
+    from luigi_repro.params import code_fingerprint
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = textwrap.dedent(
+        """
+        from luigi_repro import TaskWithCheckingInputHash
+        FAST = False
+        if FAST:
+            class Twice(TaskWithCheckingInputHash):
+                def run(self):
+                    return 1
+        else:
+            class Twice(TaskWithCheckingInputHash):
+                def run(self):
+                    return {value}
+        """
+    )
+    fingerprints = []
+    for index, value in enumerate(("2", "3")):
+        (tmp_path / f"twice_{index}.py").write_text(source.format(value=value))
+        module = importlib.import_module(f"twice_{index}")
+        fingerprints.append(code_fingerprint(module.Twice, "xxh3_128"))
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_a_module_named_like_the_standard_library_is_still_user_code(tmp_path: Path) -> None:
+    """A pipeline module called like a stdlib module (colorsys.py) is fingerprinted all the same."""
+    import importlib.util
+
+    from luigi_repro.params import code_fingerprint
+
+    fingerprints = []
+    for index, value in enumerate(("1", "2")):
+        path = tmp_path / str(index) / "colorsys.py"
+        path.parent.mkdir()
+        path.write_text(
+            "from luigi_repro import TaskWithCheckingInputHash\n"
+            "class Shadow(TaskWithCheckingInputHash):\n"
+            f"    def run(self):\n        return {value}\n"
+        )
+        spec = importlib.util.spec_from_file_location("colorsys", path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        saved = sys.modules.get("colorsys")
+        sys.modules["colorsys"] = module
+        try:
+            spec.loader.exec_module(module)
+            fingerprints.append(code_fingerprint(module.Shadow, "xxh3_128"))
+        finally:
+            if saved is None:
+                sys.modules.pop("colorsys", None)
+            else:
+                sys.modules["colorsys"] = saved
+    assert fingerprints[0] != fingerprints[1]

@@ -19,6 +19,12 @@ SECTION = "luigi_repro"
 SetOption = Callable[[str, str], None]
 
 
+@pytest.fixture(autouse=True)
+def _no_suite_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests see luigi_repro's own defaults, not the suite's shorter lock timeout."""
+    monkeypatch.delenv("LUIGI_REPRO_LOCK_TIMEOUT", raising=False)
+
+
 @pytest.fixture
 def luigi_cfg() -> Iterator[SetOption]:
     """Set options in Luigi's [luigi_repro] section; they are removed again after the test."""
@@ -85,7 +91,7 @@ def test_default_stat_cache_path_follows_xdg(monkeypatch: pytest.MonkeyPatch) ->
 OVERRIDES = [
     ("hash_algorithm", "sha256", "hash_algorithm", "sha256"),
     ("hash_algorithm", "blake2b", "hash_algorithm", "blake2b"),
-    ("record_suffix", ".prov.json", "record_suffix", ".prov.json"),
+    ("record_suffix", ".prov.repro", "record_suffix", ".prov.repro"),
     ("lock", " file ", "lock", "file"),
     ("lock_timeout", "12.5", "lock_timeout", 12.5),
     ("lock_timeout", "0", "lock_timeout", 0.0),
@@ -191,6 +197,8 @@ INVALID = [
     ("record_suffix", "/repro.json"),
     ("record_suffix", ".repro/x.json"),
     ("record_suffix", " .repro.json"),
+    ("record_suffix", ".json"),
+    ("record_suffix", "repro.json"),
     ("lock", "redis://localhost:6379/0"),
     ("lock", ""),
     ("lock_timeout", "-1"),

@@ -24,7 +24,6 @@ from luigi_repro.locking import (
     atomic_write,
     lock_backend,
     lock_file_for,
-    remove_temporaries,
 )
 
 HOLDER = """
@@ -152,48 +151,6 @@ def test_write_into_missing_folder_fails_cleanly(folder: Path) -> None:
     with pytest.raises(FileNotFoundError):
         atomic_write(str(folder / "missing" / "rec.json"), b"x")
     assert not (folder / "missing").exists()
-
-
-# --- remove_temporaries --------------------------------------------------------------------------
-
-
-def test_remove_temporaries_only_removes_ours(folder: Path) -> None:
-    """remove_temporaries deletes the .<name>.repro-tmp-* leftovers of that name, nothing else."""
-    (folder / "x.csv").write_text("data")
-    (folder / f".x.csv{TMP_MARK}123-abcd").write_text("partial")
-    leftover_dir = folder / f".x.csv{TMP_MARK}456-ef01"
-    (leftover_dir / "sub").mkdir(parents=True)
-    (leftover_dir / "sub" / "part").write_text("partial")
-    user_data = folder / "user-data"
-    user_data.mkdir()
-    (user_data / "keep.txt").write_text("precious")
-    (folder / f".x.csv{TMP_MARK}789-link").symlink_to(user_data)
-    kept = [
-        "x.csv",
-        ".x.csv.repro.lock",
-        f".y.csv{TMP_MARK}1-aa",
-        f"x.csv{TMP_MARK}1-aa",
-        ".x.csv.repro-tmp",
-        f".x.csvx{TMP_MARK}1-aa",
-        "notes.txt",
-    ]
-    for name in kept[1:]:
-        (folder / name).write_text("keep")
-
-    remove_temporaries(str(folder / "x.csv"))
-
-    assert sorted(os.listdir(folder)) == sorted([*kept, "user-data"])
-    assert (user_data / "keep.txt").read_text() == "precious"
-    assert (folder / "x.csv").read_text() == "data"
-
-
-def test_remove_temporaries_relative_and_missing(folder: Path) -> None:
-    """A bare file name means the current folder; a missing folder is not an error."""
-    Path(f".rec.json{TMP_MARK}1-aa").write_text("partial")
-    remove_temporaries("rec.json")
-    assert leftovers(Path(".")) == []
-    remove_temporaries(str(folder / "nowhere" / "rec.json"))
-    assert not (folder / "nowhere").exists()
 
 
 # --- atomic_replace ------------------------------------------------------------------------------

@@ -191,3 +191,24 @@ def test_task_downstream_of_a_wrapper_sees_through_it() -> None:
     Path("out/pair_1.txt").write_text("tampered")
     result = verdict(AfterWrapper())
     assert [r.kind for r in result.reasons] == [ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
+
+
+class Externalized(TaskWithCheckingInputHash):
+    """Made elsewhere; a downstream pipeline refers to it through luigi.task.externalize."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/externalized.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write("made\n")
+
+
+def test_externalized_task_is_complete_like_the_task_it_copies() -> None:
+    """luigi.task.externalize(T): the copy checks T's outputs and records like T itself."""
+    assert build(Externalized())
+    runs()
+    assert Externalized().complete()
+    assert luigi.task.externalize(Externalized)().complete()
+    assert luigi.task.externalize(Externalized()).complete()

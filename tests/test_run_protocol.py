@@ -410,3 +410,142 @@ def test_forked_workers_build_and_record() -> None:
     write_raw("b", "again\n")
     assert build(Report(), workers=2)
     assert families(runs()) == ["Clean", "Merge", "Report"]
+
+
+class Pieces(TaskWithCheckingInputHash):
+    """requires() written as a generator, a common Luigi idiom."""
+
+    def requires(self) -> Iterator[luigi.Task]:
+        for name in ("a", "b"):
+            yield Clean(name)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/pieces.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write("".join(t.open().read() for t in self.input()))
+
+
+def test_generator_requires_is_complete_after_a_build() -> None:
+    """A requires() that yields its tasks is read once per check: complete after a build."""
+    make_raw()
+    assert build(Pieces())
+    runs()
+    assert Pieces().complete()
+    assert build(Pieces())
+    assert runs() == []
+
+
+class Lazy(TaskWithCheckingInputHash):
+    """Writes its summary output only when it does not exist yet: the stale-output trap."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("raw/a.txt")
+
+    def output(self) -> Dict[str, HashableLocalTarget]:
+        return {
+            "main": HashableLocalTarget("out/lazy_main.txt"),
+            "summary": HashableLocalTarget("out/lazy_summary.txt"),
+        }
+
+    def run(self) -> None:
+        log_run(self)
+        text = self.input().open().read()
+        with self.output()["main"].open("w") as sink:
+            sink.write(text)
+        if not self.output()["summary"].exists():
+            with self.output()["summary"].open("w") as sink:
+                sink.write(f"summary of {text}")
+
+
+def test_output_left_from_an_earlier_run_is_not_vouched_for() -> None:
+    """A rerun that does not rewrite an output fails, instead of recording the stale file."""
+    write_raw("a", "1\n")
+    assert build(Lazy())
+    write_raw("a", "2\n")
+    error = failure_of(Lazy())
+    assert isinstance(error, OutputNotWritten)
+    assert error.stale == (os.path.abspath("out/lazy_summary.txt"),)
+    assert "left from an earlier run" in str(error)
+    assert not Lazy().complete()
+
+
+def test_record_pointing_back_at_its_task_is_not_complete_and_does_not_raise() -> None:
+    """A (hand-edited) dynamic input naming the task itself: a cycle, judged not complete."""
+    import attrs
+
+    from luigi_repro.record import dump_record
+
+    make_raw()
+    Path("raw/names.txt").write_text("a")
+    assert build(Dynamic())
+    path = Path("out/dynamic.txt.repro.json")
+    record = parse_record(path.read_bytes(), str(path))
+    me = Dynamic()
+    loop = attrs.evolve(
+        record.inputs[0],
+        task_id=me.task_id,
+        task_family="Dynamic",
+        task_params={},
+        output_key=(),
+        uri=os.path.abspath("out/dynamic.txt"),
+    )
+    path.write_bytes(dump_record(attrs.evolve(record, inputs=(*record.inputs, loop))))
+    assert me.complete() is False
+    verdict = status_of(me)
+    assert any("cycle" in r.message for r in verdict.reasons)
+
+
+def test_abandoned_generator_does_not_disable_the_protocol_for_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A generator run() left suspended does not mark the task as running: a second run()
+    still goes through the protocol (here: waits for the first one's run lock)."""
+    make_raw()
+    Path("raw/names.txt").write_text("a")
+    assert build(Clean("a"))
+    monkeypatch.setenv("LUIGI_REPRO_LOCK_TIMEOUT", "0.3")
+    task = Dynamic()
+    first = task.run()
+    next(first)  # yields [Clean("a")] and stays suspended, holding the run lock
+    with pytest.raises(LockTimeout):
+        next(task.run())
+    first.close()
+    second = task.run()
+    batch = next(second)
+    with pytest.raises(StopIteration):
+        second.send([t.output() for t in batch])
+    assert task.complete()
+
+
+def test_early_cutoff_works_through_dynamic_dependencies() -> None:
+    """A dynamic dependency rerun with identical output: the dependent task is cut off."""
+    make_raw()
+    Path("raw/names.txt").write_text("a")
+    assert build(Dynamic())
+    before = parse_record(Path("out/dynamic.txt.repro.json").read_bytes(), "d").run.run_id
+    runs()
+    write_raw("a", "  HELLO \n")  # Clean("a") reruns and writes the same bytes
+    assert build(Dynamic())
+    # Dynamic's body starts once (then Luigi schedules Clean first); after it: cut off.
+    assert families(runs()) == ["Clean", "Dynamic"]
+    after = parse_record(Path("out/dynamic.txt.repro.json").read_bytes(), "d").run.run_id
+    assert after == before
+    assert Dynamic().complete()
+
+
+class Clash(TaskWithCheckingInputHash):
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/clash.txt.repro.json")
+
+    def run(self) -> None:
+        self.output().open("w").close()
+
+
+def test_output_named_like_a_record_is_refused() -> None:
+    """An output ending with the record suffix would be overwritten by records: refused."""
+    error = failure_of(Clash())
+    assert isinstance(error, UnsupportedTarget)
+    assert "record suffix" in str(error)

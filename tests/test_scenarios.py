@@ -12,7 +12,13 @@ import luigi
 import pytest
 from pipelines import Clean, Merge, Report, build, families, make_raw, runs, write_raw
 
-from luigi_repro import ReasonKind, Status, judging
+from luigi_repro import (
+    HashableLocalTarget,
+    ReasonKind,
+    Status,
+    TaskWithCheckingInputHash,
+    judging,
+)
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
 
@@ -246,3 +252,59 @@ def test_environment_drift_follows_the_policy(
     assert [n.kind for n in verdict.notes] == notes
     if reasons:
         assert verdict.reasons[0].evidence["packages"]["luigi"]["old"] == "2.0.0"
+
+
+def _rewrite_record(path: str, change: Any) -> None:
+    import attrs
+
+    from luigi_repro.record import dump_record
+
+    record = parse_record(Path(path).read_bytes(), path)
+    Path(path).write_bytes(dump_record(change(record, attrs)))
+
+
+def test_record_with_an_unusable_hash_algorithm_is_bad_not_an_exception(built: None) -> None:
+    """A fingerprint made with an algorithm this machine lacks (blake3 uninstalled): BAD_RECORD."""
+
+    def swap(record: Any, attrs: Any) -> Any:
+        output = attrs.evolve(record.outputs[0], fingerprint="blake9:" + "0" * 32)
+        return attrs.evolve(record, outputs=(output,))
+
+    _rewrite_record("out/merged.txt.repro.json", swap)
+    assert Merge().complete() is False
+    verdict = status_of(Merge())
+    assert verdict.status is Status.BAD_RECORD
+    assert "'blake9'" in verdict.reasons[0].message
+
+
+def test_record_with_a_nul_byte_in_an_input_location_does_not_raise(built: None) -> None:
+    """A hostile record naming a path with a NUL byte: not complete, no exception."""
+
+    def poison(record: Any, attrs: Any) -> Any:
+        entry = attrs.evolve(
+            record.inputs[0], dynamic=True, task_family=None, uri="/tmp/evil\0name"
+        )
+        return attrs.evolve(record, inputs=(*record.inputs, entry))
+
+    _rewrite_record("out/merged.txt.repro.json", poison)
+    assert Merge().complete() is False
+
+
+class Secretive(TaskWithCheckingInputHash):
+    token = luigi.Parameter(visibility=luigi.parameter.ParameterVisibility.HIDDEN)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/secretive.txt")
+
+    def run(self) -> None:
+        self.output().open("w").close()
+
+
+def test_hidden_parameter_values_never_reach_the_record() -> None:
+    """A HIDDEN parameter is recorded as a digest: changes are seen, the value is not stored."""
+    assert build(Secretive(token="s3cr3t-value"))
+    text = Path("out/secretive.txt.repro.json").read_text()
+    assert "s3cr3t-value" not in text
+    assert Secretive(token="s3cr3t-value").complete()
+    verdict = status_of(Secretive(token="another"))
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.PARAMS_CHANGED]

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 import luigi
 
 from luigi_repro.cli.common import UsageError, load_task, split_own_options
 from luigi_repro.cli.render import Style
 from luigi_repro.config import load_settings
-from luigi_repro.dag import flatten_with_keys
+from luigi_repro.dag import requirements_of, static_inputs
 from luigi_repro.judge import Judge, is_checked_task
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.status import ReasonKind
+from luigi_repro.task import runs_dynamically
 
 __all__ = ["plan", "run"]
 
@@ -28,11 +29,12 @@ Record the outputs of a pipeline that are already on disk as up to date, without
 
   luigi-repro adopt [--yes] --module M Task [--param v ...]
 
-Only tasks whose outputs all exist and which have no record yet are adopted. Dynamic
+Only tasks whose outputs and inputs all exist, which have no record yet (--force: or an
+unusable one) and whose upstream tasks are up to date or adopted too are adopted. Dynamic
 dependencies cannot be known without running, so tasks that yield them are left to run.
 """
 
-_ADOPTABLE = {ReasonKind.NO_RECORD, ReasonKind.BAD_RECORD}
+_ADOPTABLE = {ReasonKind.NO_RECORD}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     result.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    result.add_argument(
+        "--force",
+        action="store_true",
+        help="also adopt tasks whose record is unusable (unreadable, forged, from a newer version)",
+    )
     result.add_argument("--color", dest="color", action="store_true", default=None)
     result.add_argument("--no-color", dest="color", action="store_false")
     result.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -62,31 +69,61 @@ def _upstream_first(root: luigi.Task) -> List[luigi.Task]:
             order.append(task)
             continue
         stack.append((task, True))
-        for _, upstream in reversed(flatten_with_keys(task.requires())):
+        for _, upstream in reversed(requirements_of(task)):
             if upstream.task_id not in done:
                 stack.append((upstream, False))
     return order
 
 
-def plan(root: luigi.Task) -> Tuple[List[luigi.Task], List[Tuple[luigi.Task, str]]]:
-    """``(tasks to adopt, [(task, why it is left alone)])``, upstream tasks first."""
+def _why_not(task: luigi.Task, judge: Judge, force: bool, blocked: Set[str]) -> Optional[str]:
+    """Why ``task`` must not be adopted, or None when it may be."""
+    if any(upstream.task_id in blocked for _, upstream in requirements_of(task)):
+        return "a task it requires is not up to date, so it must run after that one"
+    if runs_dynamically(type(task)):
+        return "its run() yields dynamic dependencies, which only a run can know"
+    for ref in static_inputs(requirements_of(task)):
+        if not ref.target.exists():
+            return f"its input {ref.label} does not exist"
+    reasons = judge.own(task).reasons
+    kinds = {reason.kind for reason in reasons}
+    if not reasons:
+        return "already recorded and up to date"
+    if ReasonKind.MISSING_OUTPUT in kinds:
+        return "an output is missing, so it must run"
+    adoptable = _ADOPTABLE | ({ReasonKind.BAD_RECORD} if force else set())
+    if not kinds <= adoptable:
+        first = next(r for r in reasons if r.kind not in adoptable)
+        if first.kind is ReasonKind.BAD_RECORD:
+            return f"{first.message} (--force adopts it anyway)"
+        return f"its record shows a change ({first.message}); run it instead"
+    return None
+
+
+def plan(
+    root: luigi.Task, force: bool = False
+) -> Tuple[List[luigi.Task], List[Tuple[luigi.Task, str]]]:
+    """``(tasks to adopt, [(task, why it is left alone)])``, upstream tasks first.
+
+    A task is adopted only when all its outputs and inputs exist, it has no record (or, with
+    ``force``, an unusable one), its run() is not dynamic, and everything it requires is up to
+    date or adopted too.
+    """
     judge = Judge(load_settings(), exhaustive=True)
     adopt: List[luigi.Task] = []
     skipped: List[Tuple[luigi.Task, str]] = []
+    blocked: Set[str] = set()
     for task in _upstream_first(root):
         if not is_checked_task(task):
+            if not judge.plain_complete(task)[0]:
+                blocked.add(task.task_id)
             continue
-        reasons = judge.own(task).reasons
-        kinds = {reason.kind for reason in reasons}
-        if not reasons:
-            skipped.append((task, "already recorded and up to date"))
-        elif ReasonKind.MISSING_OUTPUT in kinds:
-            skipped.append((task, "an output is missing, so it must run"))
-        elif kinds <= _ADOPTABLE:
+        why = _why_not(task, judge, force, blocked)
+        if why is None:
             adopt.append(task)
-        else:
-            first = next(r for r in reasons if r.kind not in _ADOPTABLE)
-            skipped.append((task, f"its record shows a change ({first.message}); run it instead"))
+            continue
+        skipped.append((task, why))
+        if why != "already recorded and up to date":
+            blocked.add(task.task_id)
     return adopt, skipped
 
 
@@ -107,7 +144,7 @@ def run(argv: Sequence[str]) -> int:
         raise UsageError("nothing to adopt: give a task (--module M Task)")
     style = Style(sys.stdout, options.color)
     with load_task(rest) as root:
-        adopt, skipped = plan(root)
+        adopt, skipped = plan(root, force=options.force)
         for task, why in skipped:
             print(f"  {style.dim('skip')}   {task!r}: {why}")
         for task in adopt:

@@ -13,6 +13,12 @@ import luigi
 __all__ = ["UsageError", "load_task", "split_own_options"]
 
 
+#: Options of the luigi-repro subcommands, recognised to give a better hint when misplaced.
+OWN_FLAGS = frozenset(
+    {"--format", "--full", "--color", "--no-color", "--debug", "--yes", "-y", "--force"}
+)
+
+
 class UsageError(Exception):
     """A mistake on the command line or in the environment: exit status 2, one sentence."""
 
@@ -79,4 +85,7 @@ def load_task(argv: Sequence[str]) -> Iterator[luigi.Task]:
         if exc.code in (0, None):
             raise
         message = exc.code if isinstance(exc.code, str) else "invalid task arguments"
+        ours = [t for t in argv if t.split("=", 1)[0] in OWN_FLAGS]
+        if ours:
+            message += f" (put luigi-repro's own options such as {ours[0]} before --module)"
         raise UsageError(str(message)) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import collections
 import threading
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 import attrs
 
@@ -145,6 +145,14 @@ class HashableTarget(abc.ABC):
     def lock_name(self) -> str:
         """The name of the run lock guarding this output (a lock-file path for file locks)."""
 
+    def change_token(self) -> Optional[Hashable]:
+        """A cheap value that changes whenever the content is rewritten; None if unknown.
+
+        The run protocol compares it before and after ``run()`` to refuse recording an output
+        that the run did not write (a leftover from an earlier run).
+        """
+        return None
+
     def record_token(self, settings: Settings) -> Optional[Tuple[Any, ...]]:
         """A value that changes whenever the record is replaced, or None if there is no such value.
 
@@ -156,7 +164,10 @@ class HashableTarget(abc.ABC):
 
     def read_record(self, settings: Settings) -> Optional[Record]:
         """The parsed record, None when there is none; :class:`RecordError` when it is unusable."""
-        token = self.record_token(settings)
+        try:
+            token = self.record_token(settings)
+        except ValueError:
+            token = None
         key = None if token is None else (type(self).__name__, *token, settings.signing_key)
         if key is not None:
             cached = self._record_cache.get(key)
@@ -167,6 +178,8 @@ class HashableTarget(abc.ABC):
             data = self.read_record_bytes(settings)
         except OSError as exc:
             raise RecordError(location, f"it cannot be read ({exc.strerror or exc})") from None
+        except ValueError as exc:  # e.g. a NUL byte in the location
+            raise RecordError(location, f"it cannot be read ({exc})") from None
         if data is None:
             return None
         record = parse_record(data, location, settings.signing_key)

@@ -17,7 +17,7 @@ import random
 import shutil
 import stat as stat_module
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterator, Optional, Tuple
 
 import luigi
 import luigi.format
@@ -92,11 +92,16 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
 
     @property
     def uri(self) -> str:
-        """The absolute path, resolved against the working directory when first needed."""
-        cached: Optional[Tuple[str, str]] = self.__dict__.get("_luigi_repro_uri")
-        if cached is None or cached[0] != self.path:
-            cached = self.__dict__["_luigi_repro_uri"] = (self.path, os.path.abspath(self.path))
-        return cached[1]
+        """The absolute path (relative paths resolved against the current working directory)."""
+        path = self.path
+        if os.path.isabs(path):
+            return os.path.normpath(path)
+        cwd = os.getcwd()
+        cached: Optional[Tuple[str, str, str]] = self.__dict__.get("_luigi_repro_uri")
+        if cached is None or cached[0] != path or cached[1] != cwd:
+            cached = (path, cwd, os.path.normpath(os.path.join(cwd, path)))
+            self.__dict__["_luigi_repro_uri"] = cached
+        return cached[2]
 
     def exists(self) -> bool:
         return bool(luigi.LocalTarget.exists(self))
@@ -148,6 +153,21 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if entry.stat is not None:
             state = {"kind": "file", "stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
         return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
+
+    def change_token(self) -> Optional[Hashable]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        if not stat_module.S_ISDIR(st.st_mode):
+            return StatKey.of(st)
+        entries = [("", StatKey.of(st))]
+        for folder, _, files in os.walk(self.path):
+            for name in files:
+                path = os.path.join(folder, name)
+                with contextlib.suppress(OSError):
+                    entries.append((os.path.relpath(path, self.path), StatKey.of(os.stat(path))))
+        return tuple(sorted(entries))
 
     def record_location(self, settings: Settings) -> str:
         return self.path.rstrip("/") + settings.record_suffix
@@ -233,7 +253,7 @@ def _adapt_local(target: Any) -> Optional[HashableTarget]:
 def _resolve_local(uri: str) -> Optional[HashableTarget]:
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
-    if os.path.isabs(uri):
+    if os.path.isabs(uri) and "\0" not in uri:
         return HashableLocalTarget(uri)
     return None
 
