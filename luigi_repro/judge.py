@@ -135,7 +135,7 @@ class Judge:
         self._statuses: Dict[str, TaskStatus] = {}
         self._active: Set[str] = set()
         self._records: Dict[str, Tuple[Optional[Record], Optional[RecordError]]] = {}
-        self._observations: Dict[Tuple[str, str], Outcome] = {}
+        self._observations: Dict[Tuple[str, str, str], Outcome] = {}
         self._plain: Dict[str, Tuple[bool, str]] = {}
         #: Every task this judge has seen, by task_id (the CLI draws the DAG from it).
         self.tasks: Dict[str, luigi.Task] = {}
@@ -189,7 +189,7 @@ class Judge:
         the target was made by a task that keeps no records (a raw input), so none is looked for.
         """
         algorithm = algorithm or self.settings.hash_algorithm
-        memo_key = (target.uri, algorithm)
+        memo_key = (target.uri, algorithm, target.fingerprint_kind)
         outcome = self._observations.get(memo_key)
         if outcome is not None:
             return outcome

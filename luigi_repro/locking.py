@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -33,6 +34,7 @@ __all__ = [
     "fixed_temporary",
     "lock_backend",
     "lock_file_for",
+    "lock_file_for_uri",
 ]
 
 #: Part of the name of every temporary file luigi_repro creates, so leftovers can be recognised.
@@ -112,6 +114,19 @@ def lock_file_for(path: str) -> str:
     """
     folder, name = os.path.split(os.path.abspath(path.rstrip("/")))
     return os.path.join(os.path.realpath(folder), f".{name}.repro.lock")
+
+
+def lock_file_for_uri(uri: str) -> str:
+    """The lock file for content that has no local folder (S3, another file system, memory).
+
+    In the user's cache folder, named after a digest of the URI; it excludes processes of this
+    user on this host (use the Redis backend across hosts).
+    """
+    from luigi_repro.config import default_stat_cache_path
+
+    folder = os.path.join(os.path.dirname(default_stat_cache_path()), "locks")
+    digest = hashlib.sha256(uri.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return os.path.join(folder, f"{digest}.lock")
 
 
 class LockBackend(Protocol):

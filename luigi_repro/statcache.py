@@ -195,13 +195,13 @@ class PersistentStatCache:
             return remembered
         found = self._query(path, algorithm)
         if found is not None:
-            self._remember(path, found)
+            self._remember(path, algorithm, found)
         return found
 
-    def _remember(self, path: str, entry: CachedFingerprint) -> None:
+    def _remember(self, path: str, slot: str, entry: CachedFingerprint) -> None:
         if len(self._memory) > 100_000:
             self._memory.clear()
-        self._memory[(path, entry.algorithm)] = entry
+        self._memory[(path, slot)] = entry
 
     def _query(self, path: str, algorithm: str) -> Optional[CachedFingerprint]:
 
@@ -221,10 +221,15 @@ class PersistentStatCache:
         except (TypeError, ValueError):
             return None
 
-    def put(self, path: str, entry: CachedFingerprint) -> None:
-        """Remember ``entry`` for ``path`` (only stable, non-racy entries are worth keeping)."""
+    def put(self, path: str, entry: CachedFingerprint, slot: Optional[str] = None) -> None:
+        """Remember ``entry`` for ``path`` (only stable, non-racy entries are worth keeping).
+
+        ``slot`` (the algorithm by default) separates kinds of fingerprint of one file, such as
+        its bytes and the table it holds.
+        """
         if entry.stat is None:
             return
+        slot = slot or entry.algorithm
         st = entry.stat
         packed = f"{st.dev}:{st.ino}:{st.size}:{st.mtime_ns}:{st.ctime_ns}"
 
@@ -234,7 +239,7 @@ class PersistentStatCache:
                     "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         os.fsencode(path),
-                        entry.algorithm,
+                        slot,
                         packed,
                         entry.size,
                         entry.taken_at_ns,
@@ -244,7 +249,7 @@ class PersistentStatCache:
 
         self._guard(store)
         if not self._disabled:
-            self._remember(path, entry)
+            self._remember(path, slot, entry)
 
     def close(self) -> None:
         with self._lock:
@@ -252,6 +257,9 @@ class PersistentStatCache:
                 self._conn.close()
             self._conn = None
 
+
+#: Computes ``(fingerprint, size)`` of the file at a path with an algorithm.
+Digest = Callable[[str, str, Optional[Counters]], Tuple[str, int]]
 
 _caches: Dict[str, PersistentStatCache] = {}
 _caches_lock = threading.Lock()
@@ -283,28 +291,34 @@ def fingerprint_file(
     racy_window_ns: int = 2_000_000_000,
     counters: Optional[Counters] = None,
     stat: Optional[os.stat_result] = None,
+    kind: str = "bytes",
+    digest: Optional[Digest] = None,
 ) -> CachedFingerprint:
     """The fingerprint of a local file, read only when neither ``hint`` nor ``cache`` can vouch.
 
+    ``digest`` computes it when it must be read: the file's bytes by default; another ``kind``
+    (e.g. ``"table"``, the data a Parquet file holds) keeps its own place in the cache.
     Raises ``OSError`` (``FileNotFoundError``…) when the file cannot be statted or read.
     """
+    digest = digest or hash_file
     key = StatKey.of(stat if stat is not None else _stat(path, counters))
     if hint is not None and hint.trusted_for(key, algorithm, racy_window_ns):
         return hint
     cache_key = os.path.abspath(path)
+    slot = algorithm if kind == "bytes" else f"{algorithm}+{kind}"
     if cache is not None:
-        cached = cache.get(cache_key, algorithm)
+        cached = cache.get(cache_key, slot)
         if cached is not None and cached.trusted_for(key, algorithm, racy_window_ns):
             return cached
     for _ in range(_UNSTABLE_RETRIES):
         # Taken before reading: a write landing in a part already read must still look racy.
         taken_at = time.time_ns()
-        fingerprint, size = hash_file(path, algorithm, counters)
+        fingerprint, size = digest(path, algorithm, counters)
         after = StatKey.of(_stat(path, counters))
         if after == key:
             entry = CachedFingerprint(fingerprint, size, key, taken_at)
             if cache is not None and not entry.is_racy(racy_window_ns):
-                cache.put(cache_key, entry)
+                cache.put(cache_key, entry, slot)
             return entry
         key = after
     return CachedFingerprint(fingerprint, size, None, taken_at)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -30,3 +32,25 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )
     return work
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[object]:
+    """moto's standalone S3 server on 127.0.0.1, for the whole session."""
+    from servers import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server: object, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the loopback S3 server; boto3 here and in workers points at it."""
+    import boto3
+
+    for name, value in moto_server.env():  # type: ignore[attr-defined]
+        monkeypatch.setenv(name, value)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket

@@ -1018,6 +1018,10 @@ def test_target_from_uri_of_an_absolute_path() -> None:
     assert target.is_tmp is False
 
 
-def test_target_from_uri_of_an_s3_url_is_none() -> None:
-    """A URL that is not a local path is not claimed by the local resolver."""
-    assert target_from_uri("s3://x/y") is None
+def test_target_from_uri_of_other_urls() -> None:
+    """URLs are not claimed by the local resolver: s3:// goes to S3, unknown schemes to none."""
+    from luigi_repro.targets import HashableS3Target
+
+    assert isinstance(target_from_uri("s3://x/y"), HashableS3Target)
+    assert target_from_uri("gs://x/y") is None
+    assert target_from_uri("relative/path") is None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import collections
+import importlib
+import sys
 import threading
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
@@ -18,6 +20,7 @@ import attrs
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
+from luigi_repro.locking import lock_file_for_uri
 from luigi_repro.record import Record, dump_record, parse_record
 from luigi_repro.statcache import PersistentStatCache
 
@@ -27,6 +30,7 @@ __all__ = [
     "Observation",
     "RecordCache",
     "as_hashable",
+    "is_bookkeeping",
     "register_adapter",
     "register_uri_resolver",
     "target_from_uri",
@@ -65,7 +69,12 @@ class FingerprintContext:
 
     def is_bookkeeping(self, name: str) -> bool:
         """Is a file of this name one of ours (a record, a lock, a temporary), not user data?"""
-        return name.endswith((self.record_suffix, ".repro.lock")) or ".repro-tmp" in name
+        return is_bookkeeping(name, self.record_suffix)
+
+
+def is_bookkeeping(name: str, record_suffix: str) -> bool:
+    """Is a file of this name one of luigi_repro's (a record, a lock, a temporary)?"""
+    return name.endswith((record_suffix, ".repro.lock")) or ".repro-tmp" in name
 
 
 class RecordCache:
@@ -141,9 +150,17 @@ class HashableTarget(abc.ABC):
     def remove_record(self, settings: Settings) -> None:
         """Delete the record (and any temporary file a crashed write left); no error if absent."""
 
-    @abc.abstractmethod
+    #: What :meth:`observe` fingerprints: ``"bytes"`` (the raw content) or ``"table"`` (the data
+    #: a DataFrame file holds). Fingerprints of different kinds are never compared.
+    fingerprint_kind: str = "bytes"
+
     def lock_name(self) -> str:
-        """The name of the run lock guarding this output (a lock-file path for file locks)."""
+        """The name of the run lock guarding this output (a lock-file path for file locks).
+
+        By default a file in the user's lock folder named after the URI: right for remote
+        content, which has no folder of its own to put a lock file in.
+        """
+        return lock_file_for_uri(self.uri)
 
     def change_token(self) -> Optional[Hashable]:
         """A cheap value that changes whenever the content is rewritten; None if unknown.
@@ -195,19 +212,29 @@ class HashableTarget(abc.ABC):
 #: Turns a Luigi target that is not a HashableTarget into an equivalent one, or returns None.
 TargetAdapter = Callable[[Any], Optional[HashableTarget]]
 
-_adapters: Dict[str, TargetAdapter] = {}
+_adapters: Dict[str, Tuple[int, TargetAdapter]] = {}
+
+#: Backends whose adapter is loaded the first time a target of theirs is seen:
+#: {module of Luigi's target class: our module that registers an adapter for it}.
+_LAZY_BACKENDS = {
+    "luigi.contrib.s3": "luigi_repro.targets.s3",
+    "luigi.mock": "luigi_repro.targets.mock",
+}
 
 
-def register_adapter(name: str, adapter: TargetAdapter) -> None:
-    """Teach :func:`as_hashable` a new kind of plain Luigi target."""
-    _adapters[name] = adapter
+def register_adapter(name: str, adapter: TargetAdapter, priority: int = 100) -> None:
+    """Teach :func:`as_hashable` a new kind of plain Luigi target (lowest priority first)."""
+    _adapters[name] = (priority, adapter)
 
 
 def as_hashable(target: Any) -> Optional[HashableTarget]:
     """``target`` itself if hashable, else an equivalent hashable view of it, else None."""
     if isinstance(target, HashableTarget):
         return target
-    for adapter in _adapters.values():
+    backend = _LAZY_BACKENDS.get(type(target).__module__)
+    if backend is not None and backend not in sys.modules:
+        importlib.import_module(backend)  # registers the backend's adapter
+    for _, adapter in sorted(_adapters.values(), key=lambda item: item[0]):
         view = adapter(target)
         if view is not None:
             return view
@@ -225,8 +252,20 @@ def register_uri_resolver(name: str, resolver: UriResolver) -> None:
     _resolvers[name] = resolver
 
 
+#: Location prefixes whose backend is loaded the first time such a location is resolved.
+_LAZY_SCHEMES = {
+    "s3://": "luigi_repro.targets.s3",
+    "s3a://": "luigi_repro.targets.s3",
+    "s3n://": "luigi_repro.targets.s3",
+    "mock:": "luigi_repro.targets.mock",
+}
+
+
 def target_from_uri(uri: str) -> Optional[HashableTarget]:
     """A target for a URI read from a record (used for lineage and dynamic inputs), or None."""
+    for prefix, backend in _LAZY_SCHEMES.items():
+        if uri.startswith(prefix) and backend not in sys.modules:
+            importlib.import_module(backend)  # registers the backend's resolver
     for resolver in _resolvers.values():
         target = resolver(uri)
         if target is not None:

@@ -42,7 +42,7 @@ from luigi_repro.targets.base import (
 __all__ = ["HashableLocalTarget"]
 
 
-def _file_hint(previous: Optional[Observation]) -> Optional[CachedFingerprint]:
+def file_hint(previous: Optional[Observation]) -> Optional[CachedFingerprint]:
     if previous is None or previous.state.get("kind") != "file":
         return None
     try:
@@ -55,7 +55,7 @@ def _file_hint(previous: Optional[Observation]) -> Optional[CachedFingerprint]:
         return None
 
 
-def _directory_hints(previous: Optional[Observation]) -> Dict[str, CachedFingerprint]:
+def directory_hints(previous: Optional[Observation]) -> Dict[str, CachedFingerprint]:
     hints: Dict[str, CachedFingerprint] = {}
     if previous is None or previous.manifest is None or previous.state.get("kind") != "dir":
         return hints
@@ -118,7 +118,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
             result = fingerprint_directory(
                 self.path,
                 context.algorithm,
-                hints=_directory_hints(previous),
+                hints=directory_hints(previous),
                 cache=cache,
                 racy_window_ns=context.racy_window_ns,
                 counters=context.counters,
@@ -143,7 +143,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         entry = fingerprint_file(
             self.path,
             context.algorithm,
-            hint=_file_hint(previous),
+            hint=file_hint(previous),
             cache=cache,
             racy_window_ns=context.racy_window_ns,
             counters=context.counters,
@@ -191,7 +191,11 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
         # Records are only written under the output's run lock: one writer at a time.
-        atomic_write(self.record_location(settings), data, locked=True)
+        location = self.record_location(settings)
+        folder = os.path.dirname(location)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        atomic_write(location, data, locked=True)
 
     def remove_record(self, settings: Settings) -> None:
         location = self.record_location(settings)
@@ -258,5 +262,5 @@ def _resolve_local(uri: str) -> Optional[HashableTarget]:
     return None
 
 
-register_adapter("local", _adapt_local)
+register_adapter("local", _adapt_local, priority=10)
 register_uri_resolver("local", _resolve_local)

@@ -1,0 +1,181 @@
+"""DataFrame targets (Parquet, Feather / Arrow IPC, CSV), fingerprinted by the data they hold.
+
+``ParquetTarget("out/x.parquet").dump(df)`` writes a pandas DataFrame (or an Arrow table)
+atomically; ``load()`` reads it back. The fingerprint is of the *data* — Arrow schema and column
+contents (:mod:`luigi_repro.tablehash`) — so the same frame written with another compression,
+row-group size or library version keeps its fingerprint and early cutoff works; a changed value,
+dtype, column name or row order changes it. Like any local file, the fingerprint is reused while
+the file's stat is unchanged, so the data is only decoded again after the file changed.
+
+The index is handled explicitly, never silently dropped:
+
+* Parquet and Feather keep it. ``index=None`` (default) stores a default ``RangeIndex`` as
+  metadata and any other index as columns, and ``load()`` restores it; ``index=True`` always
+  stores it as columns; ``index=False`` drops it — your explicit choice.
+* CSV has nowhere to keep an index. ``index=False`` (default) refuses a frame whose index is not
+  the default ``RangeIndex`` (``reset_index()`` it, or pass ``index=True`` to write it as leading
+  columns, which ``load()`` returns as ordinary columns).
+
+Needs pandas and pyarrow (``pip install luigi-repro[dataframe]``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from typing import Any, Optional, Tuple
+
+from luigi_repro.fingerprint import Counters
+from luigi_repro.statcache import fingerprint_file
+from luigi_repro.tablehash import fingerprint_table, require_pyarrow
+from luigi_repro.targets.base import FingerprintContext, Observation
+from luigi_repro.targets.local import HashableLocalTarget, file_hint
+
+__all__ = ["CsvTarget", "FeatherTarget", "ParquetTarget"]
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError as exc:
+        from luigi_repro.errors import MissingDependency
+
+        raise MissingDependency("pandas", "dataframe") from exc
+    return pandas
+
+
+class _TableTarget(HashableLocalTarget):
+    """A local file holding one table; subclasses read and write a format."""
+
+    fingerprint_kind = "table"
+
+    def __init__(self, path: Any, index: Optional[bool] = None, **options: Any) -> None:
+        super().__init__(path)
+        self.index = index
+        self.options = options
+
+    # --- reading and writing (per format) ------------------------------------------------------
+
+    def _read(self, path: str) -> Any:
+        raise NotImplementedError
+
+    def _write(self, table: Any, path: str) -> None:
+        raise NotImplementedError
+
+    def _to_table(self, data: Any) -> Any:
+        pa = require_pyarrow()
+        if isinstance(data, pa.Table):
+            return data
+        return pa.Table.from_pandas(data, preserve_index=self.index)
+
+    def dump(self, data: Any) -> None:
+        """Write a pandas DataFrame or an Arrow table, atomically (replacing any earlier one)."""
+        table = self._to_table(data)
+        with self.temporary_path() as tmp:
+            self._write(table, tmp)
+
+    def load_table(self) -> Any:
+        """The content as an Arrow table."""
+        return self._read(self.path)
+
+    def load(self) -> Any:
+        """The content as a pandas DataFrame (index restored where the format keeps it)."""
+        _pandas()
+        return self.load_table().to_pandas()
+
+    # --- fingerprint of the data ---------------------------------------------------------------
+
+    def _digest(self, path: str, algorithm: str, counters: Optional[Counters]) -> Tuple[str, int]:
+        table = self._read(path)
+        return fingerprint_table(table, algorithm, counters), os.path.getsize(path)
+
+    def observe(
+        self, context: FingerprintContext, previous: Optional[Observation] = None
+    ) -> Observation:
+        st = os.stat(self.path)
+        context.counters.files_statted += 1
+        if not stat_module.S_ISREG(st.st_mode):
+            raise IsADirectoryError(f"{self.path} is not a file; a table target is one file")
+        entry = fingerprint_file(
+            self.path,
+            context.algorithm,
+            hint=None if context.full else file_hint(previous),
+            cache=None if context.full else context.cache,
+            racy_window_ns=context.racy_window_ns,
+            counters=context.counters,
+            stat=st,
+            kind="table",
+            digest=self._digest,
+        )
+        state = {}
+        if entry.stat is not None:
+            state = {"kind": "file", "stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
+        return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
+
+
+class ParquetTarget(_TableTarget):
+    """A Parquet file. ``options`` go to ``pyarrow.parquet.write_table`` (compression…)."""
+
+    def _read(self, path: str) -> Any:
+        require_pyarrow()
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+
+    def _write(self, table: Any, path: str) -> None:
+        require_pyarrow()
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, **self.options)
+
+
+class FeatherTarget(_TableTarget):
+    """A Feather v2 (Arrow IPC) file. ``options`` go to ``pyarrow.feather.write_feather``."""
+
+    def _read(self, path: str) -> Any:
+        require_pyarrow()
+        import pyarrow.feather as feather
+
+        return feather.read_table(path)
+
+    def _write(self, table: Any, path: str) -> None:
+        require_pyarrow()
+        import pyarrow.feather as feather
+
+        feather.write_feather(table, path, **self.options)
+
+
+class CsvTarget(_TableTarget):
+    """A CSV file (header line, comma-separated), read and written by ``pyarrow.csv``."""
+
+    def __init__(self, path: Any, index: bool = False, **options: Any) -> None:
+        super().__init__(path, index, **options)
+
+    def _to_table(self, data: Any) -> Any:
+        pa = require_pyarrow()
+        if isinstance(data, pa.Table):
+            return data
+        pandas = _pandas()
+        default_index = isinstance(data.index, pandas.RangeIndex) and (
+            data.index.start == 0 and data.index.step == 1
+        )
+        if not default_index:
+            if not self.index:
+                raise ValueError(
+                    f"{self.path}: the DataFrame has a meaningful index, which CSV cannot keep; "
+                    "pass index=True to write it as columns, or reset_index() first."
+                )
+            data = data.reset_index()
+        return pa.Table.from_pandas(data, preserve_index=False)
+
+    def _read(self, path: str) -> Any:
+        require_pyarrow()
+        import pyarrow.csv as csv
+
+        return csv.read_csv(path)
+
+    def _write(self, table: Any, path: str) -> None:
+        require_pyarrow()
+        import pyarrow.csv as csv
+
+        csv.write_csv(table, path, **self.options)

@@ -1,0 +1,206 @@
+"""``HashableS3Target``: a drop-in ``luigi.contrib.s3.S3Target`` that can vouch for its content.
+
+The fingerprint is of the object's bytes. The object's ETag, size and version play the part of a
+local file's stat: while a ``HEAD`` request returns the ones recorded, the recorded fingerprint
+holds and nothing is downloaded; otherwise the object is streamed and hashed. (An ETag is an MD5
+of the content, or of the parts' MD5s for a multipart upload, so different content never keeps
+an ETag; identical content uploaded the same way keeps it.) The record is the object beside the
+output (``<key>.repro.json``); S3 replaces objects atomically.
+
+Needs ``boto3`` (``pip install luigi-repro[s3]``), imported only when an S3 target is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import random
+import threading
+from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, cast
+
+from luigi.contrib.s3 import S3Client, S3Target
+
+from luigi_repro.config import Settings
+from luigi_repro.errors import MissingDependency
+from luigi_repro.fingerprint import hash_stream
+from luigi_repro.targets.base import (
+    FingerprintContext,
+    HashableTarget,
+    Observation,
+    register_adapter,
+    register_uri_resolver,
+)
+
+__all__ = ["HashableS3Target", "default_client"]
+
+_clients: Dict[int, S3Client] = {}
+_clients_lock = threading.Lock()
+
+
+def default_client() -> S3Client:
+    """One ``S3Client`` per process (configured by Luigi's ``[s3]`` section), made when needed.
+
+    A boto3 resource takes tens of milliseconds to build; sharing one keeps record-only audits
+    and lineage walks over many objects fast. Per process, because forked workers must not
+    share connections.
+    """
+    with _clients_lock:
+        client = _clients.get(os.getpid())
+        if client is None:
+            client = _clients[os.getpid()] = S3Client()
+        return client
+
+
+def _is_missing(error: Exception) -> bool:
+    response = getattr(error, "response", None)
+    code = str((response or {}).get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class HashableS3Target(HashableTarget, S3Target):
+    """An S3 object output. Same constructor as ``S3Target``: ``(path, format, client, **kw)``."""
+
+    def __init__(
+        self,
+        path: str,
+        format: Any = None,  # noqa: A002 - Luigi's own argument name
+        client: Optional[S3Client] = None,
+        **kwargs: Any,
+    ) -> None:
+        if importlib.util.find_spec("boto3") is None:
+            raise MissingDependency("boto3", "s3")
+        S3Target.__init__(self, path, format, client or default_client(), **kwargs)
+
+    @property
+    def _client(self) -> S3Client:
+        return cast(S3Client, self.fs)
+
+    # --- the HashableTarget contract -----------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return bool(S3Target.exists(self))
+
+    def _api(self) -> Any:
+        return self._client.s3.meta.client
+
+    def _where(self, path: Optional[str] = None) -> Tuple[str, str]:
+        bucket, key = S3Client._path_to_bucket_and_key(path or self.path)
+        return str(bucket), str(key)
+
+    def _head(self) -> Optional[Dict[str, Any]]:
+        bucket, key = self._where()
+        try:
+            head: Dict[str, Any] = self._api().head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return head
+
+    @staticmethod
+    def _state(response: Dict[str, Any]) -> Dict[str, Any]:
+        return {
+            "kind": "s3",
+            "etag": response.get("ETag"),
+            "size": response.get("ContentLength"),
+            "version": response.get("VersionId"),
+        }
+
+    def observe(
+        self, context: FingerprintContext, previous: Optional[Observation] = None
+    ) -> Observation:
+        if previous is not None and not context.full:
+            head = self._head()
+            context.counters.files_statted += 1
+            if head is None:
+                raise FileNotFoundError(self.path)
+            same_algorithm = previous.fingerprint.startswith(context.algorithm + ":")
+            if same_algorithm and dict(previous.state) == self._state(head):
+                return Observation(previous.fingerprint, previous.size, previous.state)
+        bucket, key = self._where()
+        try:
+            response = self._api().get_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(self.path) from None
+            raise
+        body = response["Body"]
+        try:
+            fingerprint, size = hash_stream(body, context.algorithm, context.counters)
+        finally:
+            body.close()
+        # The ETag of the GET is the one of the bytes just read, whatever happens next.
+        return Observation(fingerprint, size, self._state(response))
+
+    def change_token(self) -> Optional[Hashable]:
+        # The ETag follows the content, not the write, and LastModified has one-second
+        # resolution: nothing here can tell "rewritten with the same bytes" from "left alone".
+        return None
+
+    def record_location(self, settings: Settings) -> str:
+        return str(self.path) + settings.record_suffix
+
+    def read_record_bytes(self, settings: Settings) -> Optional[bytes]:
+        bucket, key = self._where(self.record_location(settings))
+        try:
+            response = self._api().get_object(Bucket=bucket, Key=key)
+        except Exception as exc:  # noqa: BLE001
+            if _is_missing(exc):
+                return None
+            raise OSError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+        data: bytes = response["Body"].read()
+        return data
+
+    def write_record_bytes(self, settings: Settings, data: bytes) -> None:
+        bucket, key = self._where(self.record_location(settings))
+        self._api().put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+
+    def remove_record(self, settings: Settings) -> None:
+        bucket, key = self._where(self.record_location(settings))
+        self._api().delete_object(Bucket=bucket, Key=key)  # no error when it is absent
+
+    # --- S3Target behaviour that changes --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def temporary_path(self) -> Iterator[str]:
+        """Like ``S3Target.temporary_path()``, but the result may replace an existing object.
+
+        If the block raises, the temporary object is removed; the previous output stays.
+        """
+        tmp = f"{self.path}-luigi-tmp-{random.randrange(0, 10_000_000_000):010}"
+        try:
+            yield tmp
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if self._client.exists(tmp):
+                    self._client.remove(tmp)
+            raise
+        self._client.move(tmp, self.path)
+
+    def remove(self) -> None:
+        """Remove the object and its record."""
+        from luigi_repro.config import load_settings
+
+        self._client.remove(self.path)
+        self.remove_record(load_settings())
+
+
+def _adapt_s3(target: Any) -> Optional[HashableTarget]:
+    if isinstance(target, S3Target) and type(target) is S3Target:
+        return HashableS3Target(target.path, format=target.format, client=target.fs)
+    return None
+
+
+def _resolve_s3(uri: str) -> Optional[HashableTarget]:
+    if uri.startswith(("s3://", "s3a://", "s3n://")):
+        return HashableS3Target(uri)
+    return None
+
+
+register_adapter("s3", _adapt_s3, priority=20)
+register_uri_resolver("s3", _resolve_s3)

@@ -1,0 +1,91 @@
+"""The conformance suite for local files, folders, mock targets and the generic adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import luigi
+import luigi.format
+import pytest
+from contract import Make, Put, TargetContract
+
+from luigi_repro.targets import (
+    HashableDirectoryTarget,
+    HashableFileSystemTarget,
+    HashableLocalTarget,
+    HashableMockTarget,
+    HashableTarget,
+)
+
+
+def write_bytes(target: Any, data: bytes) -> None:
+    with target.open("w") as stream:
+        stream.write(data)
+
+
+class TestLocalFile(TargetContract):
+    """HashableLocalTarget holding one file."""
+
+    @pytest.fixture
+    def make(self) -> Make:
+        return lambda name: HashableLocalTarget(f"out/{name}.bin", format=luigi.format.Nop)
+
+    @pytest.fixture
+    def put(self) -> Put:
+        return write_bytes
+
+
+class TestDirectory(TargetContract):
+    """HashableDirectoryTarget: a folder written whole through temporary_path()."""
+
+    @pytest.fixture
+    def make(self) -> Make:
+        return lambda name: HashableDirectoryTarget(f"out/{name}/")
+
+    @pytest.fixture
+    def put(self) -> Put:
+        def put(target: HashableTarget, data: bytes) -> None:
+            assert isinstance(target, HashableDirectoryTarget)
+            with target.temporary_path() as folder:
+                Path(folder, "part-0.bin").write_bytes(data)
+                Path(folder, "nested").mkdir()
+                Path(folder, "nested", "part-1.bin").write_bytes(data[::-1])
+
+        return put
+
+
+class TestMock(TargetContract):
+    """HashableMockTarget, in Luigi's in-memory mock file system."""
+
+    cheap_recheck = False
+    has_change_token = False
+
+    @pytest.fixture
+    def make(self) -> Make:
+        return lambda name: HashableMockTarget(f"/mock/{name}", format=luigi.format.Nop)
+
+    @pytest.fixture
+    def put(self) -> Put:
+        return write_bytes
+
+
+class TestFileSystemAdapter(TargetContract):
+    """The generic adapter, over a real file system target (a plain luigi.LocalTarget)."""
+
+    cheap_recheck = False
+    has_change_token = False
+
+    @pytest.fixture
+    def make(self) -> Make:
+        return lambda name: HashableFileSystemTarget(
+            luigi.LocalTarget(f"fs/{name}.bin", format=luigi.format.Nop)
+        )
+
+    @pytest.fixture
+    def put(self) -> Put:
+        def put(target: HashableTarget, data: bytes) -> None:
+            assert isinstance(target, HashableFileSystemTarget)
+            write_bytes(target.target, data)
+
+        return put

@@ -1,0 +1,222 @@
+"""S3 targets against moto's standalone server on 127.0.0.1, through boto3 over a real socket."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict
+
+import boto3
+import luigi
+import luigi.format
+import pytest
+from contract import Make, Put, TargetContract, context, fresh_name
+from luigi.contrib.s3 import S3Client, S3Target
+from pipelines import build, families, log_run, runs
+
+from luigi_repro import TaskWithCheckingInputHash, judging
+from luigi_repro.cli import main
+from luigi_repro.fingerprint import hash_bytes
+from luigi_repro.record import parse_record
+from luigi_repro.targets import HashableFileSystemTarget, HashableS3Target, as_hashable
+
+
+def write_bytes(target: Any, data: bytes) -> None:
+    with target.open("w") as stream:
+        stream.write(data)
+
+
+class TestS3(TargetContract):
+    """HashableS3Target: the ETag stands in for the stat."""
+
+    has_change_token = False  # an ETag follows the content, not the write
+
+    @pytest.fixture
+    def make(self, s3_bucket: str) -> Make:
+        return lambda name: HashableS3Target(
+            f"s3://{s3_bucket}/data/{name}", format=luigi.format.Nop
+        )
+
+    @pytest.fixture
+    def put(self) -> Put:
+        return write_bytes
+
+
+class TestS3ThroughTheGenericAdapter(TargetContract):
+    """The generic file-system adapter also works over a plain S3Target."""
+
+    cheap_recheck = False
+    has_change_token = False
+
+    @pytest.fixture
+    def make(self, s3_bucket: str) -> Make:
+        return lambda name: HashableFileSystemTarget(
+            S3Target(f"s3://{s3_bucket}/fs/{name}", format=luigi.format.Nop)
+        )
+
+    @pytest.fixture
+    def put(self) -> Put:
+        return lambda target, data: write_bytes(target.target, data)
+
+
+def get_object(bucket: str, key: str) -> bytes:
+    body: bytes = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def test_same_bytes_uploaded_again_are_not_downloaded(s3_bucket: str) -> None:
+    """Re-uploading identical bytes keeps the ETag, so the recorded fingerprint is reused."""
+    target = HashableS3Target(f"s3://{s3_bucket}/same.bin", format=luigi.format.Nop)
+    write_bytes(target, b"identical bytes")
+    first = target.observe(context())
+    write_bytes(target, b"identical bytes")
+    check = context()
+    again = target.observe(check, first)
+    assert again.fingerprint == first.fingerprint
+    assert (check.counters.files_hashed, check.counters.files_statted) == (0, 1)
+
+
+def test_multipart_upload_is_fingerprinted_by_content(s3_bucket: str, tmp_path: Any) -> None:
+    """A multipart object (ETag "…-N", not an MD5) has the fingerprint of its bytes."""
+    data = os.urandom(11 * 1024 * 1024)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    client = S3Client()
+    client.put_multipart(str(local), f"s3://{s3_bucket}/big.bin", part_size=5 * 1024 * 1024)
+    target = HashableS3Target(f"s3://{s3_bucket}/big.bin")
+    observed = target.observe(context())
+    assert str(observed.state["etag"]).endswith('-3"')
+    assert observed.fingerprint == hash_bytes(data)
+    client.put_multipart(str(local), f"s3://{s3_bucket}/big.bin", part_size=5 * 1024 * 1024)
+    check = context()
+    assert target.observe(check, observed).fingerprint == observed.fingerprint
+    assert check.counters.files_hashed == 0  # same parts, same ETag: not downloaded again
+    local.write_bytes(data[:-1] + b"\0")
+    client.put_multipart(str(local), f"s3://{s3_bucket}/big.bin", part_size=5 * 1024 * 1024)
+    assert target.observe(context(), observed).fingerprint != observed.fingerprint
+
+
+def test_temporary_path_replaces_an_existing_object(s3_bucket: str) -> None:
+    """temporary_path() on S3 may replace an existing output (Luigi's refuses)."""
+    target = HashableS3Target(f"s3://{s3_bucket}/tp.bin", format=luigi.format.Nop)
+    write_bytes(target, b"old")
+    with target.temporary_path() as tmp:
+        write_bytes(S3Target(tmp, format=luigi.format.Nop), b"new")
+    assert get_object(s3_bucket, "tp.bin") == b"new"
+
+    def failing_write() -> None:
+        with target.temporary_path() as tmp:
+            write_bytes(S3Target(tmp, format=luigi.format.Nop), b"half")
+            raise RuntimeError("failed run")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert get_object(s3_bucket, "tp.bin") == b"new"
+    listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert [item["Key"] for item in listed] == ["tp.bin"]
+
+
+def test_plain_s3_targets_get_the_s3_view() -> None:
+    """An input that is a plain luigi S3Target is fingerprinted through HashableS3Target."""
+    view = as_hashable(S3Target("s3://some-bucket/key.csv", client=S3Client()))
+    assert isinstance(view, HashableS3Target)
+    assert view.uri == "s3://some-bucket/key.csv"
+
+
+class Upload(luigi.ExternalTask):
+    """A raw object placed on S3 by someone else."""
+
+    bucket = luigi.Parameter()
+
+    def output(self) -> S3Target:
+        return S3Target(f"s3://{self.bucket}/raw/numbers.txt", format=luigi.format.UTF8)
+
+
+class Total(TaskWithCheckingInputHash):
+    bucket = luigi.Parameter()
+
+    def requires(self) -> luigi.Task:
+        return Upload(self.bucket)
+
+    def output(self) -> HashableS3Target:
+        return HashableS3Target(f"s3://{self.bucket}/out/total.txt", format=luigi.format.UTF8)
+
+    def run(self) -> None:
+        log_run(self)
+        numbers = [int(n) for n in self.input().open("r").read().split()]
+        with self.output().open("w") as sink:
+            sink.write(f"{sum(numbers)}\n")
+
+
+class Parity(TaskWithCheckingInputHash):
+    bucket = luigi.Parameter()
+
+    def requires(self) -> luigi.Task:
+        return Total(self.bucket)
+
+    def output(self) -> HashableS3Target:
+        return HashableS3Target(f"s3://{self.bucket}/out/parity.txt", format=luigi.format.UTF8)
+
+    def run(self) -> None:
+        log_run(self)
+        total = int(self.input().open("r").read())
+        with self.output().open("w") as sink:
+            sink.write("even\n" if total % 2 == 0 else "odd\n")
+
+
+def upload(bucket: str, text: str) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key="raw/numbers.txt", Body=text.encode())
+
+
+def test_pipeline_on_s3_reruns_exactly_what_changed(s3_bucket: str) -> None:
+    """Outputs and records on S3: edits rerun the right tasks, identical results cut off."""
+    upload(s3_bucket, "1 2 3")
+    assert build(Parity(s3_bucket))
+    assert families(runs()) == ["Parity", "Total"]
+    record = json.loads(get_object(s3_bucket, "out/total.txt.repro.json"))
+    assert record["outputs"][0]["state"]["kind"] == "s3"
+    assert record["inputs"][0]["uri"] == f"s3://{s3_bucket}/raw/numbers.txt"
+    assert build(Parity(s3_bucket))
+    assert runs() == []
+    upload(s3_bucket, "3 2 1")  # another raw object, the same total
+    assert not Parity(s3_bucket).complete()
+    assert build(Parity(s3_bucket))
+    assert families(runs()) == ["Total"]  # Parity cut off: same bytes upstream
+    upload(s3_bucket, "1 2 4")  # total 7: odd
+    assert build(Parity(s3_bucket))
+    assert families(runs()) == ["Parity", "Total"]
+    assert get_object(s3_bucket, "out/parity.txt") == b"odd\n"
+
+
+def test_hand_edited_s3_output_is_found_and_audited_from_records(
+    s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An S3 output overwritten by hand: OUTPUT_MODIFIED, also in a record-only audit."""
+    upload(s3_bucket, "2 2")
+    assert build(Parity(s3_bucket))
+    runs()
+    assert main(["verify", "--format", "json", f"s3://{s3_bucket}/out/parity.txt"]) == 0
+    capsys.readouterr()
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key="out/total.txt", Body=b"5\n")
+    with judging(exhaustive=True) as judge:
+        verdict = judge.status(Total(s3_bucket))
+    assert verdict.status.value == "OUTPUT_MODIFIED"
+    assert main(["verify", "--format", "json", f"s3://{s3_bucket}/out/parity.txt"]) == 1
+    document: Dict[str, Any] = json.loads(capsys.readouterr().out)
+    statuses = {t["family"]: t["status"] for t in document["tasks"] if t["family"]}
+    assert statuses == {"Parity": "STALE", "Total": "OUTPUT_MODIFIED"}
+
+
+def test_forked_workers_share_s3_records(s3_bucket: str) -> None:
+    """With --workers 2 each task runs in a forked child with its own S3 connection."""
+    upload(s3_bucket, "3 4")
+    assert build(Parity(s3_bucket), workers=2)
+    assert families(runs()) == ["Parity", "Total"]
+    record = parse_record(get_object(s3_bucket, "out/parity.txt.repro.json"), "parity")
+    assert record.outputs[0].uri == f"s3://{s3_bucket}/out/parity.txt"
+    assert Parity(s3_bucket).complete()
+
+
+def test_fresh_name_is_unique() -> None:
+    """Helper sanity: every target in these tests gets its own key."""
+    assert fresh_name() != fresh_name()
