@@ -94,8 +94,10 @@ def _update_values(pa: Any, hasher: Hasher, array: Any) -> None:
             storage = array.view(pa.int32() if kind.bit_width == 32 else pa.int64())
             array = pa.compute.fill_null(storage, 0) if storage.null_count else storage
         values = array.to_numpy(zero_copy_only=False)
-        if types.is_floating(kind) and np.isnan(values).any():
-            values = np.where(np.isnan(values), np.nan, values)  # one NaN bit pattern
+        # NaN has many bit patterns; make them one. A dot product (fast, and NaN-propagating)
+        # screens out the usual case of no NaN at all before the element-wise pass.
+        if types.is_floating(kind) and len(values) and np.isnan(np.dot(values, values)):
+            values = np.where(np.isnan(values), np.nan, values)
         hasher.update(np.ascontiguousarray(values).data)
     elif (
         types.is_string(kind)
@@ -156,7 +158,9 @@ def fingerprint_table(
     for name, column in zip(table.column_names, table.columns):
         hasher.update(b"C\0" + name.encode("utf-8", "surrogatepass") + b"\0")
         hasher.update(_normalized_type(pa, column.type).encode() + b"\0")
-        array = column.combine_chunks()
+        # One chunk (the usual case after reading a file) is used as it is; several are joined,
+        # which copies, so that chunking never changes the fingerprint.
+        array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         if isinstance(array, pa.ChunkedArray):  # pragma: no cover - older pyarrow
             array = pa.concat_arrays(array.chunks)
         _update_validity(pa, hasher, array)

@@ -242,3 +242,22 @@ def test_pipeline_early_cutoff_on_equal_data() -> None:
     assert build(Stats())
     assert families(runs()) == ["Numbers", "Stats"]
     assert Stats().output().load()["total"].tolist() == [10]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_nan_is_the_same_nan(dtype: str) -> None:
+    """NaNs with different bit patterns are one value; a NaN and a number are not."""
+    quiet = np.array([1.0, np.nan, 3.0], dtype=dtype)
+    payload = quiet.copy()
+    payload.view(np.uint32 if dtype == "float32" else np.uint64)[1] |= 0x7  # another NaN
+    assert np.isnan(payload[1])
+    assert quiet.tobytes() != payload.tobytes()
+    as_table = lambda values: pa.table({"x": pa.array(values)})  # noqa: E731 - local helper
+    assert fingerprint_table(as_table(quiet), "xxh3_128") == fingerprint_table(
+        as_table(payload), "xxh3_128"
+    )
+    number = quiet.copy()
+    number[1] = 2.0
+    assert fingerprint_table(as_table(number), "xxh3_128") != fingerprint_table(
+        as_table(quiet), "xxh3_128"
+    )

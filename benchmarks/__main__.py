@@ -1,0 +1,44 @@
+"""Run the benchmarks: ``python -m benchmarks [--quick] [name ...]``.
+
+Prints a table and writes ``benchmarks/results/latest.json`` (machine, versions, every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from typing import List, Optional
+
+from benchmarks.common import Results, machine
+
+BENCHMARKS = ["dataframe"]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument("--json", default="benchmarks/results/latest.json", help="results file")
+    options = parser.parse_args(argv)
+    names = options.names or BENCHMARKS
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    info = machine()
+    print(f"python {info['python']} on {info['platform']}, {info['cpus']} CPUs")
+    results = Results()
+    started = time.perf_counter()
+    for name in names:
+        importlib.import_module(f"benchmarks.{name}").run(results, options.quick)
+    results.save(options.json)
+    missed = [row for row in results.rows if row["ok"] is False]
+    print(f"done in {time.perf_counter() - started:.0f} s; results in {options.json}")
+    if missed:
+        print(f"{len(missed)} target(s) missed: " + ", ".join(r["measure"] for r in missed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

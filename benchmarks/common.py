@@ -1,0 +1,86 @@
+"""Measuring helpers: medians of repeated runs, machine facts, the table and the JSON file.
+
+The machine these run on is shared and noisy, so every comparison is a *ratio of two medians
+measured side by side in one run*, alternating the contenders, never an absolute time checked
+against a threshold.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+Timing = Callable[[], Any]
+
+
+def median_times(contenders: Sequence[Tuple[str, Timing]], repeats: int) -> Dict[str, float]:
+    """Run every contender ``repeats`` times, interleaved; return each one's median seconds."""
+    samples: Dict[str, List[float]] = {name: [] for name, _ in contenders}
+    for _ in range(repeats):
+        for name, action in contenders:
+            gc.collect()
+            started = time.perf_counter()
+            action()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine() -> Dict[str, Any]:
+    """What the numbers were measured on."""
+    versions = {}
+    for dist in ("luigi", "luigi-repro", "xxhash", "pyarrow", "pandas", "portalocker"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+class Results:
+    """Rows of results: printed as a table, saved as JSON."""
+
+    def __init__(self) -> None:
+        self.rows: List[Dict[str, Any]] = []
+
+    def add(
+        self,
+        benchmark: str,
+        measure: str,
+        value: float,
+        unit: str,
+        target: Optional[str] = None,
+        ok: Optional[bool] = None,
+    ) -> None:
+        self.rows.append(
+            {
+                "benchmark": benchmark,
+                "measure": measure,
+                "value": value,
+                "unit": unit,
+                "target": target,
+                "ok": ok,
+            }
+        )
+        mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+        goal = f"  (target {target})" if target else ""
+        print(f"  {measure:<58} {value:>12.3f} {unit:<8}{goal}{mark}", flush=True)
+
+    def save(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with open(path, "w") as stream:
+            json.dump({"machine": machine(), "results": self.rows}, stream, indent=2)
+            stream.write("\n")
