@@ -41,7 +41,7 @@ class ReproConfig(luigi.Config):
     )
     lock = luigi.Parameter(
         default="file",
-        description="Run-lock backend: 'file' (portalocker file locks beside the outputs).",
+        description="Run-lock backend: 'file' (one host) or redis://host:port/db (several hosts).",
     )
     lock_timeout = luigi.Parameter(
         default="3600", description="Seconds to wait for another process's run lock."
@@ -196,8 +196,8 @@ def _read_settings() -> Settings:
         )
     lock = _option(config, "lock").strip()
     lock = lock.lower() if lock.lower() == "file" else lock
-    if lock != "file":
-        raise ConfigError("lock", lock, "'file'")
+    if lock != "file" and not lock.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("lock", lock, "'file' or a redis://host:port/db URL")
     stat_cache = _option(config, "stat_cache").strip()
     if stat_cache.lower() in ("off", "none", "false", "0"):
         stat_cache_path: Optional[str] = None

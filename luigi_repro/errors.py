@@ -8,12 +8,14 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
      +-- ParameterError (TypeError)       a parameter has no canonical form (e.g. a set)
      +-- RecordError (ValueError)         a record is unreadable: JSON, shape, schema, signature
      +-- LockTimeout (TimeoutError)       a run lock was not acquired in time
+     +-- LockServerUnavailable (ConnectionError)  the Redis lock server cannot be reached
      +-- MissingDependency (ImportError)  an optional backend is used but not installed
      +-- UnsupportedTarget (TypeError)    an output cannot carry a record
      +-- RunProtocolError (RuntimeError)  a run broke the protocol; no record was written
           +-- InputChangedDuringRun       an input's content changed while run() was running
           +-- OutputNotWritten            run() returned without (re)writing an output
           +-- OutputUnstable              an output kept changing while it was fingerprinted
+          +-- LockLost                    the run lock was taken away while the task ran
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Optional, Sequence
 __all__ = [
     "ConfigError",
     "InputChangedDuringRun",
+    "LockLost",
+    "LockServerUnavailable",
     "LockTimeout",
     "MissingDependency",
     "OutputNotWritten",
@@ -75,6 +79,15 @@ class LockTimeout(ReproError, TimeoutError):
             "another process is probably running the same task (raise [luigi_repro] lock_timeout "
             "if it legitimately runs longer)."
         )
+
+
+class LockServerUnavailable(ReproError, ConnectionError):
+    """The Redis server named by ``[luigi_repro] lock`` cannot be reached."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"cannot reach the Redis lock server {url}: {problem}.")
 
 
 class MissingDependency(ReproError, ImportError):
@@ -138,4 +151,16 @@ class OutputUnstable(RunProtocolError):
         super().__init__(
             f"output {uri} of task {task_id} kept changing while it was fingerprinted; "
             "is another process writing it?"
+        )
+
+
+class LockLost(RunProtocolError):
+    """The run lock was lost while the task ran (its Redis connection dropped)."""
+
+    def __init__(self, lock_name: str, task_id: Optional[str]) -> None:
+        self.lock_name = lock_name
+        self.task_id = task_id
+        super().__init__(
+            f"the run lock {lock_name} of task {task_id} was lost while the task ran, so another "
+            "process may have run it too; no record was written, the task will run again."
         )

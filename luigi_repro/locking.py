@@ -19,15 +19,20 @@ import os
 import secrets
 import shutil
 import time
-from typing import IO, Iterator, List, Optional, Protocol, Sequence
+from typing import IO, Any, Dict, Iterator, List, Optional, Protocol, Sequence
 
+import attrs
 import portalocker
 
-from luigi_repro.errors import LockTimeout
+from luigi_repro.errors import LockLost, LockServerUnavailable, LockTimeout, MissingDependency
 
 __all__ = [
+    "REDIS_SCHEMES",
     "FileLocks",
+    "HeldLocks",
     "LockBackend",
+    "LockRequest",
+    "RedisLocks",
     "TMP_MARK",
     "atomic_replace",
     "atomic_write",
@@ -129,25 +134,46 @@ def lock_file_for_uri(uri: str) -> str:
     return os.path.join(folder, f"{digest}.lock")
 
 
+@attrs.frozen
+class LockRequest:
+    """One run lock to take: ``uri`` names it across hosts, ``file`` on this host."""
+
+    uri: str
+    file: str
+
+
+class HeldLocks(Protocol):
+    """Locks being held; :meth:`check` raises :class:`LockLost` if one was taken from us."""
+
+    def check(self) -> None: ...
+
+
 class LockBackend(Protocol):
-    """Something that can hold a set of named run locks for the length of a ``with`` block."""
+    """Something that can hold a set of run locks for the length of a ``with`` block."""
 
     def hold(
-        self, names: Sequence[str], timeout: float, task_id: Optional[str] = None
-    ) -> contextlib.AbstractContextManager[None]: ...
+        self, requests: Sequence[LockRequest], timeout: float, task_id: Optional[str] = None
+    ) -> contextlib.AbstractContextManager[HeldLocks]: ...
+
+
+class _NothingToCheck:
+    """File locks cannot be lost while their process lives: the kernel holds them."""
+
+    def check(self) -> None:
+        return None
 
 
 class FileLocks:
-    """Run locks as ``portalocker`` file locks; ``names`` are lock-file paths."""
+    """Run locks as ``portalocker`` file locks (``flock``): one host, any number of processes."""
 
     @contextlib.contextmanager
     def hold(
-        self, names: Sequence[str], timeout: float, task_id: Optional[str] = None
-    ) -> Iterator[None]:
+        self, requests: Sequence[LockRequest], timeout: float, task_id: Optional[str] = None
+    ) -> Iterator[HeldLocks]:
         deadline = time.monotonic() + timeout
         held: List[portalocker.Lock[IO[str]]] = []
         try:
-            for name in sorted({os.path.realpath(n) for n in names}):
+            for name in sorted({os.path.realpath(r.file) for r in requests}):
                 folder = os.path.dirname(name)
                 if folder:
                     os.makedirs(folder, exist_ok=True)
@@ -164,14 +190,107 @@ class FileLocks:
                 except portalocker.exceptions.LockException:
                     raise LockTimeout(name, timeout, task_id) from None
                 held.append(lock)
-            yield
+            yield _NothingToCheck()
         finally:
             for lock in reversed(held):
                 lock.release()
 
 
+class _RedisHeld:
+    def __init__(self, locks: List[Any], task_id: Optional[str]) -> None:
+        self.locks = locks
+        self.task_id = task_id
+
+    def check(self) -> None:
+        for lock in self.locks:
+            try:
+                lock.ensure_held()
+            except portalocker.exceptions.LockException:
+                raise LockLost(str(lock.channel), self.task_id) from None
+
+
+class RedisLocks:
+    """Run locks in Redis (``portalocker.RedisLock``): every host that reaches the server.
+
+    A lock is a subscription on the channel ``luigi_repro:<output uri>``; Redis drops it when the
+    holder's connection dies, so a killed worker never leaves a lock behind. If a lock is lost
+    while the task runs, the record is not written (:class:`LockLost`).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connections: Dict[int, Any] = {}
+
+    def _connection(self) -> Any:
+        connection = self._connections.get(os.getpid())
+        if connection is None:
+            try:
+                import redis
+            except ImportError as exc:
+                raise MissingDependency("redis", "redis") from exc
+            connection = self._connections[os.getpid()] = redis.Redis.from_url(self.url)
+        return connection
+
+    def _ping(self, connection: Any) -> None:
+        from redis import exceptions as redis_errors
+
+        try:
+            connection.ping()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise LockServerUnavailable(self.url, str(exc)) from None
+
+    @contextlib.contextmanager
+    def hold(
+        self, requests: Sequence[LockRequest], timeout: float, task_id: Optional[str] = None
+    ) -> Iterator[HeldLocks]:
+        from redis import exceptions as redis_errors
+
+        deadline = time.monotonic() + timeout
+        held: List[Any] = []
+        connection = self._connection()
+        try:
+            self._ping(connection)  # an unreachable server is not "another holder"
+            for uri in sorted({r.uri for r in requests}):
+                remaining = max(0.0, deadline - time.monotonic())
+                lock = portalocker.RedisLock(
+                    f"luigi_repro:{uri}",
+                    connection=connection,
+                    timeout=remaining,
+                    check_interval=min(0.1, max(remaining / 10, 0.01)),
+                    fail_when_locked=False,
+                    interrupt_on_lost=False,
+                )
+                try:
+                    lock.acquire()
+                except portalocker.exceptions.LockException:
+                    self._ping(connection)
+                    raise LockTimeout(uri, timeout, task_id) from None
+                except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                    raise LockServerUnavailable(self.url, str(exc)) from None
+                held.append(lock)
+            yield _RedisHeld(held, task_id)
+        finally:
+            for lock in reversed(held):
+                with contextlib.suppress(Exception):  # a lost connection has no lock to release
+                    lock.release()
+
+
+_backends: Dict[str, LockBackend] = {}
+
+
 def lock_backend(spec: str) -> LockBackend:
-    """The backend named by the ``lock`` option."""
-    if spec == "file":
-        return FileLocks()
-    raise ValueError(f"unknown lock backend {spec!r}")
+    """The backend named by the ``lock`` option (one object per spec in a process)."""
+    backend = _backends.get(spec)
+    if backend is None:
+        if spec == "file":
+            backend = FileLocks()
+        elif spec.startswith(REDIS_SCHEMES):
+            backend = RedisLocks(spec)
+        else:
+            raise ValueError(f"unknown lock backend {spec!r}")
+        _backends[spec] = backend
+    return backend
+
+
+#: URL schemes of the Redis lock backend.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -43,7 +43,7 @@ from luigi_repro.errors import (
     UnsupportedTarget,
 )
 from luigi_repro.judge import Judge, Missing, Outcome, is_checked_task, warn_once
-from luigi_repro.locking import lock_backend
+from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
@@ -90,6 +90,7 @@ class RunProtocol:
         self._tokens: Dict[Key, Any] = {}
         self._saved: Dict[Key, bytes] = {}
         self._locks: Optional[contextlib.ExitStack] = None
+        self._held: Optional[HeldLocks] = None
         self._started_at = ""
         self._started_clock = 0.0
         self._batches = 0
@@ -98,11 +99,10 @@ class RunProtocol:
 
     def _lock(self) -> None:
         stack = contextlib.ExitStack()
-        stack.enter_context(
+        requests = [LockRequest(target.uri, target.lock_name()) for _, target in self.outputs]
+        self._held = stack.enter_context(
             lock_backend(self.settings.lock).hold(
-                [target.lock_name() for _, target in self.outputs],
-                self.settings.lock_timeout,
-                self.task.task_id,
+                requests, self.settings.lock_timeout, self.task.task_id
             )
         )
         self._locks = stack
@@ -213,6 +213,8 @@ class RunProtocol:
             raise OutputNotWritten(self.task.task_id, (), stale)
         outputs = tuple(self._observe_output(judge, key, target) for key, target in self.outputs)
         record = self._record(outputs, adopted)
+        if self._held is not None:
+            self._held.check()  # a lost lock means someone else may have run it: no record
         for _, target in self.outputs:
             target.write_record(self.settings, record)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)

@@ -54,3 +54,23 @@ def s3_bucket(moto_server: object, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A redis-server on 127.0.0.1 for the whole session."""
+    from servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: object) -> str:
+    """The URL of the session's Redis server, emptied for this test."""
+    import redis
+
+    url: str = redis_server.url  # type: ignore[attr-defined]
+    redis.Redis.from_url(url).flushall()
+    return url

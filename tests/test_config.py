@@ -199,7 +199,7 @@ INVALID = [
     ("record_suffix", " .repro.json"),
     ("record_suffix", ".json"),
     ("record_suffix", "repro.json"),
-    ("lock", "redis://localhost:6379/0"),
+    ("lock", "zookeeper://localhost:2181"),
     ("lock", ""),
     ("lock_timeout", "-1"),
     ("lock_timeout", "-0.5"),

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 import pytest
 from hypothesis import given
@@ -20,17 +20,25 @@ from luigi_repro.errors import LockTimeout, ReproError
 from luigi_repro.locking import (
     TMP_MARK,
     FileLocks,
+    LockRequest,
+    RedisLocks,
     atomic_replace,
     atomic_write,
     lock_backend,
     lock_file_for,
 )
 
+
+def requests(paths: Any) -> List[LockRequest]:
+    """Lock requests for lock-file paths (the file backend looks only at the file)."""
+    return [LockRequest(uri=str(p), file=str(p)) for p in paths]
+
+
 HOLDER = """
 import sys, time
-from luigi_repro.locking import FileLocks
+from luigi_repro.locking import FileLocks, LockRequest
 
-with FileLocks().hold(sys.argv[1:], timeout=10):
+with FileLocks().hold([LockRequest(p, p) for p in sys.argv[1:]], timeout=10):
     print("held", flush=True)
     time.sleep(120)
 """
@@ -57,7 +65,7 @@ def held_elsewhere(*names: str) -> Iterator[subprocess.Popen[str]]:
 def take(names: Sequence[str], timeout: float, task_id: Optional[str] = None) -> float:
     """Acquire and release ``names``; the seconds it took to acquire them."""
     start = time.monotonic()
-    with FileLocks().hold(names, timeout, task_id):
+    with FileLocks().hold(requests(names), timeout, task_id):
         return time.monotonic() - start
 
 
@@ -261,10 +269,12 @@ def test_lock_file_for(path: str, expected: str) -> None:
 
 
 def test_lock_backend() -> None:
-    """'file' names the file-lock backend; anything else is refused."""
+    """'file' and redis:// URLs name backends (one object each); anything else is refused."""
     assert isinstance(lock_backend("file"), FileLocks)
-    with pytest.raises(ValueError, match="redis"):
-        lock_backend("redis://localhost:6379/0")
+    assert lock_backend("file") is lock_backend("file")
+    assert isinstance(lock_backend("redis://127.0.0.1:1/0"), RedisLocks)
+    with pytest.raises(ValueError, match="zookeeper"):
+        lock_backend("zookeeper://localhost:2181")
 
 
 # --- FileLocks -----------------------------------------------------------------------------------
@@ -302,10 +312,10 @@ def test_lock_released_when_holder_is_killed(folder: Path) -> None:
 def test_lock_released_after_block(folder: Path) -> None:
     """Locks are held inside the block, by this process too, and free once it ends or raises."""
     names = [str(folder / ".a.repro.lock"), str(folder / ".b.repro.lock")]
-    with FileLocks().hold(names, 1.0):
+    with FileLocks().hold(requests(names), 1.0):
         assert all(is_held(name) for name in names)
     assert not any(is_held(name) for name in names)
-    with pytest.raises(RuntimeError), FileLocks().hold(names, 1.0):
+    with pytest.raises(RuntimeError), FileLocks().hold(requests(names), 1.0):
         raise RuntimeError("task failed")
     assert not any(is_held(name) for name in names)
 
@@ -317,7 +327,7 @@ def test_several_names_any_order(folder: Path, order: List[str]) -> None:
     """Several locks, in any order and with repeats, are all taken at once and all released."""
     names = [str(folder / f".{n}.repro.lock") for n in order]
     start = time.monotonic()
-    with FileLocks().hold(names, 1.0):
+    with FileLocks().hold(requests(names), 1.0):
         assert time.monotonic() - start < 0.5
         assert all(is_held(name) for name in names)
     assert not any(is_held(name) for name in names)
@@ -342,7 +352,7 @@ def test_failed_second_lock_releases_first(folder: Path, blocked: str) -> None:
     free = str(folder / ".a.repro.lock")
     busy = str(folder / ".b.repro.lock")
     names = [free, busy] if blocked == "second" else [busy, free]
-    with FileLocks().hold([busy], 1.0):
+    with FileLocks().hold(requests([busy]), 1.0):
         with pytest.raises(LockTimeout) as info:
             take(names, 0.3)
         assert info.value.lock_name == busy
@@ -356,11 +366,11 @@ def test_timeout_is_shared_across_locks(folder: Path) -> None:
     ready = threading.Event()
 
     def hold_first_briefly() -> None:
-        with FileLocks().hold([first], 1.0):
+        with FileLocks().hold(requests([first]), 1.0):
             ready.set()
             time.sleep(0.5)
 
-    with FileLocks().hold([second], 1.0):
+    with FileLocks().hold(requests([second]), 1.0):
         holder = threading.Thread(target=hold_first_briefly)
         holder.start()
         try:
@@ -380,7 +390,7 @@ def test_zero_timeout_fails_at_once(folder: Path) -> None:
     """A timeout of 0 takes a free lock and fails immediately on a held one."""
     name = str(folder / ".x.repro.lock")
     assert take([name], 0) < 0.5
-    with FileLocks().hold([name], 1.0):
+    with FileLocks().hold(requests([name]), 1.0):
         start = time.monotonic()
         with pytest.raises(LockTimeout):
             take([name], 0)
