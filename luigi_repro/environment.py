@@ -44,7 +44,7 @@ def installed_version(dist: str) -> Optional[str]:
             return _versions[dist]
     try:
         version: Optional[str] = metadata.version(dist)
-    except metadata.PackageNotFoundError:
+    except (metadata.PackageNotFoundError, ValueError):  # ValueError: an empty name
         version = None
     with _lock:
         _versions[dist] = version
