@@ -33,3 +33,25 @@ def test_mypy_strict_is_clean() -> None:
     """mypy --strict (configured in setup.cfg) accepts the package."""
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_renders_without_warnings() -> None:
+    """README.rst is valid reStructuredText (it is also the package's long description)."""
+    import io
+
+    import docutils.core
+
+    warnings = io.StringIO()
+    docutils.core.publish_string(
+        (ROOT / "README.rst").read_text(),
+        writer_name="null",
+        settings_overrides={"halt_level": 5, "report_level": 2, "warning_stream": warnings},
+    )
+    assert warnings.getvalue() == ""
+
+
+def test_changelog_has_an_unreleased_section() -> None:
+    """CHANGELOG.md keeps user-visible changes under Unreleased, in Keep a Changelog form."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert "## Unreleased" in text
+    assert "### Added" in text.split("## Unreleased", 1)[1]
