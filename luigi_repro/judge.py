@@ -159,10 +159,14 @@ class Judge:
         uri = target.uri
         if uri not in self._records:
             try:
-                result: Tuple[Optional[Record], Optional[RecordError]] = (
-                    target.read_record(self.settings),
-                    None,
-                )
+                try:
+                    stored = target.read_record(self.settings)
+                except RecordError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - a backend failure (S3 403, HDFS…)
+                    location = target.record_location(self.settings)
+                    raise RecordError(location, f"it cannot be read ({error})") from None
+                result: Tuple[Optional[Record], Optional[RecordError]] = (stored, None)
             except RecordError as exc:
                 warn_once(
                     f"bad-record:{uri}:{exc.problem}",
@@ -206,7 +210,7 @@ class Judge:
             outcome = target.observe(self._context_for(algorithm), previous)
         except FileNotFoundError:
             outcome = Missing("does not exist")
-        except (OSError, ValueError, ReproError) as exc:  # ValueError: a NUL byte in a path
+        except Exception as exc:  # noqa: BLE001 - a check answers "not complete", never raises
             outcome = Missing(f"cannot be read ({exc})")
         self.targets_observed += 1
         self._observations[memo_key] = outcome

@@ -17,6 +17,7 @@ user that any number of processes may share.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -166,6 +167,12 @@ class PersistentStatCache:
                 time.sleep(0.01)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(
+            "CREATE TABLE IF NOT EXISTS remote ("
+            " uri TEXT NOT NULL, slot TEXT NOT NULL, state TEXT NOT NULL,"
+            " size INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
+            " PRIMARY KEY (uri, slot)) WITHOUT ROWID"
+        )
+        conn.execute(
             "CREATE TABLE IF NOT EXISTS fingerprints ("
             " path BLOB NOT NULL, algorithm TEXT NOT NULL, stat TEXT NOT NULL,"
             " size INTEGER NOT NULL, taken_at_ns INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
@@ -250,6 +257,43 @@ class PersistentStatCache:
         self._guard(store)
         if not self._disabled:
             self._remember(path, slot, entry)
+
+    def get_state(self, uri: str, slot: str) -> Optional[Tuple[str, int, Dict[str, Any]]]:
+        """``(fingerprint, size, state)`` last seen for remote content (an S3 object…).
+
+        The state (ETag, size, version) is the remote store's proof of unchanged content; the
+        caller compares it with what the store reports now.
+        """
+
+        def query(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                "SELECT fingerprint, size, state FROM remote WHERE uri = ? AND slot = ?",
+                (uri, slot),
+            ).fetchone()
+
+        row = self._guard(query)
+        if row is None:
+            return None
+        try:
+            state = json.loads(row[2])
+        except ValueError:
+            return None
+        return (str(row[0]), int(row[1]), state) if isinstance(state, dict) else None
+
+    def put_state(
+        self, uri: str, slot: str, fingerprint: str, size: int, state: Mapping[str, Any]
+    ) -> None:
+        """Remember the fingerprint of remote content together with its state."""
+        packed = json.dumps(dict(state), sort_keys=True)
+
+        def store(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
+                    (uri, slot, packed, size, fingerprint),
+                )
+
+        self._guard(store)
 
     def close(self) -> None:
         with self._lock:

@@ -2,15 +2,19 @@
 
 The same table written twice — other writer metadata, row-group sizes, compression, chunking —
 has one fingerprint, so early cutoff works for DataFrame outputs. Any changed value, null, dtype,
-column name, column order or row order changes it.
+column name, column order, row order, category list or pandas dtype changes it.
 
-Each column is hashed in a canonical form: its name and a normalized type (``string`` and
-``large_string`` are one type; a dictionary column is described by its values, not its index
-width), a validity bitmap when it has nulls, then its values — fixed-width values as bytes with
-nulls zeroed and NaNs made canonical, variable-width values as lengths plus the concatenated
-bytes, anything nested through Arrow's own serialization of the normalized column. pandas' index
-description (a ``RangeIndex`` kept only in metadata, or which columns hold the index) is part of
-the fingerprint; the rest of the writer's metadata is not.
+Encoding. Every column is cut into *streams* — validity (one byte per value), lengths, value
+bytes, and the same again for nested children — each hashed separately, chunk after chunk,
+and the stream digests are combined at the end. A stream is a plain concatenation, so a table
+in one chunk and the same table in many give the same streams: chunking never matters, and no
+column is ever copied to join its chunks. Nulls contribute only their validity (the bytes under
+a null are ignored); every NaN counts as one NaN. Names and type descriptions are
+length-prefixed, so no two layouts can share an encoding. Types are normalized (``string`` and
+``large_string`` are one type; a dictionary column is its dictionary plus its codes, whatever
+the index width; an extension type is its name, its metadata and its storage, whether or not it
+is registered where the check runs). pandas' metadata is included without the parts that name
+its writer (versions), so that ``Int64`` and ``int64`` or an index differ.
 
 Needs ``pyarrow`` (``pip install luigi-repro[dataframe]``), imported only when used.
 """
@@ -18,7 +22,7 @@ Needs ``pyarrow`` (``pip install luigi-repro[dataframe]``), imported only when u
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from luigi_repro.errors import MissingDependency
 from luigi_repro.fingerprint import Counters, Hasher, new_hasher
@@ -27,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
 
 __all__ = ["fingerprint_table", "require_pyarrow"]
+
+_EXTENSION_NAME = b"ARROW:extension:name"
+_EXTENSION_METADATA = b"ARROW:extension:metadata"
 
 
 def require_pyarrow() -> Any:
@@ -39,110 +46,169 @@ def require_pyarrow() -> Any:
     return pyarrow
 
 
-def _normalized_type(pa: Any, arrow_type: Any) -> str:
+def _framed(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")
+    return len(data).to_bytes(8, "little") + data
+
+
+class _Streams:
+    """One digest per stream name; combined, in name order, into the table's fingerprint."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self.hashers: Dict[str, Hasher] = {}
+
+    def feed(self, name: str, data: Any) -> None:
+        hasher = self.hashers.get(name)
+        if hasher is None:
+            hasher = self.hashers[name] = new_hasher(self.algorithm)
+        hasher.update(data)
+
+    def digest_into(self, hasher: Hasher) -> None:
+        for name in sorted(self.hashers):
+            hasher.update(_framed(name))
+            hasher.update(_framed(self.hashers[name].hexdigest()))
+
+
+def _describe_type(pa: Any, arrow_type: Any, field: Any = None) -> str:
+    """A type description that ignores representation details (widths of offsets, names of
+    list items), and includes what changes meaning (extension identity, dictionary order)."""
     types = pa.types
+    metadata = (field.metadata or {}) if field is not None else {}
+    if isinstance(arrow_type, pa.ExtensionType):
+        name, serialized = arrow_type.extension_name, arrow_type.__arrow_ext_serialize__()
+        return f"extension<{name},{serialized.hex()},{_describe_type(pa, arrow_type.storage_type)}>"
+    if _EXTENSION_NAME in metadata:  # an extension type not registered in this process
+        name = metadata[_EXTENSION_NAME].decode("utf-8", "replace")
+        serialized = metadata.get(_EXTENSION_METADATA, b"")
+        return f"extension<{name},{serialized.hex()},{_describe_type(pa, arrow_type)}>"
     if types.is_dictionary(arrow_type):
         ordered = "ordered" if arrow_type.ordered else "unordered"
-        return f"dictionary<{_normalized_type(pa, arrow_type.value_type)},{ordered}>"
+        return f"dictionary<{_describe_type(pa, arrow_type.value_type)},{ordered}>"
     if types.is_large_string(arrow_type) or types.is_string(arrow_type):
         return "string"
     if types.is_large_binary(arrow_type) or types.is_binary(arrow_type):
         return "binary"
+    if types.is_fixed_size_list(arrow_type):
+        return f"list<{_describe_type(pa, arrow_type.value_type)}>[{arrow_type.list_size}]"
     if types.is_large_list(arrow_type) or types.is_list(arrow_type):
-        return f"list<{_normalized_type(pa, arrow_type.value_type)}>"
+        return f"list<{_describe_type(pa, arrow_type.value_type)}>"
+    if types.is_map(arrow_type):
+        key, item = (
+            _describe_type(pa, arrow_type.key_type),
+            _describe_type(pa, arrow_type.item_type),
+        )
+        return f"map<{key},{item}>"
     if types.is_struct(arrow_type):
         fields = (
-            f"{arrow_type.field(i).name}:{_normalized_type(pa, arrow_type.field(i).type)}"
+            f"{len(arrow_type.field(i).name)}:{arrow_type.field(i).name}:"
+            f"{_describe_type(pa, arrow_type.field(i).type)}"
             for i in range(arrow_type.num_fields)
         )
         return f"struct<{','.join(fields)}>"
     return str(arrow_type)
 
 
-def _update_validity(pa: Any, hasher: Hasher, array: Any) -> None:
+def _hash_array(pa: Any, streams: _Streams, path: str, array: Any) -> None:
+    """Feed one chunk of a column (or of a nested child) into the streams below ``path``."""
     import numpy as np
 
-    if array.null_count == 0:
-        hasher.update(b"V:all\0")
-        return
-    valid = pa.compute.is_valid(array).to_numpy(zero_copy_only=False)
-    hasher.update(b"V:bits\0")
-    hasher.update(np.packbits(valid).tobytes())
-
-
-def _update_values(pa: Any, hasher: Hasher, array: Any) -> None:
-    import numpy as np
-
+    pc = pa.compute
     types = pa.types
+    if isinstance(array.type, pa.ExtensionType):
+        array = array.storage
     kind = array.type
+    valid = None
+    if array.null_count:
+        valid = pc.is_valid(array).to_numpy(zero_copy_only=False)
+        streams.feed(path + "/valid", valid.astype(np.uint8).tobytes())
+    else:
+        streams.feed(path + "/valid", b"\1" * len(array))
     if types.is_dictionary(kind):
-        array = array.dictionary_decode()
-        kind = array.type
-    if array.null_count and not (types.is_list(kind) or types.is_large_list(kind)):
-        if types.is_boolean(kind):
-            array = pa.compute.fill_null(array, False)
-        elif types.is_string(kind) or types.is_large_string(kind):
-            array = pa.compute.fill_null(array, "")
-        elif types.is_binary(kind) or types.is_large_binary(kind):
-            array = pa.compute.fill_null(array, b"")
-        elif types.is_integer(kind) or types.is_floating(kind):
-            array = pa.compute.fill_null(array, 0)
+        codes = array.indices.cast(pa.int64())
+        codes = pc.fill_null(codes, 0) if codes.null_count else codes
+        streams.feed(path + "/codes", codes.to_numpy(zero_copy_only=False).tobytes())
+        return  # the dictionary itself is hashed once per column, by the caller
     if types.is_boolean(kind):
-        hasher.update(np.packbits(array.to_numpy(zero_copy_only=False)).tobytes())
-    elif types.is_integer(kind) or types.is_floating(kind) or types.is_temporal(kind):
+        values = pc.fill_null(array, False) if array.null_count else array
+        streams.feed(
+            path + "/data", values.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes()
+        )
+    elif (
+        types.is_integer(kind)
+        or types.is_floating(kind)
+        or (types.is_temporal(kind) and getattr(kind, "bit_width", 0) in (32, 64))
+    ):
         if types.is_temporal(kind):
-            storage = array.view(pa.int32() if kind.bit_width == 32 else pa.int64())
-            array = pa.compute.fill_null(storage, 0) if storage.null_count else storage
-        values = array.to_numpy(zero_copy_only=False)
-        # NaN has many bit patterns; make them one. A dot product (fast, and NaN-propagating)
-        # screens out the usual case of no NaN at all before the element-wise pass.
+            array = array.view(pa.int32() if kind.bit_width == 32 else pa.int64())
+        values = (pc.fill_null(array, 0) if array.null_count else array).to_numpy(
+            zero_copy_only=False
+        )
+        # NaN has many bit patterns: make them one. A dot product (fast, NaN-propagating)
+        # screens out the usual case of no NaN before the element-wise pass.
         if types.is_floating(kind) and len(values) and np.isnan(np.dot(values, values)):
             values = np.where(np.isnan(values), np.nan, values)
-        hasher.update(np.ascontiguousarray(values).data)
+        streams.feed(path + "/data", np.ascontiguousarray(values).data)
+    elif types.is_decimal(kind) or types.is_fixed_size_binary(kind):
+        text = array.cast(pa.string()) if types.is_decimal(kind) else array.cast(pa.binary())
+        _hash_array(pa, streams, path + "/as", text)
     elif (
         types.is_string(kind)
         or types.is_large_string(kind)
         or types.is_binary(kind)
-        or types.is_large_binary(kind)
+        or (types.is_large_binary(kind))
     ):
         dense = array.cast(pa.large_binary())
+        if valid is not None:
+            dense = pc.fill_null(dense, b"")  # a null is its validity only, never its bytes
         offsets = np.frombuffer(dense.buffers()[1], dtype="<i8")[
             dense.offset : dense.offset + len(dense) + 1
         ]
-        hasher.update(np.diff(offsets).astype("<i8").tobytes())
+        streams.feed(path + "/lengths", np.diff(offsets).astype("<i8").tobytes())
         data = dense.buffers()[2]
         if data is not None and len(dense):
-            hasher.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
-    elif types.is_list(kind) or types.is_large_list(kind):
-        lengths = pa.compute.list_value_length(array)
-        lengths = pa.compute.fill_null(lengths, 0) if lengths.null_count else lengths
-        hasher.update(lengths.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
-        items = array.flatten()  # the values of the non-null lists, whatever the field name
-        _update_validity(pa, hasher, items)
-        _update_values(pa, hasher, items)
+            streams.feed(path + "/data", memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+    elif types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
+        lengths = pc.list_value_length(array)
+        lengths = pc.fill_null(lengths, 0) if lengths.null_count else lengths
+        streams.feed(
+            path + "/lengths", lengths.to_numpy(zero_copy_only=False).astype("<i8").tobytes()
+        )
+        if types.is_fixed_size_list(kind):
+            items = pc.list_flatten(array.filter(pc.is_valid(array)))
+        else:
+            items = array.flatten()  # the values of the non-null lists, whatever the item name
+        _hash_array(pa, streams, path + "/items", items)
+    elif types.is_map(kind):
+        lengths = np.diff(array.offsets.to_numpy(zero_copy_only=False)).astype("<i8")
+        if valid is not None:
+            lengths = np.where(valid, lengths, 0)
+        streams.feed(path + "/lengths", lengths.tobytes())
+        present = array.filter(pc.is_valid(array)) if array.null_count else array
+        _hash_array(pa, streams, path + "/keys", present.keys)
+        _hash_array(pa, streams, path + "/values", present.items)
     elif types.is_struct(kind):
         for index, child in enumerate(array.flatten()):
-            hasher.update(b"F\0" + kind.field(index).name.encode("utf-8", "surrogatepass") + b"\0")
-            _update_validity(pa, hasher, child)
-            _update_values(pa, hasher, child)
+            name = kind.field(index).name
+            _hash_array(pa, streams, f"{path}/{len(name)}:{name}", child)
     else:
-        # Anything else (maps, unions, decimals…): Arrow's own serialization of the column.
-        sink = pa.BufferOutputStream()
-        batch = pa.record_batch([array], names=["c"])
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-        hasher.update(memoryview(sink.getvalue()))
+        # Anything else (unions, intervals…): Python values, one framed repr each.
+        for value in array.to_pylist():
+            streams.feed(path + "/repr", _framed(repr(value)))
 
 
-def _pandas_index(schema: Any) -> Optional[Any]:
-    metadata = schema.metadata or {}
-    raw = metadata.get(b"pandas")
+def _pandas_metadata(schema: Any) -> Optional[Any]:
+    """pandas' description of the frame, without what names the writer (versions)."""
+    raw = (schema.metadata or {}).get(b"pandas")
     if raw is None:
         return None
     try:
-        return json.loads(raw).get("index_columns")
-    except (ValueError, AttributeError):
+        document = json.loads(raw)
+    except ValueError:
         return None
+    if not isinstance(document, dict):
+        return None
+    return {key: document.get(key) for key in ("index_columns", "column_indexes", "columns")}
 
 
 def fingerprint_table(
@@ -151,22 +217,24 @@ def fingerprint_table(
     """The data fingerprint of an Arrow table (``"<algorithm>:<hex>"``)."""
     pa = require_pyarrow()
     hasher = new_hasher(algorithm)
-    hasher.update(b"luigi_repro-table-1\0")
-    index = _pandas_index(table.schema)
-    hasher.update(json.dumps(index, sort_keys=True).encode() + b"\0")
-    hasher.update(f"rows:{table.num_rows}\0".encode())
-    for name, column in zip(table.column_names, table.columns):
-        hasher.update(b"C\0" + name.encode("utf-8", "surrogatepass") + b"\0")
-        hasher.update(_normalized_type(pa, column.type).encode() + b"\0")
-        # One chunk (the usual case after reading a file) is used as it is; several are joined,
-        # which copies, so that chunking never changes the fingerprint.
-        array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        if isinstance(array, pa.ChunkedArray):  # pragma: no cover - older pyarrow
-            array = pa.concat_arrays(array.chunks)
-        _update_validity(pa, hasher, array)
-        _update_values(pa, hasher, array)
-        if counters is not None:
-            counters.bytes_hashed += array.nbytes
+    hasher.update(b"luigi_repro-table-2\0")
+    metadata = _pandas_metadata(table.schema)
+    hasher.update(_framed(json.dumps(metadata, sort_keys=True)))
+    hasher.update(_framed(f"rows:{table.num_rows}"))
+    for index, column in enumerate(table.columns):
+        field = table.schema.field(index)
+        hasher.update(_framed(field.name))
+        hasher.update(_framed(_describe_type(pa, column.type, field)))
+        streams = _Streams(algorithm)
+        if pa.types.is_dictionary(column.type):
+            column = column.unify_dictionaries()
+            if column.num_chunks:
+                _hash_array(pa, streams, "dictionary", column.chunk(0).dictionary)
+        for chunk in column.chunks:
+            _hash_array(pa, streams, "column", chunk)
+            if counters is not None:
+                counters.bytes_hashed += chunk.nbytes
+        streams.digest_into(hasher)
     if counters is not None:
         counters.files_hashed += 1
     return f"{algorithm}:{hasher.hexdigest()}"

@@ -33,6 +33,9 @@ from luigi_repro.targets.local import HashableLocalTarget, file_hint
 
 __all__ = ["CsvTarget", "FeatherTarget", "ParquetTarget"]
 
+#: The kind of state a table target keeps: a stat that vouches for a *table* fingerprint.
+_STATE_KIND = "table-file"
+
 
 def _pandas() -> Any:
     try:
@@ -85,8 +88,11 @@ class _TableTarget(HashableLocalTarget):
 
     # --- fingerprint of the data ---------------------------------------------------------------
 
+    def _read_for_fingerprint(self, path: str) -> Any:
+        return self._read(path)
+
     def _digest(self, path: str, algorithm: str, counters: Optional[Counters]) -> Tuple[str, int]:
-        table = self._read(path)
+        table = self._read_for_fingerprint(path)
         return fingerprint_table(table, algorithm, counters), os.path.getsize(path)
 
     def observe(
@@ -99,7 +105,7 @@ class _TableTarget(HashableLocalTarget):
         entry = fingerprint_file(
             self.path,
             context.algorithm,
-            hint=None if context.full else file_hint(previous),
+            hint=None if context.full else file_hint(previous, _STATE_KIND),
             cache=None if context.full else context.cache,
             racy_window_ns=context.racy_window_ns,
             counters=context.counters,
@@ -109,7 +115,11 @@ class _TableTarget(HashableLocalTarget):
         )
         state = {}
         if entry.stat is not None:
-            state = {"kind": "file", "stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
+            state = {
+                "kind": _STATE_KIND,
+                "stat": entry.stat.to_json(),
+                "taken_at_ns": entry.taken_at_ns,
+            }
         return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
 
 
@@ -146,10 +156,16 @@ class FeatherTarget(_TableTarget):
 
 
 class CsvTarget(_TableTarget):
-    """A CSV file (header line, comma-separated), read and written by ``pyarrow.csv``."""
+    """A CSV file (a header line, then rows), read and written by ``pyarrow.csv``.
 
-    def __init__(self, path: Any, index: bool = False, **options: Any) -> None:
-        super().__init__(path, index, **options)
+    Its fingerprint is of the cells *as written*, each read as text: ``007`` and ``7``, or
+    ``1.0`` and ``1.00``, differ, as they do for anything that reads the file as text; quoting
+    and line endings do not. ``load()`` infers types as usual.
+    """
+
+    def __init__(self, path: Any, index: bool = False, delimiter: str = ",") -> None:
+        super().__init__(path, index)
+        self.delimiter = delimiter
 
     def _to_table(self, data: Any) -> Any:
         pa = require_pyarrow()
@@ -168,14 +184,32 @@ class CsvTarget(_TableTarget):
             data = data.reset_index()
         return pa.Table.from_pandas(data, preserve_index=False)
 
-    def _read(self, path: str) -> Any:
+    def _parse_options(self) -> Any:
         require_pyarrow()
         import pyarrow.csv as csv
 
-        return csv.read_csv(path)
+        return csv.ParseOptions(delimiter=self.delimiter)
+
+    def _read(self, path: str) -> Any:
+        import pyarrow.csv as csv
+
+        return csv.read_csv(path, parse_options=self._parse_options())
+
+    def _read_for_fingerprint(self, path: str) -> Any:
+        pa = require_pyarrow()
+        import pyarrow.csv as csv
+
+        with csv.open_csv(path, parse_options=self._parse_options()) as reader:
+            names = reader.schema.names
+        as_text = csv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        return csv.read_csv(path, parse_options=self._parse_options(), convert_options=as_text)
 
     def _write(self, table: Any, path: str) -> None:
         require_pyarrow()
         import pyarrow.csv as csv
 
-        csv.write_csv(table, path, **self.options)
+        csv.write_csv(table, path, write_options=csv.WriteOptions(delimiter=self.delimiter))

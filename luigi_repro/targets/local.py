@@ -42,8 +42,13 @@ from luigi_repro.targets.base import (
 __all__ = ["HashableLocalTarget"]
 
 
-def file_hint(previous: Optional[Observation]) -> Optional[CachedFingerprint]:
-    if previous is None or previous.state.get("kind") != "file":
+def file_hint(previous: Optional[Observation], kind: str = "file") -> Optional[CachedFingerprint]:
+    """The cached fingerprint in a previous observation's state, if it is of ``kind``.
+
+    The kind keeps a table fingerprint (``"table-file"``) from ever standing for the bytes of
+    the same file, or the other way round.
+    """
+    if previous is None or previous.state.get("kind") != kind:
         return None
     try:
         stat = StatKey.from_json(previous.state.get("stat"))

@@ -8,7 +8,9 @@ every check rather than cached.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Optional
+import contextlib
+import random
+from typing import Any, Hashable, Iterator, Optional
 
 from luigi.mock import MockTarget
 
@@ -74,6 +76,21 @@ class HashableMockTarget(HashableTarget, MockTarget):
 
     def remove_record(self, settings: Settings) -> None:
         self._data().pop(self.record_location(settings), None)
+
+    @contextlib.contextmanager
+    def temporary_path(self) -> Iterator[str]:
+        """A temporary mock path; on success its content replaces the output (even an
+        existing one); on failure it is dropped and the previous output stays."""
+        tmp = f"{self.path}-luigi-tmp-{random.randrange(0, 10_000_000_000):010}"
+        data = self._data()
+        try:
+            yield tmp
+        except BaseException:
+            data.pop(tmp, None)
+            raise
+        if tmp not in data:
+            raise FileNotFoundError(f"nothing was written to the temporary path {tmp}")
+        data[self.path] = data.pop(tmp)
 
 
 def _adapt_mock(target: Any) -> Optional[HashableTarget]:

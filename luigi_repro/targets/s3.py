@@ -114,6 +114,11 @@ class HashableS3Target(HashableTarget, S3Target):
     def observe(
         self, context: FingerprintContext, previous: Optional[Observation] = None
     ) -> Observation:
+        if previous is None and not context.full and context.cache is not None:
+            # No record (a raw input): the per-user cache remembers what this object held.
+            remembered = context.cache.get_state(self.uri, context.algorithm)
+            if remembered is not None:
+                previous = Observation(remembered[0], remembered[1], remembered[2])
         if previous is not None and not context.full:
             head = self._head()
             context.counters.files_statted += 1
@@ -135,12 +140,20 @@ class HashableS3Target(HashableTarget, S3Target):
         finally:
             body.close()
         # The ETag of the GET is the one of the bytes just read, whatever happens next.
-        return Observation(fingerprint, size, self._state(response))
+        observation = Observation(fingerprint, size, self._state(response))
+        if context.cache is not None and not context.full:
+            context.cache.put_state(
+                self.uri, context.algorithm, fingerprint, size, observation.state
+            )
+        return observation
 
     def change_token(self) -> Optional[Hashable]:
-        # The ETag follows the content, not the write, and LastModified has one-second
-        # resolution: nothing here can tell "rewritten with the same bytes" from "left alone".
-        return None
+        # In a versioned bucket every write makes a new version. Otherwise nothing tells
+        # "rewritten with the same bytes" from "left alone": the ETag follows the content and
+        # LastModified has one-second resolution.
+        head = self._head()
+        version = None if head is None else head.get("VersionId")
+        return None if version in (None, "null") else version
 
     def record_location(self, settings: Settings) -> str:
         return str(self.path) + settings.record_suffix

@@ -250,3 +250,30 @@ def test_any_file_system_target_is_hashable_through_the_adapter() -> None:
     assert kinds == [ReasonKind.INPUT_CHANGED]
     assert build(BoxOutput())
     assert Path("box-storage/output.txt").read_text() == "Olleh"
+
+
+class MockViaTemporaryPath(TaskWithCheckingInputHash):
+    def requires(self) -> luigi.Task:
+        return MockSource()
+
+    def output(self) -> HashableMockTarget:
+        return HashableMockTarget("/mock/tp.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().temporary_path() as tmp, MockTarget(tmp).open("w") as sink:
+            sink.write(self.input().open("r").read()[::-1])
+
+
+def test_mock_temporary_path_replaces_an_existing_output() -> None:
+    """A rerun through temporary_path() replaces the mock output (Luigi's would refuse)."""
+    MockFileSystem().clear()
+    put_mock("/mock/source.txt", "abc")
+    assert build(MockViaTemporaryPath())
+    put_mock("/mock/source.txt", "xyz")
+    assert build(MockViaTemporaryPath())
+    assert families(runs()) == ["MockViaTemporaryPath", "MockViaTemporaryPath"]
+    assert MockFileSystem().get_data("/mock/tp.txt") == b"zyx"
+    keys = MockFileSystem().get_all_data().keys()
+    assert not [k for k in keys if "luigi-tmp" in k]
+    MockFileSystem().clear()

@@ -261,3 +261,124 @@ def test_every_nan_is_the_same_nan(dtype: str) -> None:
     assert fingerprint_table(as_table(number), "xxh3_128") != fingerprint_table(
         as_table(quiet), "xxh3_128"
     )
+
+
+def table_fingerprint_of(data: Any) -> str:
+    target = ParquetTarget(f"out/{fresh_name()}.parquet")
+    target.dump(data)
+    return target.observe(context()).fingerprint
+
+
+def test_category_order_and_unused_categories_count() -> None:
+    """Categories are data: their order and the unused ones change what a frame means."""
+    values = ["S", "M", "L", "M"]
+    ordered = pd.Categorical(values, categories=["S", "M", "L"], ordered=True)
+    reversed_order = pd.Categorical(values, categories=["L", "M", "S"], ordered=True)
+    with_unused = pd.Categorical(values, categories=["S", "M", "L", "XL"], ordered=True)
+    fingerprints = {
+        table_fingerprint_of(pd.DataFrame({"size": column}))
+        for column in (ordered, reversed_order, with_unused)
+    }
+    assert len(fingerprints) == 3
+
+
+def test_pandas_dtypes_and_labels_that_load_differently_differ() -> None:
+    """Int64 vs int64, a named column index, label 0 vs "0": different frames on load()."""
+    base = pd.DataFrame({"a": [1, 2]})
+    variants = [
+        base,
+        base.astype({"a": "Int64"}),
+        base.rename_axis(columns="letters"),
+        pd.DataFrame({0: [1, 2]}),
+        pd.DataFrame({"0": [1, 2]}),
+    ]
+    assert len({table_fingerprint_of(frame) for frame in variants}) == len(variants)
+
+
+def test_extension_columns_have_one_fingerprint_everywhere(tmp_path: Path) -> None:
+    """A pandas Period column: same fingerprint where its extension type is not registered."""
+    import subprocess
+    import sys
+
+    target = ParquetTarget("out/periods.parquet")
+    target.dump(pd.DataFrame({"p": pd.period_range("2020-01", periods=4, freq="M")}))
+    here = target.observe(context(full=True)).fingerprint
+    script = (
+        "import contextlib, pyarrow as pa, pyarrow.parquet as pq, sys\n"
+        "from luigi_repro.tablehash import fingerprint_table\n"
+        "with contextlib.suppress(KeyError):\n"
+        "    pa.unregister_extension_type('pandas.period')\n"
+        "table = pq.read_table(sys.argv[1])\n"
+        "assert not isinstance(table.schema.field('p').type, pa.ExtensionType)\n"
+        "print(fingerprint_table(table, 'xxh3_128'))\n"
+    )
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", script, target.path], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert elsewhere == here
+    days = pd.DataFrame({"p": pd.period_range("1970-01-11", periods=4, freq="D")})
+    assert table_fingerprint_of(days) != here
+
+
+def test_nested_and_exotic_types_ignore_layout() -> None:
+    """Fixed-size lists, maps and decimals: stable through row groups and formats; intervals
+    (which Parquet cannot store) are fingerprinted whatever their chunking."""
+    table = pa.table(
+        {
+            "fixed": pa.array([[1, 2], None, [3, None]], pa.list_(pa.int64(), 2)),
+            "map": pa.array([[("a", 1)], None, []], pa.map_(pa.string(), pa.int64())),
+            "dec": pa.array([None, 1, 2], pa.decimal128(5, 2)),
+        }
+    )
+    one, two = ParquetTarget("out/n1.parquet"), ParquetTarget("out/n2.parquet", row_group_size=1)
+    one.dump(table)
+    two.dump(table)
+    feather = FeatherTarget("out/n3.arrow")
+    feather.dump(table)
+    assert one.observe(context()).fingerprint == two.observe(context()).fingerprint
+    assert one.observe(context()).fingerprint == feather.observe(context()).fingerprint
+    intervals = pa.table(
+        {"iv": pa.array([(1, 2, 3), None, (0, 0, 1)], pa.month_day_nano_interval())}
+    )
+    pieces = pa.concat_tables([intervals.slice(0, 1), intervals.slice(1)])
+    assert fingerprint_table(intervals, "xxh3_128") == fingerprint_table(pieces, "xxh3_128")
+
+
+def test_names_cannot_imitate_the_encoding() -> None:
+    """Column names are length-prefixed: no name can pose as another column's layout."""
+    plain = pa.table({"a": ["x"], "b": [7]})
+    crafted = pa.table({"a\0string\0V:all\0\x01\0xC\0b": [7]})
+    assert fingerprint_table(plain, "xxh3_128") != fingerprint_table(crafted, "xxh3_128")
+
+
+def test_null_string_is_not_an_empty_string() -> None:
+    """A null and an empty string differ; the bytes under a null do not count."""
+    assert fingerprint_table(pa.table({"s": ["", "a"]}), "xxh3_128") != fingerprint_table(
+        pa.table({"s": [None, "a"]}), "xxh3_128"
+    )
+
+
+def test_csv_fingerprint_is_of_the_cells_as_written() -> None:
+    """CSV cells count as text: "007" vs "7" or "NA" vs "" differ; quoting does not count."""
+    target = CsvTarget("out/cells.csv")
+    fingerprints = []
+    for text in (
+        "a,b\n007,1.0\n",
+        "a,b\n7,1.00\n",
+        '"a","b"\n"007","1.0"\n',
+        "a,b\nNA,\n",
+        "a,b\n,NA\n",
+    ):
+        Path("out").mkdir(exist_ok=True)
+        Path(target.path).write_text(text)
+        fingerprints.append(target.observe(context(full=True)).fingerprint)
+    assert fingerprints[0] == fingerprints[2]
+    assert len({fingerprints[0], fingerprints[1], fingerprints[3], fingerprints[4]}) == 4
+
+
+def test_csv_delimiter_round_trips() -> None:
+    """The delimiter used to write is used to read back."""
+    target = CsvTarget("out/semi.csv", delimiter=";")
+    target.dump(frame(2))
+    assert Path(target.path).read_text().splitlines()[0] == '"i";"f";"s"'
+    assert target.load()["s"].tolist() == ["v0", "v1", "v2", "v3", "v4"]

@@ -220,3 +220,45 @@ def test_forked_workers_share_s3_records(s3_bucket: str) -> None:
 def test_fresh_name_is_unique() -> None:
     """Helper sanity: every target in these tests gets its own key."""
     assert fresh_name() != fresh_name()
+
+
+def test_raw_s3_input_is_downloaded_once(s3_bucket: str) -> None:
+    """An input object without a record: its fingerprint is remembered with its ETag, so
+    later checks do not download it again."""
+    upload(s3_bucket, "1 2 3")
+    assert build(Parity(s3_bucket))
+    runs()
+    for _ in range(2):
+        with judging() as judge:
+            assert judge.is_complete(Parity(s3_bucket))
+        assert judge.counters.files_hashed == 0
+
+
+class Lazy(TaskWithCheckingInputHash):
+    """Writes its output only if it does not exist yet: the stale-output trap, on S3."""
+
+    bucket = luigi.Parameter()
+
+    def requires(self) -> luigi.Task:
+        return Upload(self.bucket)
+
+    def output(self) -> HashableS3Target:
+        return HashableS3Target(f"s3://{self.bucket}/out/lazy.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        if not self.output().exists():
+            with self.output().open("w") as sink:
+                sink.write(self.input().open("r").read())
+
+
+def test_stale_output_is_refused_in_a_versioned_bucket(s3_bucket: str) -> None:
+    """With bucket versioning every write is a new version: an unwritten output is caught."""
+    boto3.client("s3").put_bucket_versioning(
+        Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    upload(s3_bucket, "first")
+    assert build(Lazy(s3_bucket))
+    upload(s3_bucket, "second")
+    assert build(Lazy(s3_bucket)) is False
+    assert not Lazy(s3_bucket).complete()
