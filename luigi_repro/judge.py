@@ -237,7 +237,7 @@ class Judge:
             add(Reason(ReasonKind.MISSING_OUTPUT, f"{family} declares no outputs to vouch for"))
         for key, target in declared:
             hashable = as_hashable(target)
-            if hashable is None:
+            if hashable is None or not hashable.supports_records:
                 add(
                     Reason(
                         ReasonKind.NO_RECORD,

@@ -71,7 +71,7 @@ class RunProtocol:
         self.outputs: List[Tuple[Key, HashableTarget]] = []
         for key, target in flatten_with_keys(task.output()):
             hashable = as_hashable(target)
-            if hashable is None:
+            if hashable is None or not hashable.supports_records:
                 raise UnsupportedTarget(
                     f"output(){format_key(key)} of {task.task_id} is a {type(target).__name__}, "
                     "which cannot carry a record; use a luigi_repro Hashable target."

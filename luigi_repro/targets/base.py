@@ -150,6 +150,11 @@ class HashableTarget(abc.ABC):
     def remove_record(self, settings: Settings) -> None:
         """Delete the record (and any temporary file a crashed write left); no error if absent."""
 
+    @property
+    def supports_records(self) -> bool:
+        """Can this target keep a record beside itself (be the output of a checked task)?"""
+        return True
+
     #: What :meth:`observe` fingerprints: ``"bytes"`` (the raw content) or ``"table"`` (the data
     #: a DataFrame file holds). Fingerprints of different kinds are never compared.
     fingerprint_kind: str = "bytes"

@@ -187,6 +187,20 @@ class FolderFileSystem(FileSystem):
         else:
             local.unlink()
 
+    def put(self, local_path: str, path: str) -> None:
+        self._local(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local_path, self._local(path))
+
+    def get(self, path: str, local_path: str) -> None:
+        shutil.copyfile(self._local(path), local_path)
+
+
+class ReadOnlyFileSystem(FolderFileSystem):
+    """A file system client without put/get (like Azure's): inputs only."""
+
+    put = None  # type: ignore[assignment]
+    get = None  # type: ignore[assignment]
+
 
 class BoxTarget(FileSystemTarget):
     """A target on :class:`FolderFileSystem` with its own open(); not a LocalTarget."""
@@ -277,3 +291,61 @@ def test_mock_temporary_path_replaces_an_existing_output() -> None:
     keys = MockFileSystem().get_all_data().keys()
     assert not [k for k in keys if "luigi-tmp" in k]
     MockFileSystem().clear()
+
+
+class BareTarget(BoxTarget):
+    fs = ReadOnlyFileSystem()
+
+
+class BareInput(luigi.ExternalTask):
+    def output(self) -> BareTarget:
+        return BareTarget("box://bare-input.txt")
+
+
+class ReadsBare(TaskWithCheckingInputHash):
+    def requires(self) -> luigi.Task:
+        return BareInput()
+
+    def output(self) -> BoxTarget:
+        return BoxTarget("box://from-bare.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(self.input().open("r").read().upper())
+
+
+class WritesBare(TaskWithCheckingInputHash):
+    def output(self) -> BareTarget:
+        return BareTarget("box://bare-output.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write("x")
+
+
+def test_file_system_without_put_and_get_is_input_only() -> None:
+    """Without put/get an input is still checked by content; as an output it is refused."""
+    with BareTarget("box://bare-input.txt").open("w") as sink:
+        sink.write("abc")
+    assert build(ReadsBare())
+    runs()
+    assert ReadsBare().complete()
+    with BareTarget("box://bare-input.txt").open("w") as sink:
+        sink.write("abd")
+    assert not ReadsBare().complete()
+    assert build(WritesBare()) is False  # refused before run(): nothing written anywhere
+    assert not Path("box-storage/bare-output.txt").exists()
+    assert not WritesBare().complete()
+
+
+def test_binary_content_is_hashed_byte_for_byte() -> None:
+    """Through fs.get the adapter sees bytes: line endings and non-UTF-8 bytes count."""
+    view = HashableFileSystemTarget(BoxTarget("box://bin"))
+    Path("box-storage").mkdir(exist_ok=True)
+    fingerprints = []
+    for data in (b"a\r\nb", b"a\nb", b"\xff\xfe"):
+        Path("box-storage/bin").write_bytes(data)
+        fingerprints.append(view.observe(context()).fingerprint)
+    assert len(set(fingerprints)) == 3

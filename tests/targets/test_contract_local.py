@@ -71,21 +71,23 @@ class TestMock(TargetContract):
 
 
 class TestFileSystemAdapter(TargetContract):
-    """The generic adapter, over a real file system target (a plain luigi.LocalTarget)."""
+    """The generic adapter, over a file system luigi_repro knows nothing about."""
 
     cheap_recheck = False
     has_change_token = False
 
     @pytest.fixture
     def make(self) -> Make:
-        return lambda name: HashableFileSystemTarget(
-            luigi.LocalTarget(f"fs/{name}.bin", format=luigi.format.Nop)
-        )
+        from test_backends import BoxTarget
+
+        return lambda name: HashableFileSystemTarget(BoxTarget(f"box://fs/{name}.bin"))
 
     @pytest.fixture
     def put(self) -> Put:
         def put(target: HashableTarget, data: bytes) -> None:
             assert isinstance(target, HashableFileSystemTarget)
-            write_bytes(target.target, data)
+            local = Path("box-storage", target.path.split("://", 1)[1])
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(data)
 
         return put
