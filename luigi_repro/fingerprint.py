@@ -14,7 +14,20 @@ import io
 import os
 import stat as stat_module
 import threading
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, cast
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    cast,
+)
 
 import attrs
 import xxhash
@@ -228,40 +241,59 @@ def diff_manifests(old: Mapping[str, str], new: Mapping[str, str]) -> ManifestDi
     )
 
 
-def iter_directory(
-    root: str, exclude: Optional[Callable[[str], bool]] = None
-) -> Iterator[Tuple[str, str, bool]]:
-    """Walk ``root``; yield ``(relative posix path, absolute path, is_symlinked_dir)`` per entry.
+#: Decides, from a file name and the names beside it, whether it is bookkeeping to skip.
+Exclude = Callable[[str, FrozenSet[str]], bool]
+
+
+def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tuple[str, str, bool]]:
+    """Walk ``root``; yield ``(relative posix path, absolute path, described)`` per entry.
 
     Regular files and symlinks to files are yielded with ``False``, to be hashed by content.
-    Anything else (a symlink to a directory, a dangling symlink, a FIFO or device) is yielded with
-    ``True``: it belongs to the manifest but is described rather than read, so that link loops and
-    pipes cannot hang a check. ``exclude`` receives a file name and drops bookkeeping files.
+    Symlinks to folders are followed, except into a folder already being walked (a loop).
+    Anything else (a link loop, a dangling symlink, a FIFO or device, an empty folder) is
+    yielded with ``True``: it belongs to the manifest but is described rather than read, so
+    that pipes cannot hang a check. ``exclude`` receives a name and its siblings' names and
+    drops bookkeeping files.
     """
-    stack: List[Tuple[str, str]] = [(root, "")]
+    stack: List[Tuple[str, str, FrozenSet[str]]] = [(root, "", frozenset({_real(root)}))]
     while stack:
-        folder, prefix = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if exclude is not None and exclude(entry.name):
-                    continue
-                rel = prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    if _is_empty(entry.path, exclude):
-                        yield rel + "/", entry.path, True  # an empty folder is content too
-                    else:
-                        stack.append((entry.path, rel + "/"))
-                    continue
-                try:
-                    regular = stat_module.S_ISREG(entry.stat(follow_symlinks=True).st_mode)
-                except OSError:
-                    regular = False
-                yield rel, entry.path, not regular
+        folder, prefix, ancestors = stack.pop()
+        for entry, rel in _listing(folder, prefix, exclude):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                real = _real(entry.path)
+                if real in ancestors:
+                    yield rel, entry.path, True  # a loop: described, never followed
+                elif not any(_listing(entry.path, "", exclude)):
+                    yield rel + "/", entry.path, True  # an empty folder is content too
+                else:
+                    stack.append((entry.path, rel + "/", ancestors | {real}))
+                continue
+            try:
+                regular = stat_module.S_ISREG(entry.stat(follow_symlinks=True).st_mode)
+            except OSError:
+                regular = False
+            yield rel, entry.path, not regular
 
 
-def _is_empty(folder: str, exclude: Optional[Callable[[str], bool]]) -> bool:
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _listing(
+    folder: str, prefix: str, exclude: Optional[Exclude]
+) -> List[Tuple[os.DirEntry[str], str]]:
     with os.scandir(folder) as entries:
-        return not any(exclude is None or not exclude(entry.name) for entry in entries)
+        found = list(entries)
+    names = frozenset(entry.name for entry in found)
+    return [
+        (entry, prefix + entry.name)
+        for entry in found
+        if exclude is None or not exclude(entry.name, names)
+    ]
 
 
 #: Starts every description of a non-regular entry; a NUL-led prefix keeps descriptions apart

@@ -28,6 +28,7 @@ import attrs
 
 from luigi_repro.fingerprint import (
     Counters,
+    Exclude,
     algorithm_of,
     describe_special,
     hash_bytes,
@@ -396,7 +397,7 @@ def fingerprint_directory(
     cache: Optional[PersistentStatCache] = None,
     racy_window_ns: int = 2_000_000_000,
     counters: Optional[Counters] = None,
-    exclude: Optional[Callable[[str], bool]] = None,
+    exclude: Optional[Exclude] = None,
 ) -> DirectoryFingerprint:
     """Fingerprint every file below ``root`` (reusing per-file hints) and the manifest they form."""
     entries: Dict[str, CachedFingerprint] = {}

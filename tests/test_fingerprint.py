@@ -11,7 +11,7 @@ import re
 import tempfile
 import tracemalloc
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 import xxhash
@@ -119,7 +119,7 @@ def write(path: str, data: bytes) -> str:
     return path
 
 
-def walk(root: str, exclude: Optional[Callable[[str], bool]] = None) -> Dict[str, bool]:
+def walk(root: str, exclude: Optional[Callable[[str, Any], bool]] = None) -> Dict[str, bool]:
     """``{relative path: is special}`` for everything ``iter_directory`` yields under ``root``."""
     found: Dict[str, bool] = {}
     for rel, path, special in iter_directory(root, exclude):
@@ -411,12 +411,13 @@ def test_iter_directory_finds_every_nested_file(files: Set[str]) -> None:
 
 
 def test_iter_directory_skips_excluded_names_at_any_depth() -> None:
-    """``exclude`` sees bare names; excluded files are dropped, excluded folders with subtrees."""
+    """``exclude`` sees bare names (and their siblings); excluded files are dropped, excluded
+    folders with their subtrees."""
     for rel in ["keep.txt", "skip.tmp", "sub/keep.txt", "sub/skip.tmp", "cache/inside.txt"]:
         write(os.path.join("root", rel), b"x")
     seen: List[str] = []
 
-    def exclude(name: str) -> bool:
+    def exclude(name: str, siblings: Any = frozenset()) -> bool:
         seen.append(name)
         return name.endswith(".tmp") or name == "cache"
 
@@ -435,8 +436,9 @@ def test_symlink_to_file_is_hashed_by_content() -> None:
     assert result.entries["link.txt"].fingerprint == hash_bytes(b"the content", "sha256")
 
 
-def test_directory_symlinks_and_dangling_links_are_special_and_not_followed() -> None:
-    """Links to folders (a loop included) and dangling links are yielded special, never entered."""
+def test_symlinked_folders_are_followed_but_loops_and_dangling_links_are_not() -> None:
+    """A link to a folder is walked into; a link back into the walk (a loop) and a dangling
+    link are described instead of entered."""
     write("outside/secret.txt", b"s")
     write("root/sub/file.txt", b"f")
     os.symlink(os.path.abspath("outside"), "root/to_outside")
@@ -444,26 +446,34 @@ def test_directory_symlinks_and_dangling_links_are_special_and_not_followed() ->
     os.symlink("nowhere", "root/dangling")
     assert walk("root") == {
         "sub/file.txt": False,
-        "to_outside": True,
+        "to_outside/secret.txt": False,
         "sub/loop": True,
         "dangling": True,
     }
     result = fingerprint_directory("root", "sha256")
-    assert sorted(result.entries) == ["dangling", "sub/file.txt", "sub/loop", "to_outside"]
+    assert sorted(result.entries) == [
+        "dangling",
+        "sub/file.txt",
+        "sub/loop",
+        "to_outside/secret.txt",
+    ]
     assert result.entries["dangling"].size == 0
+    before = result.fingerprint
+    write("outside/secret.txt", b"changed")
+    assert fingerprint_directory("root", "sha256").fingerprint != before
 
 
 def test_retargeting_a_symlink_changes_the_directory_fingerprint() -> None:
-    """A special entry is described by its link target, so pointing it elsewhere is a change."""
-    os.makedirs("a")
-    os.makedirs("b")
+    """Pointing a link at another folder changes what the walk finds: a change."""
+    write("a/x.txt", b"a")
+    write("b/x.txt", b"b")
     write("root/file.txt", b"f")
     os.symlink(os.path.abspath("a"), "root/link")
     before = fingerprint_directory("root", "sha256")
     os.remove("root/link")
     os.symlink(os.path.abspath("b"), "root/link")
     after = fingerprint_directory("root", "sha256")
-    assert diff_manifests(before.manifest(), after.manifest()).changed == ("link",)
+    assert diff_manifests(before.manifest(), after.manifest()).changed == ("link/x.txt",)
     assert after.fingerprint != before.fingerprint
 
 

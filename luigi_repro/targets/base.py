@@ -13,7 +13,7 @@ import collections
 import importlib
 import sys
 import threading
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Hashable, Mapping, Optional, Tuple
 
 import attrs
 
@@ -67,14 +67,21 @@ class FingerprintContext:
     counters: Counters = attrs.field(factory=Counters)
     full: bool = False
 
-    def is_bookkeeping(self, name: str) -> bool:
+    def is_bookkeeping(self, name: str, siblings: FrozenSet[str] = frozenset()) -> bool:
         """Is a file of this name one of ours (a record, a lock, a temporary), not user data?"""
-        return is_bookkeeping(name, self.record_suffix)
+        return is_bookkeeping(name, self.record_suffix, siblings)
 
 
-def is_bookkeeping(name: str, record_suffix: str) -> bool:
-    """Is a file of this name one of luigi_repro's (a record, a lock, a temporary)?"""
-    return name.endswith((record_suffix, ".repro.lock")) or ".repro-tmp" in name
+def is_bookkeeping(name: str, record_suffix: str, siblings: FrozenSet[str] = frozenset()) -> bool:
+    """Is this file luigi_repro's rather than the user's?
+
+    Only exact patterns count: ``<x>.repro.json`` beside an ``<x>`` (a sibling's record), and
+    hidden ``.<x>.repro.lock`` / ``.<x>.repro-tmp…`` files. A user's file that merely ends with
+    the suffix is data.
+    """
+    if name.endswith(record_suffix) and name[: -len(record_suffix)] in siblings:
+        return True
+    return name.startswith(".") and (name.endswith(".repro.lock") or ".repro-tmp" in name)
 
 
 class RecordCache:

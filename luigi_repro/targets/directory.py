@@ -9,9 +9,8 @@ replacing the previous folder as a whole. The record is ``<folder>.repro.json`` 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-from typing import Iterator, List
+from typing import FrozenSet, Iterator, List
 
 from luigi_repro.config import load_settings
 from luigi_repro.fingerprint import iter_directory
@@ -40,7 +39,10 @@ class HashableDirectoryTarget(HashableLocalTarget):
     def files(self) -> List[str]:
         """The folder's files as sorted relative paths with ``/`` separators."""
         suffix = load_settings().record_suffix
-        skip = functools.partial(is_bookkeeping, record_suffix=suffix)
+
+        def skip(name: str, siblings: FrozenSet[str]) -> bool:
+            return is_bookkeeping(name, suffix, siblings)
+
         return sorted(rel for rel, _, _ in iter_directory(self.path, skip))
 
     def path_of(self, relative: str) -> str:

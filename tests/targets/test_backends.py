@@ -349,3 +349,17 @@ def test_binary_content_is_hashed_byte_for_byte() -> None:
         Path("box-storage/bin").write_bytes(data)
         fingerprints.append(view.observe(context()).fingerprint)
     assert len(set(fingerprints)) == 3
+
+
+def test_only_real_bookkeeping_is_left_out_of_a_folder() -> None:
+    """A sibling's record and our hidden files are skipped; a user's *.repro.json is data."""
+    target = HashableDirectoryTarget("out/mixed")
+    with target.temporary_path() as folder:
+        Path(folder, "data.csv").write_text("1")
+        Path(folder, "data.csv.repro.json").write_text("{}")  # a record of data.csv: ours
+        Path(folder, "notes.repro.json").write_text("{}")  # no sibling "notes": user data
+        Path(folder, ".data.csv.repro.lock").write_text("")
+    assert target.files() == ["data.csv", "notes.repro.json"]
+    before = target.observe(context()).fingerprint
+    Path("out/mixed/notes.repro.json").write_text('{"edited": true}')
+    assert target.observe(context()).fingerprint != before
