@@ -24,7 +24,7 @@ from luigi_repro.judge import Judge, Missing
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
-from luigi_repro.targets.base import HashableTarget, target_from_uri
+from luigi_repro.targets.base import HashableTarget, probe_exists, target_from_uri
 
 __all__ = ["RECORD_ONLY_NOTE", "audit_paths", "target_for_path"]
 
@@ -138,11 +138,12 @@ class _Auditor:
                 Reason(ReasonKind.BAD_RECORD, str(error), {"record": error.location})
             )
         elif record is None:
-            if not target.exists():
+            exists, problem = probe_exists(target)
+            if not exists:
                 node.reasons.append(
                     Reason(
                         ReasonKind.MISSING_OUTPUT if is_root else ReasonKind.INPUT_CHANGED,
-                        f"{target.uri} does not exist",
+                        f"{target.uri} {problem or 'does not exist'}",
                         {"uri": target.uri},
                     )
                 )
@@ -203,11 +204,12 @@ class _Auditor:
             upstream = target_from_uri(location)
             if input_entry.fingerprint is None:
                 # Recorded as unverifiable: existence is all the run could vouch for.
-                if upstream is not None and not upstream.exists():
+                exists, problem = probe_exists(upstream)
+                if upstream is not None and not exists:
                     node.reasons.append(
                         Reason(
                             ReasonKind.INPUT_CHANGED,
-                            f"input {location} does not exist",
+                            f"input {location} {problem or 'does not exist'}",
                             {"uri": location, "old": None, "new": None},
                         )
                     )

@@ -38,6 +38,7 @@ from luigi_repro.targets.base import (
     HashableTarget,
     Observation,
     as_hashable,
+    probe_exists,
     target_from_uri,
 )
 
@@ -246,16 +247,18 @@ class Judge:
                         {"output_key": _evidence_key(key), "type": type(target).__name__},
                     )
                 )
-            elif not hashable.exists():
+            else:
+                exists, problem = probe_exists(hashable)
+                if exists:
+                    outputs.append((key, hashable))
+                    continue
                 add(
                     Reason(
                         ReasonKind.MISSING_OUTPUT,
-                        f"output {hashable.uri} does not exist",
+                        f"output {hashable.uri} {problem or 'does not exist'}",
                         {"output_key": _evidence_key(key), "uri": hashable.uri},
                     )
                 )
-            else:
-                outputs.append((key, hashable))
         record: Optional[Record] = None
         dynamic: Tuple[luigi.Task, ...] = ()
         if not found.done:
@@ -506,7 +509,7 @@ class Judge:
         uri = _uri_of(target)
         base = {"input": label, "uri": uri, "old": entry.fingerprint}
         if entry.fingerprint is None or hashable is None:
-            exists = bool(target.exists()) if hasattr(target, "exists") else False
+            exists, failure = probe_exists(target)
             if entry.fingerprint is None and hashable is None and exists:
                 found.note(
                     Reason(
@@ -517,7 +520,7 @@ class Judge:
                 )
                 return
             if not exists:
-                problem = "is missing"
+                problem = failure or "is missing"
             elif hashable is None:
                 problem = "can no longer be fingerprinted"
             else:

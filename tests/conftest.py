@@ -17,6 +17,16 @@ if str(TESTS) not in sys.path:
 os.environ.setdefault("LUIGI_CONFIG_PATH", str(TESTS / "luigi.cfg"))
 
 
+_NO_CLOUD = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+_CLOUD_OVERRIDES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3")
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh folder, with a private stat cache and no luigi_repro overrides."""
@@ -28,6 +38,14 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(work)
     monkeypatch.setenv("LUIGI_REPRO_STAT_CACHE", str(tmp_path / "statcache.sqlite3"))
     monkeypatch.setenv("LUIGI_REPRO_LOCK_TIMEOUT", "60")  # a stuck lock fails a test, not CI
+    # Any S3 access goes to loopback: to a closed port unless a test starts the S3 server.
+    for name, value in _NO_CLOUD.items():
+        monkeypatch.setenv(name, value)
+    for name in _CLOUD_OVERRIDES:
+        monkeypatch.delenv(name, raising=False)
+    s3_backend = sys.modules.get("luigi_repro.targets.s3")
+    if s3_backend is not None:  # a client made for another test's server is not reused
+        monkeypatch.setattr(s3_backend, "_clients", {})
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )
@@ -35,11 +53,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[object]:
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """moto's standalone S3 server on 127.0.0.1, for the whole session."""
     from servers import MotoServer
 
-    server = MotoServer().start()
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
     yield server
     server.stop()
 

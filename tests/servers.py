@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 
 def free_port() -> int:
@@ -21,13 +21,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_for_http(url: str, server: _Server, timeout: float = 30.0) -> None:
     """Wait until ``url`` answers (any HTTP status), or fail if the server died or is late."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"server exited with {process.returncode}: {output[-2000:]}")
+        server.check_alive()
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return
@@ -35,12 +33,34 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 3
             return
         except OSError:
             time.sleep(0.05)
-    process.kill()
+    server.stop()
     raise TimeoutError(f"no answer from {url} within {timeout} s")
 
 
 class _Server:
+    """A server process whose output goes to a log file.
+
+    A file, not a pipe: nobody reads a server's output while it runs, and a full pipe would
+    block the server in the middle of a request (moto logs every request it answers).
+    """
+
     process: Optional[subprocess.Popen[bytes]] = None
+    log: Optional[Path] = None
+
+    def launch(self, command: List[str], log: Path, env: Optional[Dict[str, str]] = None) -> None:
+        self.log = log
+        with log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log is not None else ""
+
+    def check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited with {self.process.returncode}: {self.output()}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -50,19 +70,19 @@ class _Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            if self.process.stdout is not None:
-                self.process.stdout.close()
             self.process = None
 
 
 class MotoServer(_Server):
     """moto's standalone S3-compatible server on loopback (a real socket, not patching)."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path) -> None:
         self.port = free_port()
+        self.folder = folder
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
         command: List[str] = [
             sys.executable,
             "-m",
@@ -72,10 +92,8 @@ class MotoServer(_Server):
             "-p",
             str(self.port),
         ]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ)
-        )
-        wait_for_http(self.url + "/moto-api/", self.process)
+        self.launch(command, self.folder / "moto.log", env=dict(os.environ))
+        wait_for_http(self.url + "/moto-api/", self)
         return self
 
     def env(self) -> Iterator[tuple[str, str]]:
@@ -107,19 +125,17 @@ def redis_server_binary() -> str:
     )
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_for_port(port: int, server: _Server, timeout: float = 30.0) -> None:
     """Wait until something accepts connections on 127.0.0.1:``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"server exited with {process.returncode}: {output[-2000:]}")
+        server.check_alive()
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
             time.sleep(0.05)
-    process.kill()
+    server.stop()
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
@@ -146,8 +162,8 @@ class RedisServer(_Server):
             "--dir",
             str(self.folder),
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, self.process)
+        self.launch(command, self.folder / "redis.log")
+        wait_for_port(self.port, self)
         return self
 
 
@@ -173,6 +189,6 @@ class Luigid(_Server):
             "--logdir",
             str(self.folder),
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wait_for_http(f"http://127.0.0.1:{self.port}/api/task_list", self.process)
+        self.launch(command, self.folder / "luigid.log")
+        wait_for_http(f"http://127.0.0.1:{self.port}/api/task_list", self)
         return self

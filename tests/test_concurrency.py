@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import List
 
 import pytest
 from pipelines import Report, families, make_raw, runs, write_raw
+from processes import LoggedProcess
 
 from luigi_repro.record import parse_record
 
 TESTS = Path(__file__).resolve().parent
 
 
-def start_builds(count: int, workers: int, sleep: float) -> List[subprocess.Popen[bytes]]:
+def start_builds(count: int, workers: int, sleep: float) -> List[LoggedProcess]:
     env = dict(os.environ, PIPELINE_SLEEP=str(sleep))
     command = [sys.executable, str(TESTS / "pipelines.py"), str(workers)]
-    return [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(count)
-    ]
+    logs = Path("..")
+    return [LoggedProcess(command, logs / f"build{index}.log", env) for index in range(count)]
 
 
-def finish(processes: List[subprocess.Popen[bytes]]) -> None:
+def finish(processes: List[LoggedProcess]) -> None:
     for process in processes:
-        output, _ = process.communicate(timeout=120)
-        assert process.returncode == 0, output.decode(errors="replace")[-3000:]
+        process.finish(timeout=120)
 
 
 def assert_records_valid() -> None:

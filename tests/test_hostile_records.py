@@ -75,9 +75,26 @@ def test_corrupted_genuine_record(built: bytes, cut: int, flip: int) -> None:
     position = cut % len(built)
     RECORD.write_bytes(built[:position] + bytes([built[position] ^ (flip or 1)]))
     judge_everything()
+    position = cut % len(built.rstrip())  # without its final newline a record is still whole
     RECORD.write_bytes(built[:position])
     judge_everything()
     assert Merge().complete() is False
+
+
+@pytest.mark.parametrize("uri", ["s3://no-such-bucket/0", "s3://", "s3:///key", "hdfs://x/y"])
+def test_records_naming_unreachable_places(built: bytes, s3_bucket: str, uri: str) -> None:
+    """Inputs and outputs in a bucket that does not exist (the backend raises on every call):
+    not complete, audits report it, nothing raises."""
+    document = json.loads(built)
+    for index, fingerprint in enumerate([document["inputs"][0]["fingerprint"], None]):
+        dynamic = dict(document["inputs"][0], dynamic=True, uri=uri, key=[index])
+        document["inputs"].append(dict(dynamic, fingerprint=fingerprint))
+    document["outputs"].append(dict(document["outputs"][0], uri=uri))
+    RECORD.write_text(json.dumps(document))
+    judge_everything()
+    assert Merge().complete() is False
+    assert main(["verify", "out/report.txt"]) == 1
+    assert main(["verify", "--module", "pipelines", "Report"]) == 1
 
 
 def test_pickles_are_never_loaded(built: bytes) -> None:

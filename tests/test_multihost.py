@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List
 import boto3
 import pytest
 from pipelines import runs
+from processes import LoggedProcess
 
 from luigi_repro.record import parse_record
 
@@ -48,8 +49,12 @@ def cluster_env(
     return dict(os.environ, PIPELINE_SLEEP="0.2", SCHEDULER_PORT=str(luigid.port))  # type: ignore[attr-defined]
 
 
-def worker(env: Dict[str, str], names: List[str]) -> subprocess.Popen[bytes]:
-    command = [
+def worker(env: Dict[str, str], names: List[str], log: Path) -> LoggedProcess:
+    return LoggedProcess(worker_command(env, names), log, env)
+
+
+def worker_command(env: Dict[str, str], names: List[str]) -> List[str]:
+    return [
         sys.executable,
         "-m",
         "luigi",
@@ -68,7 +73,6 @@ def worker(env: Dict[str, str], names: List[str]) -> subprocess.Popen[bytes]:
         "--log-level",
         "WARNING",
     ]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def verify(env: Dict[str, str], names: List[str]) -> subprocess.CompletedProcess[str]:
@@ -88,20 +92,22 @@ def verify(env: Dict[str, str], names: List[str]) -> subprocess.CompletedProcess
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_three_workers_on_luigid_with_redis_locks_and_s3(cluster_env: Dict[str, str]) -> None:
+def test_three_workers_on_luigid_with_redis_locks_and_s3(
+    cluster_env: Dict[str, str], tmp_path: Path
+) -> None:
     """Overlapping pipelines built at once: every task runs exactly once, records are valid,
     and the final audit is clean."""
-    processes = [worker(cluster_env, names) for names in ROOTS]
-    for process in processes:
-        output, _ = process.communicate(timeout=240)
-        assert process.returncode == 0, output.decode(errors="replace")[-3000:]
+    workers = [
+        worker(cluster_env, names, tmp_path / f"worker{index}.log")
+        for index, names in enumerate(ROOTS)
+    ]
+    for each in workers:
+        each.finish()
     # A worker finding a task RUNNING elsewhere may stop early (its exit status is 0 anyway):
     # finish whatever is left, as an operator would, with one more worker.
     for names in ROOTS:
         if verify(cluster_env, names).returncode != 0:
-            finisher = worker(cluster_env, names)
-            output, _ = finisher.communicate(timeout=240)
-            assert finisher.returncode == 0, output.decode(errors="replace")[-3000:]
+            worker(cluster_env, names, tmp_path / f"finisher-{'-'.join(names)}.log").finish()
     counts = collections.Counter(task_id.split("_", 1)[0] for task_id in runs())
     assert counts == {"Tokenize": 3, "Count": 3, "Summary": 3}, counts
     bucket = cluster_env["PIPELINE_BUCKET"]

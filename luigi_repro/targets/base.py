@@ -279,7 +279,24 @@ def target_from_uri(uri: str) -> Optional[HashableTarget]:
         if uri.startswith(prefix) and backend not in sys.modules:
             importlib.import_module(backend)  # registers the backend's resolver
     for resolver in _resolvers.values():
-        target = resolver(uri)
+        try:
+            target = resolver(uri)
+        except Exception:  # noqa: BLE001 - a URI nobody can resolve is "cannot be located"
+            target = None
         if target is not None:
             return target
     return None
+
+
+def probe_exists(target: Any) -> Tuple[bool, Optional[str]]:
+    """Whether ``target`` exists, and why it could not be told (a backend error), if so.
+
+    Checks answer, they never raise: an S3 403, a vanished bucket or an unreachable file
+    system makes the target count as absent, with the error kept as evidence.
+    """
+    if not hasattr(target, "exists"):
+        return False, None
+    try:
+        return bool(target.exists()), None
+    except Exception as exc:  # noqa: BLE001 - see above
+        return False, f"cannot be checked ({exc})"
