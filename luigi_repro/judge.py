@@ -8,6 +8,12 @@ fingerprinted once; across calls nothing is remembered except what a stat can re
 ``False`` can never outlive the run that made it wrong. Nothing is kept on task instances, which
 Luigi reuses across builds.
 
+Across calls, a task's *own* verdict is reused when everything it was decided from is shown to
+be the same again: the same parameters, code and requirements, the same records (by content),
+the same fingerprints of every output and input (through the stat cache, which rehashes what a
+stat cannot vouch for) and the same existence answers. That replaces parsing and comparing with
+a few lookups; upstream tasks are still walked on every call.
+
 The walk over upstream tasks uses an explicit stack, so a chain of thousands of tasks cannot
 exhaust Python's recursion limit.
 """
@@ -42,7 +48,15 @@ from luigi_repro.targets.base import (
     target_from_uri,
 )
 
-__all__ = ["Judge", "Missing", "OwnVerdict", "current_judge", "is_checked_task", "judging"]
+__all__ = [
+    "Judge",
+    "Missing",
+    "OwnVerdict",
+    "current_judge",
+    "forget_verdicts",
+    "is_checked_task",
+    "judging",
+]
 
 
 _current: contextvars.ContextVar[Optional[Judge]] = contextvars.ContextVar(
@@ -85,6 +99,49 @@ class OwnVerdict:
     notes: Tuple[Reason, ...]
     record: Optional[Record]
     upstream: Tuple[luigi.Task, ...]
+
+
+@attrs.define
+class _Trace:
+    """Everything one own-verdict was decided from, in the order it was looked at."""
+
+    records: List[Tuple[HashableTarget, Record]] = attrs.field(factory=list)
+    observations: List[Tuple[HashableTarget, str, bool, Optional[str]]] = attrs.field(factory=list)
+    existence: List[Tuple[Any, bool]] = attrs.field(factory=list)
+    #: False when something was seen that cannot be compared later (an unusable record).
+    reusable: bool = True
+
+
+@attrs.frozen
+class _Decided:
+    """An own-verdict with what it was decided from."""
+
+    task: luigi.Task
+    params: Mapping[str, Any]
+    code: str
+    requirement_ids: Tuple[str, ...]
+    output_uris: Tuple[str, ...]
+    trace: _Trace
+    verdict: OwnVerdict
+
+
+_VerdictKey = Tuple[str, type, Settings, bool]
+_decided: Dict[_VerdictKey, _Decided] = {}
+_decided_lock = threading.Lock()
+_DECIDED_CAPACITY = 65536
+
+
+def _remember(key: _VerdictKey, decided: _Decided) -> None:
+    with _decided_lock:
+        if len(_decided) >= _DECIDED_CAPACITY:
+            _decided.clear()
+        _decided[key] = decided
+
+
+def forget_verdicts() -> None:
+    """Drop every remembered own-verdict (they would be revalidated anyway; tests use this)."""
+    with _decided_lock:
+        _decided.clear()
 
 
 def _evidence_key(key: Key) -> List[Union[str, int]]:
@@ -138,11 +195,17 @@ class Judge:
         self._records: Dict[str, Tuple[Optional[Record], Optional[RecordError]]] = {}
         self._observations: Dict[Tuple[str, str, str], Outcome] = {}
         self._plain: Dict[str, Tuple[bool, str]] = {}
+        #: Own-verdicts are reused across calls when their evidence still holds (not for
+        #: ``full`` audits, which must read everything again).
+        self.reuse_verdicts = not full
+        self._trace: Optional[_Trace] = None
         #: Every task this judge has seen, by task_id (the CLI draws the DAG from it).
         self.tasks: Dict[str, luigi.Task] = {}
         #: How many tasks were judged and targets fingerprinted (tests and the CLI read these).
         self.tasks_judged = 0
         self.targets_observed = 0
+        #: How many own-verdicts were reused from an earlier call (their evidence still held).
+        self.verdicts_reused = 0
 
     @property
     def counters(self) -> Counters:
@@ -194,6 +257,13 @@ class Judge:
         the target was made by a task that keeps no records (a raw input), so none is looked for.
         """
         algorithm = algorithm or self.settings.hash_algorithm
+        outcome = self._observe(target, algorithm, recorded)
+        if self._trace is not None:
+            fingerprint = None if isinstance(outcome, Missing) else outcome.fingerprint
+            self._trace.observations.append((target, algorithm, recorded, fingerprint))
+        return outcome
+
+    def _observe(self, target: HashableTarget, algorithm: str, recorded: bool) -> Outcome:
         memo_key = (target.uri, algorithm, target.fingerprint_kind)
         outcome = self._observations.get(memo_key)
         if outcome is not None:
@@ -226,10 +296,64 @@ class Judge:
         exactly this part, and :meth:`status` adds the upstream verdicts to it.
         """
         self.tasks_judged += 1
+        requirements = requirements_of(task)
+        if not self.reuse_verdicts:
+            return self._decide(task, requirements)
+        key: _VerdictKey = (task.task_id, type(task), self.settings, self.exhaustive)
+        params = canonical_params(task)
+        code = code_fingerprint(type(task), self.settings.hash_algorithm)
+        requirement_ids = tuple(upstream.task_id for _, upstream in requirements)
+        output_uris = tuple(_uri_of(target) for _, target in flatten_with_keys(task.output()))
+        decided = _decided.get(key)
+        if (
+            decided is not None
+            and decided.params == params
+            and decided.code == code
+            and decided.requirement_ids == requirement_ids
+            and decided.output_uris == output_uris
+            and self._still_holds(decided.trace)
+        ):
+            self.verdicts_reused += 1
+            return decided.verdict
+        trace = self._trace = _Trace()
+        try:
+            verdict = self._decide(task, requirements)
+        finally:
+            self._trace = None
+        if trace.reusable:
+            _remember(
+                key,
+                _Decided(task, params, code, requirement_ids, output_uris, trace, verdict),
+            )
+        return verdict
+
+    def _still_holds(self, trace: _Trace) -> bool:
+        """Does everything a remembered verdict was decided from look the same now?"""
+        for target, record in trace.records:
+            now, error = self.record_of(target)
+            if error is not None or (now is not record and now != record):
+                return False
+        for target, exists in trace.existence:
+            if probe_exists(target)[0] != exists:
+                return False
+        for target, algorithm, recorded, fingerprint in trace.observations:
+            outcome = self._observe(target, algorithm, recorded)
+            if (None if isinstance(outcome, Missing) else outcome.fingerprint) != fingerprint:
+                return False
+        return True
+
+    def _exists(self, target: Any) -> Tuple[bool, Optional[str]]:
+        exists, problem = probe_exists(target)
+        if self._trace is not None:
+            self._trace.existence.append((target, exists))
+            if problem is not None:
+                self._trace.reusable = False  # a backend error may be gone next time
+        return exists, problem
+
+    def _decide(self, task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> OwnVerdict:
         found = _Findings(self.exhaustive)
         add = found.add
         family = task.get_task_family()
-        requirements = requirements_of(task)
         upstream = tuple(t for _, t in requirements)
 
         outputs: List[Tuple[Key, HashableTarget]] = []
@@ -248,7 +372,7 @@ class Judge:
                     )
                 )
             else:
-                exists, problem = probe_exists(hashable)
+                exists, problem = self._exists(hashable)
                 if exists:
                     outputs.append((key, hashable))
                     continue
@@ -286,6 +410,11 @@ class Judge:
         entries: List[Tuple[Key, HashableTarget, OutputEntry]] = []
         for key, target in outputs:
             stored, error = self.record_of(target)
+            if self._trace is not None:
+                if stored is None:
+                    self._trace.reusable = False  # only verdicts backed by records are kept
+                else:
+                    self._trace.records.append((target, stored))
             location = target.record_location(self.settings)
             if error is not None:
                 add(
@@ -509,7 +638,7 @@ class Judge:
         uri = _uri_of(target)
         base = {"input": label, "uri": uri, "old": entry.fingerprint}
         if entry.fingerprint is None or hashable is None:
-            exists, failure = probe_exists(target)
+            exists, failure = self._exists(target)
             if entry.fingerprint is None and hashable is None and exists:
                 found.note(
                     Reason(

@@ -14,6 +14,7 @@ its source, for explicit control.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import linecache
@@ -187,6 +188,7 @@ def code_fingerprint(task_cls: type, algorithm: str) -> str:
     return fingerprint
 
 
+@functools.cache
 def _stdlib_prefixes() -> Tuple[str, ...]:
     paths = sysconfig.get_paths()
     found = {
@@ -195,13 +197,24 @@ def _stdlib_prefixes() -> Tuple[str, ...]:
     return tuple(found)
 
 
+_user_class_cache: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
 def _is_user_class(cls: type) -> bool:
     """Is this class the user's code (fingerprinted) rather than Luigi's, ours or Python's?
 
     Decided by where its module lives, not by its name, so a pipeline module that happens to be
     called like a standard-library one (``profile.py``) is still the user's. Copies made by
     ``luigi.task.externalize`` (which carry ``__wrapped__``) stand for the class they copy.
+    Cached per class: a class's module does not move (``complete()`` asks on every call).
     """
+    known = _user_class_cache.get(cls)
+    if known is None:
+        known = _user_class_cache[cls] = _locate_user_class(cls)
+    return known
+
+
+def _locate_user_class(cls: type) -> bool:
     module = getattr(cls, "__module__", "") or ""
     if module.split(".", 1)[0] in _OUR_PACKAGES or "__wrapped__" in cls.__dict__:
         return False

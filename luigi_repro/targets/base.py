@@ -84,6 +84,10 @@ def is_bookkeeping(name: str, record_suffix: str, siblings: FrozenSet[str] = fro
     return name.startswith(".") and (name.endswith(".repro.lock") or ".repro-tmp" in name)
 
 
+#: Records up to this size are also remembered by their bytes (big manifests are not kept twice).
+_CONTENT_KEY_LIMIT = 64 * 1024
+
+
 class RecordCache:
     """Parsed records keyed by a token that changes whenever the record file is replaced.
 
@@ -211,7 +215,15 @@ class HashableTarget(abc.ABC):
             raise RecordError(location, f"it cannot be read ({exc})") from None
         if data is None:
             return None
-        record = parse_record(data, location, settings.signing_key)
+        # Same bytes, same record: a record too fresh for its stat to be trusted is still read
+        # (never assumed), but parsing and checking its signature again would change nothing.
+        by_content = ("bytes", location, data, settings.signing_key)
+        small = len(data) <= _CONTENT_KEY_LIMIT
+        record = self._record_cache.get(by_content) if small else None
+        if record is None:
+            record = parse_record(data, location, settings.signing_key)
+            if small:
+                self._record_cache.put(by_content, record)
         if key is not None:
             self._record_cache.put(key, record)
         return record
