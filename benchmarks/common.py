@@ -34,7 +34,7 @@ def median_times(contenders: Sequence[Tuple[str, Timing]], repeats: int) -> Dict
 
 def machine() -> Dict[str, Any]:
     """What the numbers were measured on."""
-    versions = {}
+    versions: Dict[str, Optional[str]] = {}
     for dist in ("luigi", "luigi-repro", "xxhash", "pyarrow", "pandas", "portalocker"):
         try:
             versions[dist] = metadata.version(dist)

@@ -42,10 +42,10 @@ class _Shape(luigi.Task):
 
     def produce(self) -> None:
         parts = [f"{self.layer}/{self.index}\n"]
-        for target in luigi.task.flatten(self.input()):
+        for target in luigi.task.flatten(self.input()):  # type: ignore[no-untyped-call]
             with target.open("r") as source:
                 parts.append(source.read()[:64])
-        with self.output().open("w") as sink:
+        with self.output().open("w") as sink:  # type: ignore[no-untyped-call]
             sink.write("".join(parts))
 
 
