@@ -23,6 +23,7 @@ from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge, Missing
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
+from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
 from luigi_repro.targets.base import HashableTarget, probe_exists, target_from_uri
 
@@ -315,6 +316,7 @@ def audit_paths(
         if target is None:
             raise ValueError(f"{path} is not a location luigi_repro can read")
         roots.append(auditor.visit(target, is_root=True))
+    flush_stat_caches()
     return Report(
         mode="paths",
         roots=tuple(dict.fromkeys(roots)),

@@ -106,7 +106,10 @@ class _Trace:
     """Everything one own-verdict was decided from, in the order it was looked at."""
 
     records: List[Tuple[HashableTarget, Record]] = attrs.field(factory=list)
-    observations: List[Tuple[HashableTarget, str, bool, Optional[str]]] = attrs.field(factory=list)
+    #: (target, algorithm, recorded, fingerprint or None, settled token or None)
+    observations: List[Tuple[HashableTarget, str, bool, Optional[str], Any]] = attrs.field(
+        factory=list
+    )
     existence: List[Tuple[Any, bool]] = attrs.field(factory=list)
     #: False when something was seen that cannot be compared later (an unusable record).
     reusable: bool = True
@@ -259,8 +262,12 @@ class Judge:
         algorithm = algorithm or self.settings.hash_algorithm
         outcome = self._observe(target, algorithm, recorded)
         if self._trace is not None:
-            fingerprint = None if isinstance(outcome, Missing) else outcome.fingerprint
-            self._trace.observations.append((target, algorithm, recorded, fingerprint))
+            if isinstance(outcome, Missing):
+                fingerprint, token = None, None
+            else:
+                fingerprint = outcome.fingerprint
+                token = target.settled_token(outcome, self.settings.racy_window_ns)
+            self._trace.observations.append((target, algorithm, recorded, fingerprint, token))
         return outcome
 
     def _observe(self, target: HashableTarget, algorithm: str, recorded: bool) -> Outcome:
@@ -336,7 +343,9 @@ class Judge:
         for target, exists in trace.existence:
             if probe_exists(target)[0] != exists:
                 return False
-        for target, algorithm, recorded, fingerprint in trace.observations:
+        for target, algorithm, recorded, fingerprint, token in trace.observations:
+            if token is not None and target.still_settled(token):
+                continue  # one stat: the same file, not written since it was fingerprinted
             outcome = self._observe(target, algorithm, recorded)
             if (None if isinstance(outcome, Missing) else outcome.fingerprint) != fingerprint:
                 return False
@@ -871,3 +880,5 @@ def judging(
         yield judge
     finally:
         _current.reset(token)
+        if judge.context.cache is not None:
+            judge.context.cache.flush()  # what this check learned, for other processes

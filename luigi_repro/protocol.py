@@ -47,6 +47,7 @@ from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
+from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
 
 __all__ = ["RunProtocol"]
@@ -305,7 +306,11 @@ class RunProtocol:
             self.close()
 
     def close(self) -> None:
-        """Release the run locks (idempotent)."""
+        """Release the run locks (idempotent) and write what the stat cache learned.
+
+        Now, not at exit: a forked Luigi worker process ends without running exit handlers.
+        """
         if self._locks is not None:
             locks, self._locks = self._locks, None
             locks.close()
+        flush_stat_caches()

@@ -17,6 +17,7 @@ user that any number of processes may share.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
@@ -45,6 +46,7 @@ __all__ = [
     "StatKey",
     "fingerprint_directory",
     "fingerprint_file",
+    "flush_stat_caches",
     "open_stat_cache",
 ]
 
@@ -132,6 +134,10 @@ class PersistentStatCache:
         # Entries this process has read or written, in front of SQLite. Every use is validated
         # by the stat anyway, so an entry inherited through fork is as safe as a fresh one.
         self._memory: Dict[Tuple[str, str], CachedFingerprint] = {}
+        # Written in batches (one transaction each): a commit per file cost more than the
+        # check itself. Losing unwritten entries in a crash only means hashing those again.
+        self._pending: Dict[Tuple[bytes, str], Tuple[Any, ...]] = {}
+        self._pending_pid = os.getpid()
 
     def _connection(self) -> Optional[sqlite3.Connection]:
         if self._disabled:
@@ -240,24 +246,39 @@ class PersistentStatCache:
         slot = slot or entry.algorithm
         st = entry.stat
         packed = f"{st.dev}:{st.ino}:{st.size}:{st.mtime_ns}:{st.ctime_ns}"
+        encoded = os.fsencode(path)
+        row = (encoded, slot, packed, entry.size, entry.taken_at_ns, entry.fingerprint)
+        with self._lock:
+            self._own_pending()
+            self._pending[(encoded, slot)] = row
+            waiting = len(self._pending)
+        if not self._disabled:
+            self._remember(path, slot, entry)
+        if waiting >= _BATCH:
+            self.flush()
+
+    def _own_pending(self) -> None:
+        """Drop entries inherited through fork: the parent writes its own (lock held)."""
+        if self._pending_pid != os.getpid():
+            self._pending.clear()
+            self._pending_pid = os.getpid()
+
+    def flush(self) -> None:
+        """Write the entries put since the last flush (the end of every check calls this)."""
+        with self._lock:
+            self._own_pending()
+            rows = list(self._pending.values())
+            self._pending.clear()
+        if not rows or self._disabled:
+            return
 
         def store(conn: sqlite3.Connection) -> None:
             with conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        os.fsencode(path),
-                        slot,
-                        packed,
-                        entry.size,
-                        entry.taken_at_ns,
-                        entry.fingerprint,
-                    ),
+                conn.executemany(
+                    "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?, ?, ?)", rows
                 )
 
         self._guard(store)
-        if not self._disabled:
-            self._remember(path, slot, entry)
 
     def get_state(self, uri: str, slot: str) -> Optional[Tuple[str, int, Dict[str, Any]]]:
         """``(fingerprint, size, state)`` last seen for remote content (an S3 object…).
@@ -297,6 +318,7 @@ class PersistentStatCache:
         self._guard(store)
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
@@ -308,6 +330,19 @@ Digest = Callable[[str, str, Optional[Counters]], Tuple[str, int]]
 
 _caches: Dict[str, PersistentStatCache] = {}
 _caches_lock = threading.Lock()
+#: Entries written per transaction at most.
+_BATCH = 512
+
+
+def flush_stat_caches() -> None:
+    """Write every cache's pending entries (after each check, and when the process exits)."""
+    with _caches_lock:
+        caches = list(_caches.values())
+    for cache in caches:
+        cache.flush()
+
+
+atexit.register(flush_stat_caches)
 
 
 def open_stat_cache(path: Optional[str]) -> Optional[PersistentStatCache]:

@@ -408,6 +408,7 @@ def _hammer(
                 problems.append(f"entry {i} not read back")
             if cache.get("/parent", ALGO) is None:
                 problems.append("parent's entry not visible")
+        cache.flush()  # a forked child ends without exit handlers: write what it learned
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the parent
         problems.append(repr(exc))
     results.put((worker, problems[:3], warnings))

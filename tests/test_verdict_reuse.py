@@ -108,3 +108,19 @@ def test_full_audits_never_reuse_verdicts() -> None:
     with judging(full=True) as judge:
         judge.status(Report())
     assert judge.verdicts_reused == 0
+
+
+def test_settled_files_are_revalidated_by_one_stat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files older than the racy window are vouched for by their stat alone; a rewrite (even of
+    the same size) changes the stat and is seen."""
+    monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0")
+    assert build(Report())
+    assert Report().complete()
+    with judging() as judge:
+        assert judge.status(Report()).ok
+    assert judge.verdicts_reused == 4
+    assert judge.counters.files_hashed == 0
+    path = write_raw("b", "WORLD\n")
+    os.utime(path, ns=(1, 1))  # even with an old mtime, the ctime moves
+    assert not Report().complete()
+    assert Clean("a").complete()

@@ -19,6 +19,7 @@ from luigi_repro.config import load_settings
 from luigi_repro.dag import requirements_of, static_inputs
 from luigi_repro.judge import Judge, is_checked_task
 from luigi_repro.protocol import RunProtocol
+from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import ReasonKind
 from luigi_repro.task import runs_dynamically
 
@@ -124,6 +125,7 @@ def plan(
         skipped.append((task, why))
         if why != "already recorded and up to date":
             blocked.add(task.task_id)
+    flush_stat_caches()
     return adopt, skipped
 
 

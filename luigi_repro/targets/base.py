@@ -178,6 +178,19 @@ class HashableTarget(abc.ABC):
         """
         return lock_file_for_uri(self.uri)
 
+    def settled_token(self, observation: Observation, racy_window_ns: int) -> Optional[Hashable]:
+        """A cheap proof that the content seen in ``observation`` is still there, or None.
+
+        Only for content whose state can vouch for it (not written within the racy window);
+        :meth:`still_settled` checks the proof later. Without one, the content is fingerprinted
+        again (through the caches) whenever a remembered verdict is revalidated.
+        """
+        return None
+
+    def still_settled(self, token: Hashable) -> bool:
+        """Does a :meth:`settled_token` still hold?"""
+        return False
+
     def change_token(self) -> Optional[Hashable]:
         """A cheap value that changes whenever the content is rewritten; None if unknown.
 

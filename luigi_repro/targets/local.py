@@ -17,7 +17,7 @@ import random
 import shutil
 import stat as stat_module
 import time
-from typing import Any, Dict, Hashable, Iterator, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, cast
 
 import luigi
 import luigi.format
@@ -158,6 +158,19 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if entry.stat is not None:
             state = {"kind": "file", "stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
         return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
+
+    def settled_token(self, observation: Observation, racy_window_ns: int) -> Optional[Hashable]:
+        hint = file_hint(observation, str(observation.state.get("kind")))
+        if hint is None or hint.stat is None or hint.is_racy(racy_window_ns):
+            return None
+        return (self.uri, hint.stat)
+
+    def still_settled(self, token: Hashable) -> bool:
+        path, stat = cast(Tuple[str, StatKey], token)
+        try:
+            return StatKey.of(os.stat(path)) == stat
+        except OSError:
+            return False
 
     def change_token(self) -> Optional[Hashable]:
         try:
