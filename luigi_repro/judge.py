@@ -343,12 +343,24 @@ class Judge:
         for target, exists in trace.existence:
             if probe_exists(target)[0] != exists:
                 return False
-        for target, algorithm, recorded, fingerprint, token in trace.observations:
+        window = self.settings.racy_window_ns
+        for index, (target, algorithm, recorded, fingerprint, token) in enumerate(
+            trace.observations
+        ):
             if token is not None and target.still_settled(token):
+                self.counters.files_statted += 1
                 continue  # one stat: the same file, not written since it was fingerprinted
             outcome = self._observe(target, algorithm, recorded)
-            if (None if isinstance(outcome, Missing) else outcome.fingerprint) != fingerprint:
+            if isinstance(outcome, Missing):
+                if fingerprint is not None:
+                    return False
+                continue  # missing then, missing now
+            if outcome.fingerprint != fingerprint:
                 return False
+            # Same content: once its file has settled, later checks need only a stat.
+            token = target.settled_token(outcome, window)
+            if token is not None:
+                trace.observations[index] = (target, algorithm, recorded, fingerprint, token)
         return True
 
     def _exists(self, target: Any) -> Tuple[bool, Optional[str]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
+from typing import Any, List
 
 import pytest
 from pipelines import Clean, Merge, Report, build, families, make_raw, runs, write_raw
@@ -124,3 +126,30 @@ def test_settled_files_are_revalidated_by_one_stat(monkeypatch: pytest.MonkeyPat
     os.utime(path, ns=(1, 1))  # even with an old mtime, the ctime moves
     assert not Report().complete()
     assert Clean("a").complete()
+
+
+def test_files_fingerprinted_while_fresh_are_later_vouched_for_by_a_stat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verdict decided while its files were within the racy window is revalidated by reading
+    them; once they have settled, by a stat alone."""
+    from luigi_repro import HashableLocalTarget
+
+    monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0.2")
+    write_raw("a", "Fresh\n")
+    assert build(Report())
+    assert Report().complete()  # decided while every file is fresh
+    time.sleep(0.3)
+    observed: List[str] = []
+    original = HashableLocalTarget.observe
+
+    def counting(self: HashableLocalTarget, *args: Any, **kwargs: Any) -> Any:
+        observed.append(self.path)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(HashableLocalTarget, "observe", counting)
+    assert Report().complete()  # settled now: read once more, and remembered as settled
+    assert observed
+    observed.clear()
+    assert Report().complete()
+    assert observed == []
