@@ -1,0 +1,46 @@
+"""The benchmark scripts keep working (their figures are printed, never asserted here)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def test_every_listed_benchmark_has_a_run_function() -> None:
+    from benchmarks.__main__ import BENCHMARKS
+
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"benchmarks.{name}")
+        assert callable(module.run), name
+
+
+def test_an_unknown_benchmark_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-part"])
+    assert exit_info.value.code == 2
+    assert "unknown benchmark 'no-such-part'" in capsys.readouterr().err
+
+
+def test_the_build_comparison_runs_on_a_tiny_dag(tmp_path: Path) -> None:
+    """Both flavours build the same DAG; every row of the comparison is filled in."""
+    from benchmarks import build
+    from benchmarks.common import Results
+
+    results = Results()
+    build._run_shape(results, "tiny", layers=2, width=3, repeats=1)
+    measures = {row["measure"]: row for row in results.rows}
+    for label in ("everything built", "nothing built"):
+        plain = measures[f"plain luigi.Task, tiny 6, {label}"]["value"]
+        checked = measures[f"TaskWithCheckingInputHash, tiny 6, {label}"]["value"]
+        ratio = measures[f"checked / plain, tiny 6, {label}"]["value"]
+        assert ratio == pytest.approx(checked / plain)
+    assert measures["tiny: extra files per checked task (record, lock)"]["value"] == 2
