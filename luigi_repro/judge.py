@@ -119,7 +119,6 @@ class _Trace:
 class _Decided:
     """An own-verdict with what it was decided from."""
 
-    task: luigi.Task
     params: Mapping[str, Any]
     code: str
     requirement_ids: Tuple[str, ...]
@@ -330,7 +329,7 @@ class Judge:
         if trace.reusable:
             _remember(
                 key,
-                _Decided(task, params, code, requirement_ids, output_uris, trace, verdict),
+                _Decided(params, code, requirement_ids, output_uris, trace, verdict),
             )
         return verdict
 
