@@ -40,11 +40,12 @@ def test_readme_renders_without_warnings() -> None:
     import io
 
     import docutils.core
+    import docutils.writers.null
 
     warnings = io.StringIO()
     docutils.core.publish_string(
         (ROOT / "README.rst").read_text(),
-        writer_name="null",
+        writer=docutils.writers.null.Writer(),
         settings_overrides={"halt_level": 5, "report_level": 2, "warning_stream": warnings},
     )
     assert warnings.getvalue() == ""
