@@ -201,6 +201,7 @@ class Judge:
         #: ``full`` audits, which must read everything again).
         self.reuse_verdicts = not full
         self._trace: Optional[_Trace] = None
+        self._settled: Dict[Any, bool] = {}
         #: Every task this judge has seen, by task_id (the CLI draws the DAG from it).
         self.tasks: Dict[str, luigi.Task] = {}
         #: How many tasks were judged and targets fingerprinted (tests and the CLI read these).
@@ -339,15 +340,13 @@ class Judge:
             now, error = self.record_of(target)
             if error is not None or (now is not record and now != record):
                 return False
-        for target, exists in trace.existence:
-            if probe_exists(target)[0] != exists:
-                return False
+        settled: Set[str] = set()
         window = self.settings.racy_window_ns
         for index, (target, algorithm, recorded, fingerprint, token) in enumerate(
             trace.observations
         ):
-            if token is not None and target.still_settled(token):
-                self.counters.files_statted += 1
+            if token is not None and self._still_settled(target, token):
+                settled.add(target.uri)
                 continue  # one stat: the same file, not written since it was fingerprinted
             outcome = self._observe(target, algorithm, recorded)
             if isinstance(outcome, Missing):
@@ -360,7 +359,20 @@ class Judge:
             token = target.settled_token(outcome, window)
             if token is not None:
                 trace.observations[index] = (target, algorithm, recorded, fingerprint, token)
+        for target, exists in trace.existence:
+            if exists and getattr(target, "uri", None) in settled:
+                continue  # its settled stat above showed it is there
+            if probe_exists(target)[0] != exists:
+                return False
         return True
+
+    def _still_settled(self, target: HashableTarget, token: Any) -> bool:
+        """``target.still_settled(token)``, asked once per call (an output is also an input)."""
+        answer = self._settled.get(token)
+        if answer is None:
+            answer = self._settled[token] = target.still_settled(token)
+            self.counters.files_statted += 1
+        return answer
 
     def _exists(self, target: Any) -> Tuple[bool, Optional[str]]:
         exists, problem = probe_exists(target)
