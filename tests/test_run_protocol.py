@@ -22,6 +22,7 @@ from luigi_repro import (
     OutputNotWritten,
     ParameterError,
     ReasonKind,
+    RunProtocolError,
     Status,
     TaskWithCheckingInputHash,
     UnsupportedTarget,
@@ -549,3 +550,45 @@ def test_output_named_like_a_record_is_refused() -> None:
     error = failure_of(Clash())
     assert isinstance(error, UnsupportedTarget)
     assert "record suffix" in str(error)
+
+
+class ClaimsDone(luigi.Task):
+    """A dependency that says it is complete although its output is not there."""
+
+    def complete(self) -> bool:
+        return True
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget("out/never-written.txt")
+
+
+class TrustsClaim(TaskWithCheckingInputHash):
+    def requires(self) -> luigi.Task:
+        return ClaimsDone()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/trusts.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write("made from nothing\n")
+
+
+@pytest.mark.parametrize("recheck", ["true", "false"])
+def test_a_missing_input_stops_the_run_even_without_luigis_dependency_check(recheck: str) -> None:
+    """With ``[worker] check_unfulfilled_deps = false`` (advised for deep DAGs) the protocol
+    itself refuses to run a task whose input is missing: no run, no output, no record."""
+    config = luigi.configuration.get_config()
+    config.set("worker", "check_unfulfilled_deps", recheck)
+    try:
+        assert not build(TrustsClaim())
+    finally:
+        config.remove_option("worker", "check_unfulfilled_deps")
+    assert runs() == []
+    assert not Path("out/trusts.txt").exists()
+    assert not Path("out/trusts.txt.repro.json").exists()
+    error = failure_of(TrustsClaim())
+    assert isinstance(error, RunProtocolError)
+    assert "never-written.txt" in str(error)
+    assert "must exist before the task runs" in str(error)
