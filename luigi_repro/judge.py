@@ -122,9 +122,25 @@ class _Decided:
     params: Mapping[str, Any]
     code: str
     requirement_ids: Tuple[str, ...]
-    output_uris: Tuple[str, ...]
+    shape: Tuple[Any, ...]
     trace: _Trace
     verdict: OwnVerdict
+
+
+def _shape_of(task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> Tuple[Any, ...]:
+    """Where the task's outputs and inputs are now, and how each input can be fingerprinted.
+
+    The same requirements can point elsewhere over time (an ``output()`` that lists a folder or
+    reads configuration, a relative path under another working folder, an adapter registered
+    later): a remembered verdict only stands for the same places, seen the same way.
+    """
+    outputs = tuple((key, _uri_of(target)) for key, target in flatten_with_keys(task.output()))
+    inputs = []
+    for ref in static_inputs(requirements):
+        hashable = as_hashable(ref.target)
+        view = None if hashable is None else (type(hashable), hashable.fingerprint_kind)
+        inputs.append((ref.key, ref.output_key, _uri_of(ref.target), view))
+    return outputs, tuple(inputs)
 
 
 _VerdictKey = Tuple[str, type, Settings, bool]
@@ -310,28 +326,28 @@ class Judge:
         params = canonical_params(task)
         code = code_fingerprint(type(task), self.settings.hash_algorithm)
         requirement_ids = tuple(upstream.task_id for _, upstream in requirements)
-        output_uris = tuple(_uri_of(target) for _, target in flatten_with_keys(task.output()))
+        shape = _shape_of(task, requirements)
         decided = _decided.get(key)
         if (
             decided is not None
             and decided.params == params
             and decided.code == code
             and decided.requirement_ids == requirement_ids
-            and decided.output_uris == output_uris
+            and decided.shape == shape
             and self._still_holds(decided.trace)
         ):
             self.verdicts_reused += 1
             return decided.verdict
-        trace = self._trace = _Trace()
+        # A complete() called by user code while deciding (from an output() or exists()) opens
+        # its own trace; the outer one is put back afterwards, not dropped.
+        outer, trace = self._trace, _Trace()
+        self._trace = trace
         try:
             verdict = self._decide(task, requirements)
         finally:
-            self._trace = None
+            self._trace = outer
         if trace.reusable:
-            _remember(
-                key,
-                _Decided(params, code, requirement_ids, output_uris, trace, verdict),
-            )
+            _remember(key, _Decided(params, code, requirement_ids, shape, trace, verdict))
         return verdict
 
     def _still_holds(self, trace: _Trace) -> bool:
@@ -340,13 +356,11 @@ class Judge:
             now, error = self.record_of(target)
             if error is not None or (now is not record and now != record):
                 return False
-        settled: Set[str] = set()
         window = self.settings.racy_window_ns
         for index, (target, algorithm, recorded, fingerprint, token) in enumerate(
             trace.observations
         ):
             if token is not None and self._still_settled(target, token):
-                settled.add(target.uri)
                 continue  # one stat: the same file, not written since it was fingerprinted
             outcome = self._observe(target, algorithm, recorded)
             if isinstance(outcome, Missing):
@@ -359,12 +373,8 @@ class Judge:
             token = target.settled_token(outcome, window)
             if token is not None:
                 trace.observations[index] = (target, algorithm, recorded, fingerprint, token)
-        for target, exists in trace.existence:
-            if exists and getattr(target, "uri", None) in settled:
-                continue  # its settled stat above showed it is there
-            if probe_exists(target)[0] != exists:
-                return False
-        return True
+        # Asked even when a stat above found the file: a target's exists() may want more.
+        return all(probe_exists(target)[0] == exists for target, exists in trace.existence)
 
     def _still_settled(self, target: HashableTarget, token: Any) -> bool:
         """``target.still_settled(token)``, asked once per call (an output is also an input)."""
@@ -736,6 +746,9 @@ class Judge:
                 for key, target in flatten_with_keys(upstream.output()):
                     if key == entry.output_key:
                         return upstream, target
+            if self._trace is not None:
+                # Its class may be imported later in this process, and then it can be judged.
+                self._trace.reusable = False
         return None, target_from_uri(entry.uri)
 
     # --- the walk over the DAG ------------------------------------------------------------------
