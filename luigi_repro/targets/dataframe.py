@@ -95,6 +95,11 @@ class _TableTarget(HashableLocalTarget):
         table = self._read_for_fingerprint(path)
         return fingerprint_table(table, algorithm, counters), os.path.getsize(path)
 
+    @property
+    def _state_kind(self) -> str:
+        """The kind of state in a record: a table read one way never vouches for another."""
+        return _STATE_KIND if self.fingerprint_kind == "table" else f"{self.fingerprint_kind}-file"
+
     def observe(
         self, context: FingerprintContext, previous: Optional[Observation] = None
     ) -> Observation:
@@ -105,18 +110,18 @@ class _TableTarget(HashableLocalTarget):
         entry = fingerprint_file(
             self.path,
             context.algorithm,
-            hint=None if context.full else file_hint(previous, _STATE_KIND),
+            hint=None if context.full else file_hint(previous, self._state_kind),
             cache=None if context.full else context.cache,
             racy_window_ns=context.racy_window_ns,
             counters=context.counters,
             stat=st,
-            kind="table",
+            kind=self.fingerprint_kind,
             digest=self._digest,
         )
         state = {}
         if entry.stat is not None:
             state = {
-                "kind": _STATE_KIND,
+                "kind": self._state_kind,
                 "stat": entry.stat.to_json(),
                 "taken_at_ns": entry.taken_at_ns,
             }
@@ -164,8 +169,14 @@ class CsvTarget(_TableTarget):
     """
 
     def __init__(self, path: Any, index: bool = False, delimiter: str = ",") -> None:
+        if not isinstance(delimiter, str) or len(delimiter) != 1:
+            raise ValueError(f"a CSV delimiter is one character, not {delimiter!r}")
         super().__init__(path, index)
         self.delimiter = delimiter
+        # The cells depend on the delimiter: another one reads other data from the same bytes,
+        # so its fingerprints are kept apart (stat cache, records' state, one check's memo).
+        if delimiter != ",":
+            self.fingerprint_kind = f"table:csv-delimiter-{ord(delimiter)}"
 
     def _to_table(self, data: Any) -> Any:
         pa = require_pyarrow()

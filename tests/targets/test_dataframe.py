@@ -382,3 +382,29 @@ def test_csv_delimiter_round_trips() -> None:
     target.dump(frame(2))
     assert Path(target.path).read_text().splitlines()[0] == '"i";"f";"s"'
     assert target.load()["s"].tolist() == ["v0", "v1", "v2", "v3", "v4"]
+
+
+def test_one_file_read_with_two_delimiters_keeps_two_fingerprints(tmp_path: Path) -> None:
+    """Another delimiter reads other cells from the same bytes: neither the stat cache, nor a
+    record's state, nor one check's memo lets one stand for the other."""
+    import attrs
+
+    from luigi_repro.statcache import PersistentStatCache
+
+    Path("out").mkdir(exist_ok=True)
+    Path("out/both.csv").write_text("a;b\n1;2\n3;4\n")
+    comma, semicolon = CsvTarget("out/both.csv"), CsvTarget("out/both.csv", delimiter=";")
+    cache = PersistentStatCache(str(tmp_path / "cache.sqlite3"))
+    shared = attrs.evolve(context(), cache=cache)
+    seen_by_comma = comma.observe(shared)
+    seen_by_semicolon = semicolon.observe(shared)
+    assert seen_by_comma.fingerprint != seen_by_semicolon.fingerprint
+    assert semicolon.observe(shared, previous=seen_by_comma).fingerprint == (
+        seen_by_semicolon.fingerprint
+    )
+    assert comma.fingerprint_kind != semicolon.fingerprint_kind
+
+
+def test_a_csv_delimiter_is_one_character() -> None:
+    with pytest.raises(ValueError, match="one character"):
+        CsvTarget("out/x.csv", delimiter=";;")
