@@ -127,22 +127,6 @@ class _Decided:
     verdict: OwnVerdict
 
 
-def _shape_of(task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> Tuple[Any, ...]:
-    """Where the task's outputs and inputs are now, and how each input can be fingerprinted.
-
-    The same requirements can point elsewhere over time (an ``output()`` that lists a folder or
-    reads configuration, a relative path under another working folder, an adapter registered
-    later): a remembered verdict only stands for the same places, seen the same way.
-    """
-    outputs = tuple((key, _uri_of(target)) for key, target in flatten_with_keys(task.output()))
-    inputs = []
-    for ref in static_inputs(requirements):
-        hashable = as_hashable(ref.target)
-        view = None if hashable is None else (type(hashable), hashable.fingerprint_kind)
-        inputs.append((ref.key, ref.output_key, _uri_of(ref.target), view))
-    return outputs, tuple(inputs)
-
-
 _VerdictKey = Tuple[str, type, Settings, bool]
 _decided: Dict[_VerdictKey, _Decided] = {}
 _decided_lock = threading.Lock()
@@ -218,6 +202,7 @@ class Judge:
         self.reuse_verdicts = not full
         self._trace: Optional[_Trace] = None
         self._settled: Dict[Any, bool] = {}
+        self._outputs: Dict[str, Tuple[Tuple[Key, str, Any], ...]] = {}
         #: Every task this judge has seen, by task_id (the CLI draws the DAG from it).
         self.tasks: Dict[str, luigi.Task] = {}
         #: How many tasks were judged and targets fingerprinted (tests and the CLI read these).
@@ -326,7 +311,7 @@ class Judge:
         params = canonical_params(task)
         code = code_fingerprint(type(task), self.settings.hash_algorithm)
         requirement_ids = tuple(upstream.task_id for _, upstream in requirements)
-        shape = _shape_of(task, requirements)
+        shape = self._shape_of(task, requirements)
         decided = _decided.get(key)
         if (
             decided is not None
@@ -349,6 +334,41 @@ class Judge:
         if trace.reusable:
             _remember(key, _Decided(params, code, requirement_ids, shape, trace, verdict))
         return verdict
+
+    def _places(self, task: luigi.Task) -> Tuple[Tuple[Key, str, Any], ...]:
+        """Each output of ``task``: its key, its URI and how it can be fingerprinted.
+
+        Asked once per call: a task's outputs are also the inputs of every task downstream.
+        """
+        places = self._outputs.get(task.task_id)
+        if places is None:
+            found: List[Tuple[Key, str, Any]] = []
+            for key, target in flatten_with_keys(task.output()):
+                hashable = as_hashable(target)
+                if hashable is None:
+                    found.append((key, _uri_of(target), None))
+                else:
+                    found.append((key, hashable.uri, (type(hashable), hashable.fingerprint_kind)))
+            places = self._outputs[task.task_id] = tuple(found)
+        return places
+
+    def _shape_of(
+        self, task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]
+    ) -> Tuple[Any, ...]:
+        """Where the task's outputs and inputs are now, and how each input can be fingerprinted.
+
+        The same requirements can point elsewhere over time (an ``output()`` that lists a folder
+        or reads configuration, a relative path under another working folder, an adapter
+        registered later): a remembered verdict only stands for the same places, seen the same
+        way.
+        """
+        outputs = tuple((key, uri) for key, uri, _ in self._places(task))
+        inputs = tuple(
+            (key, output_key, uri, view)
+            for key, upstream in requirements
+            for output_key, uri, view in self._places(upstream)
+        )
+        return outputs, inputs
 
     def _still_holds(self, trace: _Trace) -> bool:
         """Does everything a remembered verdict was decided from look the same now?"""
