@@ -133,7 +133,7 @@ class PersistentStatCache:
         self._disabled = False
         # Entries this process has read or written, in front of SQLite. Every use is validated
         # by the stat anyway, so an entry inherited through fork is as safe as a fresh one.
-        self._memory: Dict[Tuple[str, str], CachedFingerprint] = {}
+        self._memory: Dict[Tuple[str, str], Optional[CachedFingerprint]] = {}
         # Written in batches (one transaction each): a commit per file cost more than the
         # check itself. Losing unwritten entries in a crash only means hashing those again.
         self._pending: Dict[Tuple[bytes, str], Tuple[Any, ...]] = {}
@@ -204,15 +204,15 @@ class PersistentStatCache:
 
     def get(self, path: str, algorithm: str) -> Optional[CachedFingerprint]:
         """The cached fingerprint of ``path``, or None."""
-        remembered = None if self._disabled else self._memory.get((path, algorithm))
-        if remembered is not None:
-            return remembered
+        if not self._disabled and (path, algorithm) in self._memory:
+            return self._memory[(path, algorithm)]
         found = self._query(path, algorithm)
-        if found is not None:
-            self._remember(path, algorithm, found)
+        # A miss is remembered too (a file just written is looked up on every check while it is
+        # too fresh to be cached); another process's later entry is then only not used here.
+        self._remember(path, algorithm, found)
         return found
 
-    def _remember(self, path: str, slot: str, entry: CachedFingerprint) -> None:
+    def _remember(self, path: str, slot: str, entry: Optional[CachedFingerprint]) -> None:
         if len(self._memory) > 100_000:
             self._memory.clear()
         self._memory[(path, slot)] = entry
