@@ -1,0 +1,121 @@
+"""Remembered verdicts against the reference, over random sequences of what users do.
+
+After every step (an edit, a rebuild, a hand-made change, a wait past the racy window), each
+task's ``complete()`` — which reuses remembered verdicts — must equal the verdict of a judge
+that remembers nothing and reads everything again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import luigi
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pipelines import Clean, Merge, Report, build, make_raw, write_raw
+
+from luigi_repro import judging
+
+
+def from_scratch(task: luigi.Task) -> bool:
+    with judging(full=True, fresh=True) as judge:
+        return bool(judge.status(task).ok)
+
+
+def _edit_raw_same_size() -> None:
+    write_raw("a", "HELLO\n" if Path("raw/a.txt").read_text() == "Hello\n" else "Hello\n")
+
+
+def _edit_raw_other_size() -> None:
+    write_raw("b", "World!\n" if Path("raw/b.txt").read_text() == "World\n" else "World\n")
+
+
+def _touch_raw() -> None:
+    os.utime("raw/b.txt")  # new times, same content
+
+
+def _edit_output_keeping_times() -> None:
+    path = Path("out/merged.txt")
+    if path.exists():
+        before = os.stat(path)
+        path.write_text(path.read_text().swapcase())
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _remove_a_record() -> None:
+    Path("out/clean_b.txt.repro.json").unlink(missing_ok=True)
+
+
+def _corrupt_a_record() -> None:
+    path = Path("out/report.txt.repro.json")
+    if path.exists():
+        path.write_text("{")
+
+
+def _remove_an_output() -> None:
+    Path("out/clean_a.txt").unlink(missing_ok=True)
+
+
+def _rebuild() -> None:
+    assert build(Report())
+
+
+def _wait_past_the_racy_window() -> None:
+    time.sleep(0.06)
+
+
+def _toggle_code_version() -> None:
+    if "code_version" in Merge.__dict__:
+        del Merge.code_version
+    else:
+        Merge.code_version = "2"
+
+
+STEPS: Dict[str, Callable[[], None]] = {
+    "edit raw (same size)": _edit_raw_same_size,
+    "edit raw (other size)": _edit_raw_other_size,
+    "touch raw": _touch_raw,
+    "edit output, times kept": _edit_output_keeping_times,
+    "remove a record": _remove_a_record,
+    "corrupt a record": _corrupt_a_record,
+    "remove an output": _remove_an_output,
+    "rebuild": _rebuild,
+    "wait past the racy window": _wait_past_the_racy_window,
+    "toggle code_version": _toggle_code_version,
+}
+
+
+@pytest.fixture
+def short_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0.05")
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=st.lists(st.sampled_from(sorted(STEPS)), min_size=1, max_size=8))
+def test_remembered_verdicts_always_agree_with_a_fresh_judge(
+    short_racy_window: None, steps: List[str]
+) -> None:
+    folder = Path(f"example-{uuid.uuid4().hex[:8]}")
+    folder.mkdir()
+    home = os.getcwd()
+    os.chdir(folder)
+    try:
+        make_raw()
+        assert build(Report())
+        for step in steps:
+            STEPS[step]()
+            for task in (Report(), Merge(), Clean("a"), Clean("b")):
+                assert task.complete() == from_scratch(task), (step, steps, task)
+    finally:
+        os.chdir(home)
+        if "code_version" in Merge.__dict__:
+            del Merge.code_version
