@@ -17,7 +17,7 @@ import luigi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipelines import Clean, Merge, Report, build, make_raw, write_raw
+from pipelines import Clean, CountParts, Merge, Partitioned, Report, build, make_raw, write_raw
 
 from luigi_repro import judging
 
@@ -61,8 +61,19 @@ def _remove_an_output() -> None:
     Path("out/clean_a.txt").unlink(missing_ok=True)
 
 
+def _edit_a_file_inside_a_folder_output() -> None:
+    parts = sorted(Path("out/parts").glob("part-*.txt"))
+    if parts:
+        parts[0].write_text(parts[0].read_text().swapcase())
+
+
+def _add_a_file_to_a_folder_output() -> None:
+    if Path("out/parts").is_dir():
+        Path("out/parts/extra.txt").write_text("extra\n")
+
+
 def _rebuild() -> None:
-    assert build(Report())
+    assert build(Report(), CountParts())
 
 
 def _wait_past_the_racy_window() -> None:
@@ -84,6 +95,8 @@ STEPS: Dict[str, Callable[[], None]] = {
     "remove a record": _remove_a_record,
     "corrupt a record": _corrupt_a_record,
     "remove an output": _remove_an_output,
+    "edit a file inside a folder output": _edit_a_file_inside_a_folder_output,
+    "add a file to a folder output": _add_a_file_to_a_folder_output,
     "rebuild": _rebuild,
     "wait past the racy window": _wait_past_the_racy_window,
     "toggle code_version": _toggle_code_version,
@@ -96,7 +109,7 @@ def short_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @settings(
-    max_examples=20,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -110,10 +123,10 @@ def test_remembered_verdicts_always_agree_with_a_fresh_judge(
     os.chdir(folder)
     try:
         make_raw()
-        assert build(Report())
+        assert build(Report(), CountParts())
         for step in steps:
             STEPS[step]()
-            for task in (Report(), Merge(), Clean("a"), Clean("b")):
+            for task in (Report(), Merge(), Clean("a"), Clean("b"), Partitioned(), CountParts()):
                 assert task.complete() == from_scratch(task), (step, steps, task)
     finally:
         os.chdir(home)
