@@ -23,7 +23,7 @@ from typing import Callable, List
 import luigi
 
 from benchmarks import dag
-from benchmarks.common import Results, median_times
+from benchmarks.common import Results, environment, median_times
 
 
 def _build(tasks: List[luigi.Task], recheck_dependencies: bool = True) -> None:
@@ -58,8 +58,10 @@ def run(results: Results, quick: bool) -> None:
 
 def _run_shape(results: Results, shape: str, layers: int, width: int, repeats: int) -> None:
     count = layers * width
-    with tempfile.TemporaryDirectory(prefix="luigi-repro-build-") as folder:
-        os.environ["LUIGI_REPRO_STAT_CACHE"] = os.path.join(folder, "statcache.sqlite3")
+    with (
+        tempfile.TemporaryDirectory(prefix="luigi-repro-build-") as folder,
+        environment(LUIGI_REPRO_STAT_CACHE=os.path.join(folder, "statcache.sqlite3")),
+    ):
         dag.set_folder(folder)
         plain = dag.roots(dag.PlainNode, layers, width)
         checked = dag.roots(dag.CheckedNode, layers, width)

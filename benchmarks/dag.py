@@ -15,11 +15,8 @@ import luigi
 
 from luigi_repro import HashableLocalTarget, TaskWithCheckingInputHash
 
-FOLDER = os.environ.get("LUIGI_REPRO_BENCH_DAG", "dag")
-
-
-def folder() -> str:
-    return FOLDER
+#: Where the outputs go (``set_folder``); one subfolder per flavour.
+FOLDER = "dag"
 
 
 class _Shape(luigi.Task):

@@ -41,14 +41,13 @@ pseudo-random bytes. Then, all measured side by side in one run (medians of inte
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import luigi
 import luigi.task
@@ -56,7 +55,7 @@ import xxhash
 
 import luigi_repro
 from benchmarks import chain_pipeline
-from benchmarks.common import Results, median_times
+from benchmarks.common import Results, environment, median_times
 from luigi_repro.fingerprint import Counters
 
 NAME = "pipeline"
@@ -75,21 +74,6 @@ NO_NETWORK = "http://127.0.0.1:9"
 
 #: Seconds beyond the racy window before the first (caching) check: see :func:`_past_racy_window`.
 RACY_MARGIN = 0.5
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the block; restore the previous values afterwards."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _past_racy_window(paths: Sequence[str]) -> None:
@@ -245,7 +229,7 @@ def _in_process(
 
     def complete(cold: bool) -> Callable[[], None]:
         def action() -> None:
-            with _environment(LUIGI_REPRO_STAT_CACHE=cache(cold)):
+            with environment(LUIGI_REPRO_STAT_CACHE=cache(cold)):
                 if not root.complete():
                     raise RuntimeError("the benchmark pipeline is not complete")
 
@@ -254,7 +238,7 @@ def _in_process(
     def verify(cold: bool) -> Callable[[], None]:
         def action() -> None:
             counters = Counters()
-            with _environment(LUIGI_REPRO_STAT_CACHE=cache(cold)):
+            with environment(LUIGI_REPRO_STAT_CACHE=cache(cold)):
                 report = luigi_repro.verify(root, counters=counters)
             if not report.ok:
                 raise RuntimeError("verify() found the benchmark pipeline not up to date")
@@ -395,7 +379,7 @@ def _diamond(results: Results, folder: str) -> None:
     targets = tasks + 1  # every output and the raw seed
     fresh = os.path.join(folder, "diamond-stat.sqlite3")
     counters = Counters()
-    with _environment(LUIGI_REPRO_STAT_CACHE=fresh):
+    with environment(LUIGI_REPRO_STAT_CACHE=fresh):
         judge = _complete_once(top, counters)
     print(f"  diamond: {layers} layers x 2, {tasks} tasks, {targets} files; one complete(), cold")
     results.add(NAME, "diamond: tasks judged per task", judge.tasks_judged / tasks, "")
@@ -411,7 +395,7 @@ def run(results: Results, quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="luigi_repro_pipeline_", dir="/tmp") as folder:
         data = os.path.join(folder, "data")
         warm_cache = os.path.join(folder, "stat-cache.sqlite3")
-        with _environment(**{chain_pipeline.DATA_ENV: data, "LUIGI_REPRO_STAT_CACHE": warm_cache}):
+        with environment(**{chain_pipeline.DATA_ENV: data, "LUIGI_REPRO_STAT_CACHE": warm_cache}):
             chain_pipeline.write_raw_inputs(count)
             root = chain_pipeline.Root(count=count)  # type: ignore[no-untyped-call]
             started = time.perf_counter()

@@ -18,6 +18,7 @@ from luigi_repro import (
     HashableLocalTarget,
     TaskWithCheckingInputHash,
     WrapperTask,
+    judging,
 )
 
 RUNS_LOG = "runs.log"
@@ -59,6 +60,14 @@ def build(*tasks: luigi.Task, workers: int = 1) -> bool:
     return bool(
         luigi.build(list(tasks), local_scheduler=True, workers=workers, log_level="WARNING")
     )
+
+
+def from_scratch(task: luigi.Task) -> bool:
+    """The verdict decided again from everything on disk, nothing remembered or reused."""
+    with judging(full=True, fresh=True) as judge:
+        verdict = judge.status(task).ok
+        assert judge.verdicts_reused == 0
+        return bool(verdict)
 
 
 class Clean(TaskWithCheckingInputHash):

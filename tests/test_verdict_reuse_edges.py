@@ -1,7 +1,7 @@
 """Remembered own-verdicts at the edges: wherever a verdict decided from scratch now would
 differ, the remembered one must not be reused (each case was found in review, failing).
 
-``from_scratch`` is the reference: a judge that neither reuses nor remembers verdicts
+``pipelines.from_scratch`` is the reference: a judge that neither reuses nor remembers verdicts
 (``full=True``), so it decides everything again, the way ``complete()`` did before verdicts
 were remembered.
 """
@@ -19,13 +19,12 @@ from typing import Any, List
 
 import luigi
 import pytest
-from pipelines import build, runs, write_raw
+from pipelines import build, from_scratch, runs, write_raw
 
 from luigi_repro import (
     HashableExternalFile,
     HashableLocalTarget,
     TaskWithCheckingInputHash,
-    judging,
 )
 from luigi_repro.judge import forget_verdicts
 
@@ -33,13 +32,6 @@ from luigi_repro.judge import forget_verdicts
 @pytest.fixture(autouse=True)
 def _fresh_memory() -> None:
     forget_verdicts()
-
-
-def from_scratch(task: luigi.Task) -> bool:
-    """The verdict decided again from everything on disk, nothing remembered or reused."""
-    with judging(full=True, fresh=True) as judge:
-        assert judge.verdicts_reused == 0
-        return bool(judge.status(task).ok)
 
 
 # --- 1. the inputs a task has now count, not only its requirements' task_ids ---------------------

@@ -13,18 +13,20 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List
 
-import luigi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipelines import Clean, CountParts, Merge, Partitioned, Report, build, make_raw, write_raw
-
-from luigi_repro import judging
-
-
-def from_scratch(task: luigi.Task) -> bool:
-    with judging(full=True, fresh=True) as judge:
-        return bool(judge.status(task).ok)
+from pipelines import (
+    Clean,
+    CountParts,
+    Merge,
+    Partitioned,
+    Report,
+    build,
+    from_scratch,
+    make_raw,
+    write_raw,
+)
 
 
 def _edit_raw_same_size() -> None:

@@ -160,13 +160,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
 
     def settled_token(self, observation: Observation, racy_window_ns: int) -> Optional[Hashable]:
-        state = observation.state
-        stat, taken_at = state.get("stat"), state.get("taken_at_ns")
-        if isinstance(stat, dict) and isinstance(taken_at, int):
-            written = max(stat.get("mtime_ns", 0), stat.get("ctime_ns", 0))
-            if isinstance(written, int) and taken_at - written < racy_window_ns:
-                return None  # still fresh: the common case while a build runs, decided cheaply
-        hint = file_hint(observation, str(state.get("kind")))
+        hint = file_hint(observation, str(observation.state.get("kind")))
         if hint is None or hint.stat is None or hint.is_racy(racy_window_ns):
             return None
         return (self.uri, hint.stat)
