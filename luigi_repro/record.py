@@ -53,6 +53,12 @@ class TaskSection:
     params: Mapping[str, JSONValue]
     code_fingerprint: str
     code_version: Optional[str] = None
+    #: One digest per piece of code the fingerprint covers (``"function utils.prep.impute"``
+    #: -> ``"xxh3_128:…"``), so that a change can be named; None in records that predate it.
+    code_parts: Optional[Mapping[str, str]] = None
+    #: References the code makes that cannot be followed statically (``getattr(mod, name)``,
+    #: ``exec``): listed, because the fingerprint cannot vouch for what they reach.
+    code_unresolved: Tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -63,6 +69,10 @@ class InputEntry:
     ``output()``. Dynamic dependencies (yielded by ``run()``) have ``dynamic=True``, a key
     starting with the index of the yield, and ``task_params`` so that the task can be rebuilt.
     ``fingerprint`` is None for an input that could not be fingerprinted (existence only).
+    ``undeclared`` marks a file that ``run()`` read without declaring it (tracked under
+    ``undeclared_reads = track``); its key is ``("undeclared:<path>",)``. ``target`` describes
+    how the content was fingerprinted (``{"type": "parquet"}``) so that an audit from the record
+    alone fingerprints it the same way; None means the raw bytes.
     """
 
     key: Key
@@ -78,6 +88,8 @@ class InputEntry:
     #: The upstream task keeps records (a TaskWithCheckingInputHash): if the input has none now,
     #: its producer did not finish, rather than the input being a raw file.
     recorded: bool = False
+    undeclared: bool = False
+    target: Optional[Mapping[str, JSONValue]] = None
 
 
 @attrs.frozen
@@ -85,7 +97,8 @@ class OutputEntry:
     """One output as it was when the record was written.
 
     ``state`` is the target's own proof that the content is unchanged (the local stat, an S3
-    ETag…); it lets a later check reuse ``fingerprint`` without reading the data.
+    ETag…); it lets a later check reuse ``fingerprint`` without reading the data. ``target``
+    describes how the content was fingerprinted, as for :class:`InputEntry`.
     """
 
     key: Key
@@ -94,6 +107,7 @@ class OutputEntry:
     size: int
     state: Mapping[str, JSONValue] = attrs.field(factory=dict)
     manifest: Optional[Mapping[str, str]] = None
+    target: Optional[Mapping[str, JSONValue]] = None
 
 
 @attrs.frozen
@@ -113,7 +127,13 @@ class RunSection:
 
 @attrs.frozen
 class Record:
-    """The whole record. Every output of one run carries an identical record."""
+    """The whole record. Every output of one run carries the same record, but for ``beside``.
+
+    ``beside`` is the key of the output this copy of the record sits beside, so that an audit
+    of a copied results folder knows which entry describes the file next to it.
+    ``undeclared_reads`` lists files ``run()`` read without declaring them, when they were
+    reported rather than tracked (``undeclared_reads = warn``).
+    """
 
     task: TaskSection
     inputs: Tuple[InputEntry, ...]
@@ -121,6 +141,8 @@ class Record:
     run: RunSection
     signature: Optional[str] = None
     schema: int = SCHEMA_VERSION
+    beside: Optional[Key] = None
+    undeclared_reads: Tuple[str, ...] = ()
 
     def output(self, key: Key) -> Optional[OutputEntry]:
         """The entry of the output at ``key``, if the record has one."""
@@ -139,46 +161,66 @@ def _key_json(key: Key) -> List[Union[str, int]]:
 
 def _to_document(record: Record) -> Dict[str, Any]:
     task = record.task
+    task_doc: Dict[str, Any] = {
+        "family": task.family,
+        "module": task.module,
+        "task_id": task.task_id,
+        "params": dict(task.params),
+        "code_fingerprint": task.code_fingerprint,
+        "code_version": task.code_version,
+    }
+    if task.code_parts is not None:
+        task_doc["code_parts"] = dict(task.code_parts)
+    if task.code_unresolved:
+        task_doc["code_unresolved"] = list(task.code_unresolved)
     doc: Dict[str, Any] = {
         "schema": record.schema,
         "tool": "luigi_repro",
-        "task": {
-            "family": task.family,
-            "module": task.module,
-            "task_id": task.task_id,
-            "params": dict(task.params),
-            "code_fingerprint": task.code_fingerprint,
-            "code_version": task.code_version,
-        },
-        "inputs": [
-            {
-                "key": _key_json(entry.key),
-                "output_key": _key_json(entry.output_key),
-                "uri": entry.uri,
-                "fingerprint": entry.fingerprint,
-                "task_id": entry.task_id,
-                "task_family": entry.task_family,
-                "task_module": entry.task_module,
-                "task_params": None if entry.task_params is None else dict(entry.task_params),
-                "dynamic": entry.dynamic,
-                "manifest": None if entry.manifest is None else dict(entry.manifest),
-                "recorded": entry.recorded,
-            }
-            for entry in record.inputs
-        ],
-        "outputs": [
-            {
-                "key": _key_json(entry.key),
-                "uri": entry.uri,
-                "fingerprint": entry.fingerprint,
-                "size": entry.size,
-                "state": dict(entry.state),
-                "manifest": None if entry.manifest is None else dict(entry.manifest),
-            }
-            for entry in record.outputs
-        ],
+        "task": task_doc,
+        "inputs": [_input_document(entry) for entry in record.inputs],
+        "outputs": [_output_document(entry) for entry in record.outputs],
         "run": attrs.asdict(record.run),
     }
+    if record.beside is not None:
+        doc["beside"] = _key_json(record.beside)
+    if record.undeclared_reads:
+        doc["undeclared_reads"] = list(record.undeclared_reads)
+    return doc
+
+
+def _input_document(entry: InputEntry) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {
+        "key": _key_json(entry.key),
+        "output_key": _key_json(entry.output_key),
+        "uri": entry.uri,
+        "fingerprint": entry.fingerprint,
+        "task_id": entry.task_id,
+        "task_family": entry.task_family,
+        "task_module": entry.task_module,
+        "task_params": None if entry.task_params is None else dict(entry.task_params),
+        "dynamic": entry.dynamic,
+        "manifest": None if entry.manifest is None else dict(entry.manifest),
+        "recorded": entry.recorded,
+    }
+    # Written only when set: records of plain byte inputs keep their earlier shape.
+    if entry.undeclared:
+        doc["undeclared"] = True
+    if entry.target is not None:
+        doc["target"] = dict(entry.target)
+    return doc
+
+
+def _output_document(entry: OutputEntry) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {
+        "key": _key_json(entry.key),
+        "uri": entry.uri,
+        "fingerprint": entry.fingerprint,
+        "size": entry.size,
+        "state": dict(entry.state),
+        "manifest": None if entry.manifest is None else dict(entry.manifest),
+    }
+    if entry.target is not None:
+        doc["target"] = dict(entry.target)
     return doc
 
 
@@ -270,6 +312,19 @@ def _str_map(value: Any, where: str) -> Dict[str, str]:
     return mapping
 
 
+def _opt_target(value: Any, where: str) -> Optional[Dict[str, Any]]:
+    """A target description: an object whose ``type`` is a string (other fields are options)."""
+    if value is None:
+        return None
+    description = _obj(value, where)
+    _str(_get(description, "type", where), f"{where}.type")
+    return description
+
+
+def _str_list(value: Any, where: str) -> Tuple[str, ...]:
+    return tuple(_str(item, f"{where}[{i}]") for i, item in enumerate(_list(value, where)))
+
+
 def _opt_manifest(value: Any, where: str) -> Optional[Dict[str, str]]:
     if value is None:
         return None
@@ -290,6 +345,10 @@ def _parse_task(value: Any) -> TaskSection:
             _get(task, "code_fingerprint", "task"), "task.code_fingerprint"
         ),
         code_version=_opt_str(task.get("code_version"), "task.code_version"),
+        code_parts=None
+        if task.get("code_parts") is None
+        else _str_map(task["code_parts"], "task.code_parts"),
+        code_unresolved=_str_list(task.get("code_unresolved", []), "task.code_unresolved"),
     )
 
 
@@ -299,8 +358,11 @@ def _parse_input(value: Any, where: str) -> InputEntry:
     params = entry.get("task_params")
     dynamic = entry.get("dynamic", False)
     recorded = entry.get("recorded", False)
-    if not isinstance(dynamic, bool) or not isinstance(recorded, bool):
-        raise _ShapeError(f"{where}.dynamic and {where}.recorded must be true or false")
+    undeclared = entry.get("undeclared", False)
+    if not all(isinstance(flag, bool) for flag in (dynamic, recorded, undeclared)):
+        raise _ShapeError(
+            f"{where}.dynamic, {where}.recorded and {where}.undeclared must be true or false"
+        )
     return InputEntry(
         key=_key(_get(entry, "key", where), f"{where}.key"),
         output_key=_key(entry.get("output_key", []), f"{where}.output_key"),
@@ -315,6 +377,8 @@ def _parse_input(value: Any, where: str) -> InputEntry:
         dynamic=dynamic,
         manifest=_opt_manifest(entry.get("manifest"), f"{where}.manifest"),
         recorded=recorded,
+        undeclared=undeclared,
+        target=_opt_target(entry.get("target"), f"{where}.target"),
     )
 
 
@@ -330,6 +394,7 @@ def _parse_output(value: Any, where: str) -> OutputEntry:
         size=size,
         state=_obj(entry.get("state", {}), f"{where}.state"),
         manifest=_opt_manifest(entry.get("manifest"), f"{where}.manifest"),
+        target=_opt_target(entry.get("target"), f"{where}.target"),
     )
 
 
@@ -391,6 +456,7 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
     )
     if not outputs:
         raise _ShapeError("it lists no outputs")
+    beside = doc.get("beside")
     return Record(
         task=_parse_task(_get(doc, "task", "record")),
         inputs=inputs,
@@ -398,6 +464,8 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
         run=_parse_run(_get(doc, "run", "record")),
         signature=signature,
         schema=schema,
+        beside=None if beside is None else _key(beside, "beside"),
+        undeclared_reads=_str_list(doc.get("undeclared_reads", []), "undeclared_reads"),
     )
 
 

@@ -88,6 +88,15 @@ task_sections = st.builds(
     params=st.dictionaries(names, json_values, max_size=3),
     code_fingerprint=fingerprints,
     code_version=st.none() | names,
+    code_parts=st.none() | st.dictionaries(names, fingerprints, max_size=3),
+    code_unresolved=st.lists(names, max_size=2).map(tuple),
+)
+
+#: How a target was fingerprinted: a ``type`` and options.
+target_descriptions = st.none() | st.builds(
+    lambda kind, options: {**options, "type": kind},
+    names,
+    st.dictionaries(names, json_scalars, max_size=2),
 )
 
 input_entries = st.builds(
@@ -103,6 +112,8 @@ input_entries = st.builds(
     dynamic=st.booleans(),
     manifest=manifests,
     recorded=st.booleans(),
+    undeclared=st.booleans(),
+    target=target_descriptions,
 )
 
 output_entries = st.builds(
@@ -113,6 +124,7 @@ output_entries = st.builds(
     size=st.integers(min_value=0),
     state=st.dictionaries(names, json_values, max_size=3),
     manifest=manifests,
+    target=target_descriptions,
 )
 
 run_sections = st.builds(
@@ -135,6 +147,8 @@ records = st.builds(
     inputs=st.lists(input_entries, max_size=2).map(tuple),
     outputs=st.lists(output_entries, min_size=1, max_size=2).map(tuple),
     run=run_sections,
+    beside=st.none() | keys,
+    undeclared_reads=st.lists(uris, max_size=2).map(tuple),
 )
 
 #: HMAC keys as a user would put them in an environment variable.
