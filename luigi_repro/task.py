@@ -20,6 +20,7 @@ from typing import (
     Dict,
     FrozenSet,
     Generator,
+    Iterable,
     Iterator,
     List,
     Optional,
@@ -192,6 +193,31 @@ class CheckingInputHashMixin(luigi.Task):
         environment.warm()  # once per process, before Luigi forks workers that would redo it
         with judging() as judge:
             return judge.status(self).ok
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> List[Any]:
+        """Those of ``parameter_tuples`` whose task is complete, by the same verdict as
+        ``complete()``.
+
+        Luigi's Range tools (``RangeDaily``, ``RangeHourly``, ``RangeByMinutes``) ask this
+        instead of ``complete()``; without it they infer the done dates from a listing of output
+        files, so a stale date would never run again. ``cls`` may be a ``functools.partial`` of
+        the class carrying the Range's ``of_params``. All tasks are judged in one check, so
+        upstream tasks they share are judged once.
+        """
+        environment.warm()
+        done: List[Any] = []
+        with judging() as judge:
+            for values in parameter_tuples:
+                if isinstance(values, (list, tuple)):
+                    task = cls(*values)
+                elif isinstance(values, dict):
+                    task = cls(**values)
+                else:
+                    task = cls(values)
+                if judge.status(task).ok:
+                    done.append(values)
+        return done
 
 
 class TaskWithCheckingInputHash(CheckingInputHashMixin):
