@@ -14,10 +14,10 @@ import luigi
 import pytest
 from luigi.task_register import Register
 from luigi.tools.range import RangeByMinutes, RangeDaily, RangeHourly, RangeMonthly
+from pipelines import build, log_run, runs
 
 from luigi_repro import HashableExternalFile, HashableLocalTarget, TaskWithCheckingInputHash
 from luigi_repro.report import verify
-from pipelines import build, log_run, runs
 
 # Luigi's own Range classes declare a parameter default of None that it then warns about.
 pytestmark = pytest.mark.filterwarnings('ignore:Parameter "param_name":UserWarning')
