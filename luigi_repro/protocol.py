@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 import socket
 import time
@@ -48,6 +49,7 @@ from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
 from luigi_repro.statcache import flush_stat_caches
+from luigi_repro.status import TaskStatus
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
 
 __all__ = ["RunProtocol"]
@@ -116,14 +118,16 @@ class RunProtocol:
             self._observe_inputs(judge, self.inputs, self._before)
             # The whole verdict, upstream included: dynamic dependencies recorded by an earlier
             # run are not known to Luigi, so only this check sees that one of them is stale.
-            if self.outputs and judge.status(self.task).ok:
+            verdict = judge.status(self.task)
+            if self.outputs and verdict.ok:
                 logger.info(
-                    "luigi_repro: %s is already up to date (same inputs, parameters and code); "
+                    "luigi_repro: %r is already up to date (same inputs, parameters and code); "
                     "skipping run() (early cutoff).",
-                    self.task.task_id,
+                    self.task,
                 )
                 self.close()
                 return False
+            self._say_why(verdict)
             for key, target in self.outputs:
                 self._tokens[key] = target.change_token()
                 with contextlib.suppress(OSError, ValueError):
@@ -137,6 +141,21 @@ class RunProtocol:
         self._started_at = _now_iso()
         self._started_clock = time.monotonic()
         return True
+
+    def _say_why(self, verdict: TaskStatus) -> None:
+        """Log, before ``run()``, every reason the task runs, as ``verify`` words them.
+
+        The check that decided to run stops at its first reason; the task's own state is judged
+        again exhaustively (cheap: its files were just fingerprinted, and upstream tasks are
+        complete by now, or Luigi would not run it).
+        """
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        reasons = list(Judge(self.settings, exhaustive=True).own(self.task).reasons)
+        known = {reason.kind for reason in reasons}
+        reasons += [r for r in verdict.reasons if r.kind not in known]
+        why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
+        logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
 
     def add_dynamic(self, yielded: Any) -> None:
         """Record one batch of dynamic dependencies, now complete, before ``run()`` reads them."""

@@ -31,6 +31,7 @@ from luigi_repro import (
 from luigi_repro.locking import lock_file_for
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
+from luigi_repro.report import verify
 
 
 def status_of(task: luigi.Task) -> Any:
@@ -159,7 +160,33 @@ def test_early_cutoff_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         Clean("a").run()
     assert runs() == []
-    assert any("early cutoff" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("Clean(name=a) is already up to date" in m and "early cutoff" in m for m in messages)
+
+
+def test_a_run_says_why_with_the_reasons_verify_gives(caplog: pytest.LogCaptureFixture) -> None:
+    """Before a checked task runs, one INFO line names it readably and gives every reason."""
+    make_raw()
+    assert build(Clean("a"))
+    runs()
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        assert build(Clean("a"))  # up to date: nothing runs, nothing is said about running
+    assert not [r for r in caplog.records if " runs: " in r.getMessage()]
+    write_raw("a", "Changed\n")
+    said = [
+        f"{reason.kind.value} {reason.message}"
+        for node in verify(Clean("a")).tasks.values()
+        for reason in node.reasons
+    ]
+    assert said
+    assert said[0].startswith("INPUT_CHANGED input ")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        assert build(Clean("a"))
+    lines = [r.getMessage() for r in caplog.records if " runs: " in r.getMessage()]
+    assert lines == ["luigi_repro: Clean(name=a) runs: " + "; ".join(said)]
+    assert "raw/a.txt" in lines[0]
+    assert " -> " in lines[0]
 
 
 def test_lock_timeout_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
