@@ -308,7 +308,7 @@ class Judge:
         if not self.reuse_verdicts:
             return self._decide(task, requirements)
         key: _VerdictKey = (task.task_id, type(task), self.settings, self.exhaustive)
-        params = canonical_params(task)
+        params = canonical_params(task, self.settings.signing_key)
         code = code_fingerprint(type(task), self.settings.hash_algorithm)
         requirement_ids = tuple(upstream.task_id for _, upstream in requirements)
         shape = self._shape_of(task, requirements)
@@ -556,7 +556,7 @@ class Judge:
         found: _Findings,
     ) -> None:
         add = found.add
-        changed = diff_params(record.task.params, canonical_params(task))
+        changed = diff_params(record.task.params, canonical_params(task, self.settings.signing_key))
         if changed:
             described = ", ".join(
                 f"{name}: {old!r} -> {new!r}" for name, (old, new) in changed.items()

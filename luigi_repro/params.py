@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import hmac
 import inspect
 import json
 import linecache
@@ -40,6 +42,7 @@ __all__ = [
     "code_version_of",
     "diff_params",
     "reject_sets",
+    "secret_digest",
 ]
 
 _JSON_PARAMETERS: Tuple[type, ...] = (
@@ -47,6 +50,8 @@ _JSON_PARAMETERS: Tuple[type, ...] = (
     luigi.ListParameter,
     luigi.TupleParameter,
 )
+
+_SECRET_VISIBILITIES = (ParameterVisibility.HIDDEN, ParameterVisibility.PRIVATE)
 
 _OUR_PACKAGES = frozenset({"luigi", "luigi_repro", "builtins"})
 
@@ -92,27 +97,54 @@ def class_params(
     return list(cached[1])
 
 
-def canonical_params(task: luigi.Task) -> Dict[str, Any]:
+def canonical_params(task: luigi.Task, signing_key: Optional[bytes] = None) -> Dict[str, Any]:
     """The task's significant parameters as JSON values, independent of insertion order.
 
-    Kept on the instance: parameters never change after ``__init__``, so this is a property of
-    the task, not a verdict that could go stale.
+    ``HIDDEN`` and ``PRIVATE`` values (which often hold secrets) are kept only as digests, keyed
+    with ``signing_key`` when one is configured (see :func:`secret_digest`). ``PRIVATE`` ones
+    count too: Luigi's ``to_str_params()`` drops them, but a significant one still changes what
+    the task makes.
+
+    Kept on the instance (per key): parameters never change after ``__init__``, so this is a
+    property of the task, not a verdict that could go stale.
     """
-    cached: Optional[Dict[str, Any]] = task.__dict__.get("_luigi_repro_canonical")
-    if cached is None:
-        cached = task.__dict__["_luigi_repro_canonical"] = _canonical_params(task)
-    return cached
+    cached: Optional[Tuple[Optional[bytes], Dict[str, Any]]]
+    cached = task.__dict__.get("_luigi_repro_canonical")
+    if cached is None or cached[0] != signing_key:
+        cached = (signing_key, _canonical_params(task, signing_key))
+        task.__dict__["_luigi_repro_canonical"] = cached
+    return cached[1]
 
 
-def _canonical_params(task: luigi.Task) -> Dict[str, Any]:
+def secret_digest(name: str, text: str, signing_key: Optional[bytes]) -> str:
+    """What a record keeps of a hidden or private parameter value: a digest of it.
+
+    With a signing key it is an HMAC, which nobody without the key can test guesses against;
+    without one it is a plain SHA-256, which a dictionary of likely values can reverse (the
+    README says so).
+    """
+    data = f"{name}={text}".encode("utf-8", "surrogatepass")
+    if signing_key:
+        return "hidden:hmac-sha256:" + hmac.new(signing_key, data, hashlib.sha256).hexdigest()
+    return "hidden:" + hash_bytes(data, "sha256")
+
+
+def _canonical_params(task: luigi.Task, signing_key: Optional[bytes]) -> Dict[str, Any]:
     params = dict(task.get_params())
-    result: Dict[str, Any] = {}
-    for name, text in task.to_str_params(only_significant=True).items():
+    texts: Dict[str, str] = task.to_str_params(only_significant=True)
+    for name, value in task.param_kwargs.items():
         param = params.get(name)
-        if getattr(param, "visibility", None) == ParameterVisibility.HIDDEN:
-            # Hidden parameters often hold secrets: a record beside shared data keeps only a
-            # digest, which still changes whenever the value does.
-            result[name] = "hidden:" + hash_bytes(f"{name}={text}".encode(), "sha256")
+        private = getattr(param, "visibility", None) == ParameterVisibility.PRIVATE
+        if private and param is not None and param.significant and name not in texts:
+            texts[name] = param.serialize(value)
+    result: Dict[str, Any] = {}
+    for name in [name for name, _ in task.get_params() if name in texts]:
+        text = texts[name]
+        param = params.get(name)
+        if getattr(param, "visibility", None) in _SECRET_VISIBILITIES:
+            # A record beside shared data keeps only a digest, which still changes whenever
+            # the value does.
+            result[name] = secret_digest(name, text, signing_key)
         elif isinstance(param, _JSON_PARAMETERS):
             try:
                 result[name] = json.loads(text)

@@ -288,7 +288,7 @@ class RunProtocol:
                 family=task.get_task_family(),
                 module=cls.__module__,
                 task_id=task.task_id,
-                params=canonical_params(task),
+                params=canonical_params(task, self.settings.signing_key),
                 code_fingerprint=code_fingerprint(cls, algorithm),
                 code_version=code_version_of(cls),
             ),

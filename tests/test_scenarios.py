@@ -308,3 +308,47 @@ def test_hidden_parameter_values_never_reach_the_record() -> None:
     assert Secretive(token="s3cr3t-value").complete()
     verdict = status_of(Secretive(token="another"))
     assert [r.kind for r in verdict.reasons] == [ReasonKind.PARAMS_CHANGED]
+
+
+class Confidential(TaskWithCheckingInputHash):
+    """Its PRIVATE parameter changes what it writes: Luigi's to_str_params() drops it."""
+
+    salt = luigi.Parameter(visibility=luigi.parameter.ParameterVisibility.PRIVATE)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/confidential.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(str(len(self.salt)))
+
+
+def test_private_parameters_are_compared_as_digests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A significant PRIVATE parameter changed makes the task stale; only a digest is stored."""
+    assert build(Confidential(salt="pepper-one"))
+    text = Path("out/confidential.txt.repro.json").read_text()
+    assert "pepper-one" not in text
+    assert Confidential(salt="pepper-one").complete()
+    verdict = status_of(Confidential(salt="pepper-two"))
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.PARAMS_CHANGED]
+    assert "salt" in verdict.reasons[0].message
+    assert "pepper" not in verdict.reasons[0].message
+
+
+def test_secret_digests_are_keyed_when_a_signing_key_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a signing key, hidden values are HMACs: a dictionary of plain SHA-256 misses them."""
+    import hashlib
+
+    monkeypatch.setenv("LUIGI_REPRO_HMAC_KEY", "team-secret")
+    assert build(Secretive(token="guessable"))
+    record = parse_record(
+        Path("out/secretive.txt.repro.json").read_bytes(), "record", b"team-secret"
+    )
+    stored = record.task.params["token"]
+    assert isinstance(stored, str)
+    assert stored.startswith("hidden:hmac-sha256:")
+    assert hashlib.sha256(b"token=guessable").hexdigest() not in stored
+    assert Secretive(token="guessable").complete()
+    assert not Secretive(token="other").complete()
