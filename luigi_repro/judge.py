@@ -673,6 +673,12 @@ class Judge:
             label = f"yield{format_key(entry.key)}"
             if upstream is not None:
                 rebuilt.append(upstream)
+            elif entry.task_family is not None:
+                # Its content may still match, but its own inputs and code cannot be checked:
+                # a changed upstream would hide behind an unchanged file.
+                add(_unresolved_dynamic(label, entry))
+                if found.done:
+                    break
             if target is None:
                 add(
                     Reason(
@@ -754,7 +760,8 @@ class Judge:
         """The task and target behind a recorded dynamic input, from already-imported classes.
 
         Modules named in a record are never imported: a record is data, and importing would let
-        whoever wrote it run code. Without the class, the input is checked by its URI alone.
+        whoever wrote it run code. Without the class (or when the rebuilt task has another id),
+        the content is still compared by URI, but the caller reports the dependency unresolved.
         """
         if entry.task_family is not None and entry.task_params is not None:
             try:
@@ -891,6 +898,24 @@ def _unusable_algorithm(where: str, fingerprint: str) -> Reason:
         f"the record of {where} uses the hash algorithm {algorithm!r}, "
         "which is unknown or not installed here",
         {"uri": where, "problem": "unusable algorithm", "algorithm": algorithm},
+    )
+
+
+def _unresolved_dynamic(label: str, entry: InputEntry) -> Reason:
+    params = ", ".join(f"{k}={v}" for k, v in sorted((entry.task_params or {}).items()))
+    described = f"{entry.task_family}({params})"
+    return Reason(
+        ReasonKind.DYNAMIC_DEPENDENCY_UNRESOLVED,
+        f"dynamic dependency {label} {described} cannot be rebuilt here, so its own inputs and "
+        f"code cannot be checked (import module {entry.task_module} where the pipeline is "
+        "defined, so that its task class is known before run() yields it)",
+        {
+            "input": label,
+            "task_id": entry.task_id,
+            "family": entry.task_family,
+            "module": entry.task_module,
+            "uri": entry.uri,
+        },
     )
 
 

@@ -20,6 +20,7 @@ from luigi_repro import (
     WrapperTask,
     judging,
 )
+from luigi_repro.status import TaskStatus
 
 RUNS_LOG = "runs.log"
 
@@ -60,6 +61,12 @@ def build(*tasks: luigi.Task, workers: int = 1) -> bool:
     return bool(
         luigi.build(list(tasks), local_scheduler=True, workers=workers, log_level="WARNING")
     )
+
+
+def status_of(task: luigi.Task) -> TaskStatus:
+    """The exhaustive verdict on ``task`` (every reason), as ``verify`` would give it."""
+    with judging(exhaustive=True) as judge:
+        return judge.status(task)
 
 
 def from_scratch(task: luigi.Task) -> bool:

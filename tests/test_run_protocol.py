@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List
 import luigi
 import portalocker
 import pytest
-from pipelines import Clean, build, families, log_run, make_raw, runs, write_raw
+from pipelines import Clean, build, families, log_run, make_raw, runs, status_of, write_raw
 
 from luigi_repro import (
     CheckingInputHashMixin,
@@ -26,17 +26,11 @@ from luigi_repro import (
     Status,
     TaskWithCheckingInputHash,
     UnsupportedTarget,
-    judging,
 )
 from luigi_repro.locking import lock_file_for
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
 from luigi_repro.report import verify
-
-
-def status_of(task: luigi.Task) -> Any:
-    with judging(exhaustive=True) as judge:
-        return judge.status(task)
 
 
 def failure_of(task: luigi.Task) -> BaseException:
@@ -313,6 +307,32 @@ def test_dynamic_dependencies_are_recorded_and_checked() -> None:
     assert build(Dynamic())
     assert families(runs()) == ["Clean", "Dynamic", "Dynamic"]
     assert Path("out/dynamic.txt").read_text() == "hello\nplanet\n"
+
+
+def test_a_dynamic_dependency_that_no_longer_rebuilds_is_not_up_to_date() -> None:
+    """A recorded dynamic dependency whose task cannot be rebuilt the same (its parameters
+    changed: another task id) makes the task DYNAMIC_DEPENDENCY_UNRESOLVED, not up to date."""
+    import attrs
+
+    from luigi_repro.record import dump_record
+
+    make_raw()
+    Path("raw/names.txt").write_text("a")
+    assert build(Dynamic())
+    path = Path("out/dynamic.txt.repro.json")
+    record = parse_record(path.read_bytes(), str(path))
+    moved = tuple(
+        attrs.evolve(e, task_id="Clean_b_0000000000") if e.dynamic else e for e in record.inputs
+    )
+    path.write_bytes(dump_record(attrs.evolve(record, inputs=moved)))
+    verdict = status_of(Dynamic())
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.DYNAMIC_DEPENDENCY_UNRESOLVED]
+    assert "Clean(name=a)" in verdict.reasons[0].message
+    assert not Dynamic().complete()
+    runs()
+    assert build(Dynamic())
+    assert families(runs()) == ["Dynamic"]
+    assert Dynamic().complete()
 
 
 def test_dynamic_input_edited_directly_is_an_input_change() -> None:

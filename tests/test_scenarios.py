@@ -10,22 +10,16 @@ from typing import Any
 
 import luigi
 import pytest
-from pipelines import Clean, Merge, Report, build, families, make_raw, runs, write_raw
+from pipelines import Clean, Merge, Report, build, families, make_raw, runs, status_of, write_raw
 
 from luigi_repro import (
     HashableLocalTarget,
     ReasonKind,
     Status,
     TaskWithCheckingInputHash,
-    judging,
 )
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
-
-
-def status_of(task: luigi.Task) -> Any:
-    with judging(exhaustive=True) as judge:
-        return judge.status(task)
 
 
 @pytest.fixture

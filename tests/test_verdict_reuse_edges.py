@@ -19,7 +19,7 @@ from typing import Any, List
 
 import luigi
 import pytest
-from pipelines import build, from_scratch, runs, write_raw
+from pipelines import build, from_scratch, runs, status_of, write_raw
 
 from luigi_repro import (
     HashableExternalFile,
@@ -27,6 +27,7 @@ from luigi_repro import (
     TaskWithCheckingInputHash,
 )
 from luigi_repro.judge import forget_verdicts
+from luigi_repro.status import ReasonKind
 
 
 @pytest.fixture(autouse=True)
@@ -162,9 +163,10 @@ def _write_module(name: str, source: str) -> None:
 def test_a_dynamic_dependency_whose_class_is_imported_later_is_judged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without the yielded task's class, a recorded dynamic input is checked by URI alone;
-    once the class is imported (lazily, e.g. by another task's run()), it is rebuilt and judged
-    as an upstream task. The verdict remembered before the import never walks it."""
+    """Without the yielded task's class, the task is not up to date (its dynamic dependency is
+    unresolved: an upstream change could hide behind an unchanged file); once the class is
+    imported (e.g. by another task's run()), it is rebuilt and judged as an upstream task, and
+    the verdict decided before the import is not reused."""
     tag = uuid.uuid4().hex[:8]
     helper, parent = f"review_helper_{tag}", f"review_parent_{tag}"
     _write_module(
@@ -218,11 +220,16 @@ def test_a_dynamic_dependency_whose_class_is_imported_later_is_judged(
     monkeypatch.syspath_prepend(os.getcwd())
     parent_module: Any = __import__(parent)
     task = getattr(parent_module, f"ReviewParent{tag}")()
-    assert task.complete()  # the helper's class is unknown here: its output is checked by URI
-    write_raw("h", "changed\n")  # the helper is stale now; its output is not (yet) changed
-    assert task.complete()  # still right: nothing here can rebuild the helper
+    verdict = status_of(task)
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.DYNAMIC_DEPENDENCY_UNRESOLVED]
+    assert f"ReviewHelper{tag}()" in verdict.reasons[0].message
+    assert f"import module {helper}" in verdict.reasons[0].message
+    assert task.complete() is False
     __import__(helper)  # e.g. another task's run() imports it
-    assert from_scratch(task) is False  # the helper is rebuilt and judged: INPUT_CHANGED
+    assert task.complete() is True  # the helper is rebuilt and judged: up to date
+    assert from_scratch(task) is True
+    write_raw("h", "changed\n")  # the helper is stale now; its output is not (yet) changed
+    assert from_scratch(task) is False  # UPSTREAM_NOT_UP_TO_DATE through the rebuilt helper
     assert task.complete() is False
     runs()
 
