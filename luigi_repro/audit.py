@@ -21,6 +21,7 @@ import attrs
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge, Missing
+from luigi_repro.localpath import physical_path
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
@@ -41,7 +42,7 @@ def target_for_path(path: str, settings: Settings) -> Optional[HashableTarget]:
         path[: -len(settings.record_suffix)] if path.endswith(settings.record_suffix) else path
     )
     if "://" not in location:
-        location = os.path.abspath(location)
+        location = physical_path(location)
     return target_from_uri(location)
 
 

@@ -25,6 +25,7 @@ import attrs
 import portalocker
 
 from luigi_repro.errors import LockLost, LockServerUnavailable, LockTimeout, MissingDependency
+from luigi_repro.localpath import physical_path
 
 __all__ = [
     "REDIS_SCHEMES",
@@ -115,9 +116,10 @@ def _discard(path: str) -> None:
 def lock_file_for(path: str) -> str:
     """The lock file guarding the output at ``path``: hidden, in the same folder.
 
-    The folder is resolved (symlinks included), so two spellings of one output share one lock.
+    The folder is resolved (symlinks included, and ``..`` after them as the OS does), so two
+    spellings of one output share one lock and two different files never do.
     """
-    folder, name = os.path.split(os.path.abspath(path.rstrip("/")))
+    folder, name = os.path.split(physical_path(path.rstrip("/")))
     return os.path.join(os.path.realpath(folder), f".{name}.repro.lock")
 
 

@@ -37,6 +37,7 @@ from luigi_repro.fingerprint import (
     iter_directory,
     manifest_fingerprint,
 )
+from luigi_repro.localpath import physical_path
 from luigi_repro.log import logger
 
 __all__ = [
@@ -384,7 +385,7 @@ def fingerprint_file(
     key = StatKey.of(stat if stat is not None else _stat(path, counters))
     if hint is not None and hint.trusted_for(key, algorithm, racy_window_ns):
         return hint
-    cache_key = os.path.abspath(path)
+    cache_key = physical_path(path)
     slot = algorithm if kind == "bytes" else f"{algorithm}+{kind}"
     if cache is not None:
         cached = cache.get(cache_key, slot)

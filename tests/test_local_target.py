@@ -608,6 +608,25 @@ def test_uri_is_the_absolute_path(path: str) -> None:
     assert uri == os.path.join(os.getcwd(), path.rstrip("/"))
 
 
+def test_a_symlink_before_dotdot_is_resolved_as_the_os_does() -> None:
+    """``link/../data.txt`` (link -> real/deep) is real/data.txt, not data.txt: its own URI and
+    lock, while ``path`` keeps what the user wrote."""
+    os.makedirs("real/deep")
+    os.symlink("real/deep", "link")
+    through_link = HashableLocalTarget("link/../data.txt")
+    plain = HashableLocalTarget("data.txt")
+    assert through_link.uri == os.path.join(os.getcwd(), "real", "data.txt")
+    assert plain.uri == os.path.join(os.getcwd(), "data.txt")
+    assert through_link.path == "link/../data.txt"
+    assert through_link.lock_name() != plain.lock_name()
+    assert through_link.lock_name() == HashableLocalTarget("real/data.txt").lock_name()
+    os.symlink("deep", "real/other")  # a link deeper in the path, before the `..`
+    os.makedirs("real/deep/inner")
+    assert HashableLocalTarget("real/other/inner/../x").uri == os.path.join(
+        os.getcwd(), "real", "deep", "x"
+    )
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [

@@ -13,10 +13,12 @@ import pytest
 from pipelines import Clean, Merge, Report, build, families, make_raw, runs, status_of, write_raw
 
 from luigi_repro import (
+    HashableExternalFile,
     HashableLocalTarget,
     ReasonKind,
     Status,
     TaskWithCheckingInputHash,
+    judging,
 )
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
@@ -346,3 +348,38 @@ def test_secret_digests_are_keyed_when_a_signing_key_is_set(
     assert hashlib.sha256(b"token=guessable").hexdigest() not in stored
     assert Secretive(token="guessable").complete()
     assert not Secretive(token="other").complete()
+
+
+class Shout(TaskWithCheckingInputHash):
+    """Upper-cases one raw file into ``out/<name>``."""
+
+    source = luigi.Parameter()
+    name = luigi.Parameter()
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile(self.source)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"out/{self.name}")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(self.input().open("r").read().upper())
+
+
+def test_two_spellings_through_a_symlink_are_two_files() -> None:
+    """``link/../data.txt`` and ``data.txt`` are different files (link -> real/deep): editing
+    one makes exactly its reader stale, even when both are judged in one check."""
+    os.makedirs("real/deep")
+    os.symlink("real/deep", "link")
+    Path("data.txt").write_text("top\n")
+    Path("real/data.txt").write_text("inside\n")
+    tasks = [Shout("link/../data.txt", "via_link.txt"), Shout("data.txt", "top.txt")]
+    assert build(*tasks)
+    assert Path("out/via_link.txt").read_text() == "INSIDE\n"
+    Path("real/data.txt").write_text("edited\n")
+    for order in (tasks, tasks[::-1]):
+        with judging(exhaustive=True, fresh=True) as judge:
+            verdicts = {task.name: judge.status(task) for task in order}
+        assert verdicts["top.txt"].ok
+        assert [r.kind for r in verdicts["via_link.txt"].reasons] == [ReasonKind.INPUT_CHANGED]

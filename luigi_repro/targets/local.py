@@ -24,6 +24,7 @@ import luigi.format
 
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.fingerprint import describe_special, hash_bytes
+from luigi_repro.localpath import physical_path
 from luigi_repro.locking import atomic_replace, atomic_write, fixed_temporary, lock_file_for
 from luigi_repro.statcache import (
     CachedFingerprint,
@@ -97,16 +98,16 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
 
     @property
     def uri(self) -> str:
-        """The absolute path (relative paths resolved against the current working directory)."""
+        """The absolute path of the file the OS opens (see :func:`physical_path`)."""
         path = self.path
-        if os.path.isabs(path):
-            return os.path.normpath(path)
-        cwd = os.getcwd()
+        cwd = "" if os.path.isabs(path) else os.getcwd()
         cached: Optional[Tuple[str, str, str]] = self.__dict__.get("_luigi_repro_uri")
-        if cached is None or cached[0] != path or cached[1] != cwd:
-            cached = (path, cwd, os.path.normpath(os.path.join(cwd, path)))
-            self.__dict__["_luigi_repro_uri"] = cached
-        return cached[2]
+        if cached is not None and cached[0] == path and cached[1] == cwd:
+            return cached[2]
+        uri = physical_path(path)
+        if ".." not in path.split(os.sep):  # else it depends on symlinks, which may move
+            self.__dict__["_luigi_repro_uri"] = (path, cwd, uri)
+        return uri
 
     def exists(self) -> bool:
         return bool(luigi.LocalTarget.exists(self))
@@ -191,7 +192,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         return self.path.rstrip("/") + settings.record_suffix
 
     def record_token(self, settings: Settings) -> Optional[Tuple[Any, ...]]:
-        location = os.path.abspath(self.record_location(settings))
+        location = physical_path(self.record_location(settings))
         try:
             st = os.stat(location)
         except OSError:
