@@ -37,6 +37,7 @@ from luigi_repro.fingerprint import (
     iter_directory,
     manifest_fingerprint,
 )
+from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
 from luigi_repro.log import logger
 
@@ -393,7 +394,8 @@ def fingerprint_file(
             return cached
     for _ in range(_UNSTABLE_RETRIES):
         # Taken before reading: a write landing in a part already read must still look racy.
-        taken_at = time.time_ns()
+        # Read from the file system's clock, which stamped the file (a file server's may lag).
+        taken_at = fs_now_ns(path, key.dev)
         fingerprint, size = digest(path, algorithm, counters)
         after = StatKey.of(_stat(path, counters))
         if after == key:

@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import stat as stat_module
-import time
 from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, cast
 
 import luigi
@@ -24,6 +23,7 @@ import luigi.format
 
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.fingerprint import describe_special, hash_bytes
+from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
 from luigi_repro.locking import atomic_replace, atomic_write, fixed_temporary, lock_file_for
 from luigi_repro.statcache import (
@@ -197,7 +197,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
             st = os.stat(location)
         except OSError:
             return None
-        if time.time_ns() - st.st_mtime_ns < settings.racy_window_ns:
+        if fs_now_ns(location, st.st_dev) - st.st_mtime_ns < settings.racy_window_ns:
             return None  # may still be replaced within the timestamp granularity
         return (location, StatKey.of(st))
 
