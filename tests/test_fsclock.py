@@ -37,7 +37,7 @@ def _coarse(st: os.stat_result) -> os.stat_result:
     extra.update(whole)
     extra["st_mtime"] = float(whole["st_mtime_ns"] // 10**9)
     extra["st_ctime"] = float(whole["st_ctime_ns"] // 10**9)
-    fields = list(tuple(st))
+    fields = list(st)
     fields[8], fields[9] = whole["st_mtime_ns"] // 10**9, whole["st_ctime_ns"] // 10**9
     return os.stat_result(fields, extra)
 
