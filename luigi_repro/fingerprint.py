@@ -38,6 +38,7 @@ from luigi_repro.errors import MissingDependency
 __all__ = [
     "ALGORITHMS",
     "CHUNK_SIZE",
+    "CRYPTOGRAPHIC_ALGORITHMS",
     "DEFAULT_ALGORITHM",
     "Counters",
     "Hasher",
@@ -85,6 +86,11 @@ ALGORITHMS: Dict[str, Callable[[], Hasher]] = {
     "blake2b": hashlib.blake2b,
     "blake3": _blake3,
 }
+
+
+#: Algorithms chosen for audits where a forged match must be infeasible: a cheaper proof of
+#: unchanged content (an S3 ETag, an MD5) must not stand in for them.
+CRYPTOGRAPHIC_ALGORITHMS = frozenset({"sha256", "blake2b", "blake3"})
 
 
 def check_algorithm(algorithm: str) -> str:

@@ -2,10 +2,16 @@
 
 The fingerprint is of the object's bytes. The object's ETag, size and version play the part of a
 local file's stat: while a ``HEAD`` request returns the ones recorded, the recorded fingerprint
-holds and nothing is downloaded; otherwise the object is streamed and hashed. (An ETag is an MD5
-of the content, or of the parts' MD5s for a multipart upload, so different content never keeps
-an ETag; identical content uploaded the same way keeps it.) The record is the object beside the
-output (``<key>.repro.json``); S3 replaces objects atomically.
+holds and nothing is downloaded; otherwise the object is streamed and hashed. The record is the
+object beside the output (``<key>.repro.json``); S3 replaces objects atomically.
+
+An ETag is the MD5 of the content (or of the parts' MD5s for a multipart upload): identical
+content uploaded the same way keeps it, and content changed by accident never does. MD5 is
+broken on purpose, though: two different objects with one MD5 can be made. With the default
+``xxh3_128`` (itself not built to resist forgery) the ETag shortcut is kept; with a
+cryptographic algorithm (sha256, blake2b, blake3) an ETag alone never vouches for content: the
+object's SHA-256 checksum does when S3 keeps one (uploads with ``ChecksumAlgorithm="SHA256"``),
+and otherwise the object is downloaded and hashed on every check.
 
 Needs ``boto3`` (``pip install luigi-repro[s3]``), imported only when an S3 target is used.
 """
@@ -17,13 +23,13 @@ import importlib.util
 import os
 import random
 import threading
-from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, cast
+from typing import Any, Dict, Hashable, Iterator, Mapping, Optional, Tuple, cast
 
 from luigi.contrib.s3 import S3Client, S3Target
 
 from luigi_repro.config import Settings
 from luigi_repro.errors import MissingDependency
-from luigi_repro.fingerprint import hash_stream
+from luigi_repro.fingerprint import CRYPTOGRAPHIC_ALGORITHMS, hash_stream
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,
@@ -95,7 +101,9 @@ class HashableS3Target(HashableTarget, S3Target):
     def _head(self) -> Optional[Dict[str, Any]]:
         bucket, key = self._where()
         try:
-            head: Dict[str, Any] = self._api().head_object(Bucket=bucket, Key=key)
+            head: Dict[str, Any] = self._api().head_object(
+                Bucket=bucket, Key=key, ChecksumMode="ENABLED"
+            )
         except Exception as exc:
             if _is_missing(exc):
                 return None
@@ -104,12 +112,21 @@ class HashableS3Target(HashableTarget, S3Target):
 
     @staticmethod
     def _state(response: Dict[str, Any]) -> Dict[str, Any]:
-        return {
+        state = {
             "kind": "s3",
             "etag": response.get("ETag"),
             "size": response.get("ContentLength"),
             "version": response.get("VersionId"),
         }
+        checksum = response.get("ChecksumSHA256")
+        if checksum:  # only when S3 keeps one: older states stay comparable
+            state["sha256"] = checksum
+        return state
+
+    @staticmethod
+    def _vouches(state: Mapping[str, Any], algorithm: str) -> bool:
+        """Can this state stand for content fingerprinted with ``algorithm``?"""
+        return algorithm not in CRYPTOGRAPHIC_ALGORITHMS or bool(state.get("sha256"))
 
     def observe(
         self, context: FingerprintContext, previous: Optional[Observation] = None
@@ -125,11 +142,15 @@ class HashableS3Target(HashableTarget, S3Target):
             if head is None:
                 raise FileNotFoundError(self.path)
             same_algorithm = previous.fingerprint.startswith(context.algorithm + ":")
-            if same_algorithm and dict(previous.state) == self._state(head):
+            if (
+                same_algorithm
+                and dict(previous.state) == self._state(head)
+                and self._vouches(previous.state, context.algorithm)
+            ):
                 return Observation(previous.fingerprint, previous.size, previous.state)
         bucket, key = self._where()
         try:
-            response = self._api().get_object(Bucket=bucket, Key=key)
+            response = self._api().get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         except Exception as exc:
             if _is_missing(exc):
                 raise FileNotFoundError(self.path) from None

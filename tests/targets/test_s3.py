@@ -19,6 +19,7 @@ from luigi_repro.cli import main
 from luigi_repro.fingerprint import hash_bytes
 from luigi_repro.record import parse_record
 from luigi_repro.targets import HashableFileSystemTarget, HashableS3Target, as_hashable
+from luigi_repro.targets.base import FingerprintContext
 
 
 def write_bytes(target: Any, data: bytes) -> None:
@@ -262,3 +263,91 @@ def test_stale_output_is_refused_in_a_versioned_bucket(s3_bucket: str) -> None:
     upload(s3_bucket, "second")
     assert build(Lazy(s3_bucket)) is False
     assert not Lazy(s3_bucket).complete()
+
+
+#: Two different 128-byte blocks with one MD5 (the published collision of Wang et al., 2004):
+#: uploaded the same way, they get the same ETag.
+MD5_TWIN_A = bytes.fromhex(
+    "d131dd02c5e6eec4693d9a0698aff95c2fcab58712467eab4004583eb8fb7f89"
+    "55ad340609f4b30283e488832571415a085125e8f7cdc99fd91dbdf280373c5b"
+    "d8823e3156348f5bae6dacd436c919c6dd53e2b487da03fd02396306d248cda0"
+    "e99f33420f577ee8ce54b67080a80d1ec69821bcb6a8839396f9652b6ff72a70"
+)
+MD5_TWIN_B = bytes.fromhex(
+    "d131dd02c5e6eec4693d9a0698aff95c2fcab50712467eab4004583eb8fb7f89"
+    "55ad340609f4b30283e4888325f1415a085125e8f7cdc99fd91dbd7280373c5b"
+    "d8823e3156348f5bae6dacd436c919c6dd53e23487da03fd02396306d248cda0"
+    "e99f33420f577ee8ce54b67080280d1ec69821bcb6a8839396f965ab6ff72a70"
+)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "blake2b"])
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_cryptographic_fingerprint_never_trusts_an_etag_alone(
+    s3_bucket: str, algorithm: str, checksum: bool
+) -> None:
+    """An object replaced by its MD5 twin keeps its ETag and size; with a cryptographic
+    algorithm the replacement is still seen (by S3's SHA-256 checksum, or by downloading)."""
+    import hashlib
+
+    assert MD5_TWIN_A != MD5_TWIN_B
+    assert hashlib.md5(MD5_TWIN_A).digest() == hashlib.md5(MD5_TWIN_B).digest()
+    client = boto3.client("s3")
+    extra = {"ChecksumAlgorithm": "SHA256"} if checksum else {}
+    client.put_object(Bucket=s3_bucket, Key="twin.bin", Body=MD5_TWIN_A, **extra)
+    target = HashableS3Target(f"s3://{s3_bucket}/twin.bin")
+    first = target.observe(FingerprintContext(algorithm, 0, ".repro.json"))
+    client.put_object(Bucket=s3_bucket, Key="twin.bin", Body=MD5_TWIN_B, **extra)
+    check = FingerprintContext(algorithm, 0, ".repro.json")
+    again = target.observe(check, first)
+    assert again.state["etag"] == first.state["etag"]
+    assert again.fingerprint == hash_bytes(MD5_TWIN_B, algorithm) != first.fingerprint
+    if checksum:  # the unchanged object is vouched for by S3's checksum, not downloaded
+        unchanged = FingerprintContext(algorithm, 0, ".repro.json")
+        assert target.observe(unchanged, again).fingerprint == again.fingerprint
+        assert unchanged.counters.files_hashed == 0
+
+
+class TwinInput(luigi.ExternalTask):
+    """A raw S3 object."""
+
+    bucket = luigi.Parameter()
+
+    def output(self) -> HashableS3Target:
+        return HashableS3Target(f"s3://{self.bucket}/raw/twin.bin", format=luigi.format.Nop)
+
+
+class TwinSize(TaskWithCheckingInputHash):
+    """Writes the size of its raw S3 input."""
+
+    bucket = luigi.Parameter()
+
+    def requires(self) -> luigi.Task:
+        return TwinInput(self.bucket)
+
+    def output(self) -> HashableS3Target:
+        return HashableS3Target(f"s3://{self.bucket}/out/size.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.input().open("r") as source:
+            size = len(source.read())
+        with self.output().open("w") as sink:
+            sink.write(str(size))
+
+
+def test_a_pipeline_with_sha256_sees_an_input_replaced_by_its_md5_twin(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hash_algorithm = sha256: a raw S3 input swapped for a same-ETag twin makes its reader
+    stale, and the rebuild reruns it."""
+    monkeypatch.setenv("LUIGI_REPRO_HASH_ALGORITHM", "sha256")
+    client = boto3.client("s3")
+    client.put_object(Bucket=s3_bucket, Key="raw/twin.bin", Body=MD5_TWIN_A)
+    assert build(TwinSize(s3_bucket))
+    assert TwinSize(s3_bucket).complete()
+    runs()
+    client.put_object(Bucket=s3_bucket, Key="raw/twin.bin", Body=MD5_TWIN_B)
+    assert TwinSize(s3_bucket).complete() is False
+    assert build(TwinSize(s3_bucket))
+    assert families(runs()) == ["TwinSize"]
