@@ -253,8 +253,8 @@ def diff_manifests(old: Mapping[str, str], new: Mapping[str, str]) -> ManifestDi
     )
 
 
-#: Decides, from a file name and the names beside it, whether it is bookkeeping to skip.
-Exclude = Callable[[str, FrozenSet[str]], bool]
+#: Decides, from a folder entry and the names beside it, whether it is bookkeeping to skip.
+Exclude = Callable[["os.DirEntry[str]", FrozenSet[str]], bool]
 
 
 def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tuple[str, str, bool]]:
@@ -264,7 +264,7 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
     Symlinks to folders are followed, except into a folder already being walked (a loop).
     Anything else (a link loop, a dangling symlink, a FIFO or device, an empty folder) is
     yielded with ``True``: it belongs to the manifest but is described rather than read, so
-    that pipes cannot hang a check. ``exclude`` receives a name and its siblings' names and
+    that pipes cannot hang a check. ``exclude`` receives each entry and its siblings' names and
     drops bookkeeping files.
     """
     stack: List[Tuple[str, str, FrozenSet[str]]] = [(root, "", frozenset({_real(root)}))]
@@ -304,7 +304,7 @@ def _listing(
     return [
         (entry, prefix + entry.name)
         for entry in found
-        if exclude is None or not exclude(entry.name, names)
+        if exclude is None or not exclude(entry, names)
     ]
 
 

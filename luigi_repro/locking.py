@@ -32,6 +32,8 @@ __all__ = [
     "FileLocks",
     "HeldLocks",
     "LockBackend",
+    "LOCK_FILE_MARK",
+    "LOCK_SUFFIX",
     "LockRequest",
     "RedisLocks",
     "TMP_MARK",
@@ -45,6 +47,10 @@ __all__ = [
 
 #: Part of the name of every temporary file luigi_repro creates, so leftovers can be recognised.
 TMP_MARK = ".repro-tmp-"
+#: The end of every run-lock file's name, and the one line such a file holds: inside a folder
+#: that is some task's input, only a file with both is taken for a lock rather than for data.
+LOCK_SUFFIX = ".repro.lock"
+LOCK_FILE_MARK = b"luigi_repro run lock\n"
 
 
 def _temporary_name(path: str) -> str:
@@ -120,7 +126,7 @@ def lock_file_for(path: str) -> str:
     spellings of one output share one lock and two different files never do.
     """
     folder, name = os.path.split(physical_path(path.rstrip("/")))
-    return os.path.join(os.path.realpath(folder), f".{name}.repro.lock")
+    return os.path.join(os.path.realpath(folder), f".{name}{LOCK_SUFFIX}")
 
 
 def lock_file_for_uri(uri: str) -> str:
@@ -165,6 +171,17 @@ class _NothingToCheck:
         return None
 
 
+def _mark(lock: portalocker.Lock[IO[str]]) -> None:
+    """Write the run-lock mark into a new (empty) lock file, so it is never taken for data."""
+    stream = lock.fh
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        if os.fstat(stream.fileno()).st_size == 0:
+            stream.write(LOCK_FILE_MARK.decode())
+            stream.flush()
+
+
 class FileLocks:
     """Run locks as ``portalocker`` file locks (``flock``): one host, any number of processes."""
 
@@ -192,6 +209,7 @@ class FileLocks:
                 except portalocker.exceptions.LockException:
                     raise LockTimeout(name, timeout, task_id) from None
                 held.append(lock)
+                _mark(lock)
             yield _NothingToCheck()
         finally:
             for lock in reversed(held):

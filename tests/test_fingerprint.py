@@ -411,15 +411,16 @@ def test_iter_directory_finds_every_nested_file(files: Set[str]) -> None:
 
 
 def test_iter_directory_skips_excluded_names_at_any_depth() -> None:
-    """``exclude`` sees bare names (and their siblings); excluded files are dropped, excluded
-    folders with their subtrees."""
+    """``exclude`` sees each entry (and its siblings' names); excluded files are dropped,
+    excluded folders with their subtrees."""
     for rel in ["keep.txt", "skip.tmp", "sub/keep.txt", "sub/skip.tmp", "cache/inside.txt"]:
         write(os.path.join("root", rel), b"x")
     seen: List[str] = []
 
-    def exclude(name: str, siblings: Any = frozenset()) -> bool:
-        seen.append(name)
-        return name.endswith(".tmp") or name == "cache"
+    def exclude(entry: Any, siblings: Any = frozenset()) -> bool:
+        seen.append(entry.name)
+        assert os.path.basename(entry.path) == entry.name
+        return bool(entry.name.endswith(".tmp") or entry.name == "cache")
 
     assert walk("root", exclude) == {"keep.txt": False, "sub/keep.txt": False}
     assert seen

@@ -921,19 +921,69 @@ def test_observe_directory_gives_a_manifest(path: str) -> None:
     assert observation.fingerprint not in observation.manifest.values()
 
 
+def _record_of(uri: str) -> bytes:
+    return dump_record(
+        Record(
+            task=TaskSection("T", "m", "T_1", {}, "xxh3_128:" + "0" * 32),
+            inputs=(),
+            outputs=(OutputEntry((), uri, "xxh3_128:" + "1" * 32, 1),),
+            run=RunSection("r", "s", "e", 0.0, "h", 1),
+        )
+    )
+
+
 def test_observe_directory_ignores_bookkeeping_files() -> None:
     """Records, locks and our temporaries in a folder change neither manifest nor fingerprint."""
+    from luigi_repro.locking import LOCK_FILE_MARK
+
     _dataset()
     target = HashableLocalTarget("dataset")
     clean = target.observe(context())
-    Path("dataset/part-0.csv.repro.json").write_text("{}")
-    Path("dataset/.part-0.csv.repro.lock").write_text("")
+    Path("dataset/part-0.csv.repro.json").write_bytes(
+        _record_of(os.path.abspath("dataset/part-0.csv"))
+    )
+    Path("dataset/.part-0.csv.repro.lock").write_bytes(LOCK_FILE_MARK)
     Path("dataset/year=2024/.x.repro.json.repro-tmp-1-ab").write_text("tmp")
     Path("dataset/.old.repro-tmp-2-cd").mkdir()
     Path("dataset/.old.repro-tmp-2-cd/inner.csv").write_text("aside")
     cluttered = target.observe(context())
     assert cluttered.manifest == clean.manifest
     assert cluttered.fingerprint == clean.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("part-0.csv.repro.json", b"{}"),  # named like a record, but not one
+        ("part-0.csv.repro.json", None),  # a genuine record, but of a file elsewhere (copied)
+        (".part-0.csv.repro.lock", b""),  # named like a lock, without the lock's mark
+        (".part-0.csv.repro.lock", b"user data\n"),
+        ("notes.repro.json", b"{}"),  # no sibling it could describe
+    ],
+)
+def test_files_merely_named_like_bookkeeping_are_data(name: str, content: Optional[bytes]) -> None:
+    """Inside a folder input, only records and locks luigi_repro wrote for outputs there are
+    skipped: a file that merely has their name is content, and editing it changes the folder."""
+    _dataset()
+    target = HashableLocalTarget("dataset")
+    data = _record_of("/elsewhere/part-0.csv") if content is None else content
+    Path("dataset", name).write_bytes(data)
+    first = target.observe(context())
+    assert name in (first.manifest or {})
+    Path("dataset", name).write_bytes(data + b" ")
+    assert target.observe(context()).fingerprint != first.fingerprint
+
+
+def test_run_lock_files_carry_their_mark() -> None:
+    """A lock file made by a run holds the mark that tells it from data."""
+    from luigi_repro.locking import LOCK_FILE_MARK, FileLocks, LockRequest, lock_file_for
+
+    lock = lock_file_for("out.txt")
+    with FileLocks().hold([LockRequest("out.txt", lock)], 5):
+        pass
+    with FileLocks().hold([LockRequest("out.txt", lock)], 5):
+        pass
+    assert Path(lock).read_bytes() == LOCK_FILE_MARK
 
 
 def test_observe_directory_changes_with_content_and_names() -> None:

@@ -383,3 +383,31 @@ def test_two_spellings_through_a_symlink_are_two_files() -> None:
             verdicts = {task.name: judge.status(task) for task in order}
         assert verdicts["top.txt"].ok
         assert [r.kind for r in verdicts["via_link.txt"].reasons] == [ReasonKind.INPUT_CHANGED]
+
+
+class CountFiles(TaskWithCheckingInputHash):
+    """Lists the files of a raw input folder."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("dataset")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/listing.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write("\n".join(sorted(os.listdir(self.input().path))))
+
+
+def test_a_data_file_named_like_a_record_in_a_folder_input_is_data() -> None:
+    """Editing ``a.csv.repro.json`` (a user's file, not a luigi_repro record) inside a folder
+    input makes its reader stale."""
+    os.makedirs("dataset")
+    Path("dataset/a.csv").write_text("1\n")
+    Path("dataset/a.csv.repro.json").write_text('{"reviewed": false}')
+    assert build(CountFiles())
+    assert CountFiles().complete()
+    Path("dataset/a.csv.repro.json").write_text('{"reviewed": true}')
+    verdict = status_of(CountFiles())
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.INPUT_CHANGED]
+    assert verdict.reasons[0].evidence["changed"] == ["a.csv.repro.json"]

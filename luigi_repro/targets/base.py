@@ -11,6 +11,9 @@ from __future__ import annotations
 import abc
 import collections
 import importlib
+import json
+import os
+import stat as stat_module
 import sys
 import threading
 from typing import Any, Callable, Dict, FrozenSet, Hashable, Mapping, Optional, Tuple
@@ -20,7 +23,8 @@ import attrs
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
-from luigi_repro.locking import lock_file_for_uri
+from luigi_repro.localpath import physical_path
+from luigi_repro.locking import LOCK_FILE_MARK, LOCK_SUFFIX, TMP_MARK, lock_file_for_uri
 from luigi_repro.record import Record, dump_record, parse_record
 from luigi_repro.statcache import PersistentStatCache
 
@@ -67,21 +71,82 @@ class FingerprintContext:
     counters: Counters = attrs.field(factory=Counters)
     full: bool = False
 
-    def is_bookkeeping(self, name: str, siblings: FrozenSet[str] = frozenset()) -> bool:
-        """Is a file of this name one of ours (a record, a lock, a temporary), not user data?"""
-        return is_bookkeeping(name, self.record_suffix, siblings)
+    def is_bookkeeping(self, entry: os.DirEntry[str], siblings: FrozenSet[str]) -> bool:
+        """Is this file one of ours (a record, a lock, a temporary), not user data?"""
+        return is_bookkeeping(entry, self.record_suffix, siblings)
 
 
-def is_bookkeeping(name: str, record_suffix: str, siblings: FrozenSet[str] = frozenset()) -> bool:
-    """Is this file luigi_repro's rather than the user's?
+def is_bookkeeping(entry: os.DirEntry[str], record_suffix: str, siblings: FrozenSet[str]) -> bool:
+    """Is this entry of a folder luigi_repro's own file rather than the user's data?
 
-    Only exact patterns count: ``<x>.repro.json`` beside an ``<x>`` (a sibling's record), and
-    hidden ``.<x>.repro.lock`` / ``.<x>.repro-tmp…`` files. A user's file that merely ends with
-    the suffix is data.
+    Only what luigi_repro wrote for an output in this very folder: ``<x>.repro.json`` beside an
+    ``<x>`` when it is a record describing that ``<x>``, ``.<x>.repro.lock`` when it carries
+    the run-lock mark, and hidden ``.<x>.repro-tmp…`` temporaries. A file merely *named* like a
+    record or a lock (a copied record, a user's ``notes.repro.json``) is data, and so counts in
+    the folder's fingerprint.
     """
+    name = entry.name
     if name.endswith(record_suffix) and name[: -len(record_suffix)] in siblings:
-        return True
-    return name.startswith(".") and (name.endswith(".repro.lock") or ".repro-tmp" in name)
+        output = os.path.join(os.path.dirname(entry.path), name[: -len(record_suffix)])
+        return _recognised(entry, lambda data: _describes(data, physical_path(output)))
+    if not name.startswith("."):
+        return False
+    if name.endswith(LOCK_SUFFIX):
+        return _recognised(entry, lambda data: data == LOCK_FILE_MARK)
+    return TMP_MARK.rstrip("-") in name
+
+
+#: Files read to recognise them as records or locks: larger ones are data.
+_RECOGNISE_LIMIT = 16 * 1024 * 1024
+_recognitions: collections.OrderedDict[Tuple[Any, ...], bool] = collections.OrderedDict()
+_recognitions_lock = threading.Lock()
+
+
+def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
+    """``test`` on the content of a regular file, remembered while its stat is unchanged."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    if not stat_module.S_ISREG(st.st_mode) or st.st_size > _RECOGNISE_LIMIT:
+        return False  # a link, a pipe, a device or a huge file is never one of ours
+    key = (entry.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _recognitions_lock:
+        known = _recognitions.get(key)
+    if known is not None:
+        return known
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(entry.path, flags)
+        try:
+            with os.fdopen(fd, "rb") as stream:
+                fd = -1
+                data = stream.read(_RECOGNISE_LIMIT + 1)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    except OSError:
+        return False
+    answer = test(data)
+    with _recognitions_lock:
+        _recognitions[key] = answer
+        while len(_recognitions) > 4096:
+            _recognitions.popitem(last=False)
+    return answer
+
+
+def _describes(data: bytes, output: str) -> bool:
+    """Is ``data`` a luigi_repro record with an entry for the output at ``output``?"""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(doc, dict) or doc.get("tool") != "luigi_repro":
+        return False
+    outputs = doc.get("outputs")
+    if not isinstance(outputs, list):
+        return False
+    return any(isinstance(o, dict) and o.get("uri") == output for o in outputs)
 
 
 #: Records up to this size are also remembered by their bytes (big manifests are not kept twice).

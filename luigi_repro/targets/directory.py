@@ -40,8 +40,8 @@ class HashableDirectoryTarget(HashableLocalTarget):
         """The folder's files as sorted relative paths with ``/`` separators."""
         suffix = load_settings().record_suffix
 
-        def skip(name: str, siblings: FrozenSet[str]) -> bool:
-            return is_bookkeeping(name, suffix, siblings)
+        def skip(entry: os.DirEntry[str], siblings: FrozenSet[str]) -> bool:
+            return is_bookkeeping(entry, suffix, siblings)
 
         return sorted(rel for rel, _, _ in iter_directory(self.path, skip))
 

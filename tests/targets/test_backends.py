@@ -9,7 +9,7 @@ from typing import Any, List
 
 import luigi
 import pytest
-from contract import context
+from contract import context, sample_record
 from luigi.mock import MockFileSystem, MockTarget
 from luigi.target import FileSystem, FileSystemTarget
 from pipelines import build, families, log_run, runs, write_raw
@@ -22,7 +22,8 @@ from luigi_repro import (
     TaskWithCheckingInputHash,
     judging,
 )
-from luigi_repro.targets import HashableFileSystemTarget, as_hashable
+from luigi_repro.record import dump_record
+from luigi_repro.targets import HashableFileSystemTarget, HashableLocalTarget, as_hashable
 
 # --- folders -------------------------------------------------------------------------------------
 
@@ -353,12 +354,15 @@ def test_binary_content_is_hashed_byte_for_byte() -> None:
 
 def test_only_real_bookkeeping_is_left_out_of_a_folder() -> None:
     """A sibling's record and our hidden files are skipped; a user's *.repro.json is data."""
+    from luigi_repro.locking import LOCK_FILE_MARK
+
     target = HashableDirectoryTarget("out/mixed")
+    record = dump_record(sample_record(HashableLocalTarget("out/mixed/data.csv")))
     with target.temporary_path() as folder:
         Path(folder, "data.csv").write_text("1")
-        Path(folder, "data.csv.repro.json").write_text("{}")  # a record of data.csv: ours
+        Path(folder, "data.csv.repro.json").write_bytes(record)  # the record of data.csv: ours
         Path(folder, "notes.repro.json").write_text("{}")  # no sibling "notes": user data
-        Path(folder, ".data.csv.repro.lock").write_text("")
+        Path(folder, ".data.csv.repro.lock").write_bytes(LOCK_FILE_MARK)
     assert target.files() == ["data.csv", "notes.repro.json"]
     before = target.observe(context()).fingerprint
     Path("out/mixed/notes.repro.json").write_text('{"edited": true}')
