@@ -469,6 +469,7 @@ class Judge:
         add = found.add
         record: Optional[Record] = None
         run_ids: Set[str] = set()
+        recorded_by: List[Tuple[str, Record]] = []
         entries: List[Tuple[Key, HashableTarget, OutputEntry]] = []
         for key, target in outputs:
             stored, error = self.record_of(target)
@@ -500,20 +501,36 @@ class Judge:
                     add(
                         Reason(
                             ReasonKind.BAD_RECORD,
-                            f"record {location} does not describe output(){format_key(key)}",
-                            {"record": location, "problem": "output not described"},
+                            f"record {location} does not describe output(){format_key(key)} "
+                            f"(recorded by {stored.task.label})",
+                            {
+                                "record": location,
+                                "problem": "output not described",
+                                "recorded_by": stored.task.task_id,
+                            },
                         )
                     )
                     continue
                 run_ids.add(stored.run.run_id)
+                recorded_by.append((target.uri, stored))
                 record = record or stored
                 entries.append((key, target, entry))
         if len(run_ids) > 1:
+            # Two tasks writing one path, or a run that died between writing its records.
+            described = ", ".join(
+                f"{uri} recorded by {stored.task.label} (run of {stored.run.started})"
+                for uri, stored in recorded_by
+            )
             add(
                 Reason(
                     ReasonKind.BAD_RECORD,
-                    f"the records of the outputs of {family} come from different runs",
-                    {"problem": "runs differ", "run_ids": sorted(run_ids)},
+                    f"the records of the outputs of {family} come from different runs: "
+                    + described,
+                    {
+                        "problem": "runs differ",
+                        "run_ids": sorted(run_ids),
+                        "recorded_by": {uri: stored.task.task_id for uri, stored in recorded_by},
+                    },
                 )
             )
         return record, entries
@@ -557,6 +574,8 @@ class Judge:
     ) -> None:
         add = found.add
         changed = diff_params(record.task.params, canonical_params(task, self.settings.signing_key))
+        # Another task id made the output: parameters changed, or two tasks write one path.
+        by = "" if record.task.task_id == task.task_id else f"; recorded by {record.task.label}"
         if changed:
             described = ", ".join(
                 f"{name}: {old!r} -> {new!r}" for name, (old, new) in changed.items()
@@ -564,8 +583,11 @@ class Judge:
             add(
                 Reason(
                     ReasonKind.PARAMS_CHANGED,
-                    f"parameters changed ({described})",
-                    {"params": {n: {"old": o, "new": v} for n, (o, v) in changed.items()}},
+                    f"parameters changed ({described}){by}",
+                    {
+                        "params": {n: {"old": o, "new": v} for n, (o, v) in changed.items()},
+                        "recorded_by": record.task.task_id,
+                    },
                 )
             )
         family = task.get_task_family()
@@ -574,8 +596,11 @@ class Judge:
             add(
                 Reason(
                     ReasonKind.CODE_CHANGED,
-                    f"the output was made by task {record.task.family}, not {family}",
-                    {"task": {"old": record.task.family, "new": family}},
+                    f"the output was recorded by {record.task.label}, not by {task!r}",
+                    {
+                        "task": {"old": record.task.family, "new": family},
+                        "recorded_by": record.task.task_id,
+                    },
                 )
             )
             return

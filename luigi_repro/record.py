@@ -60,6 +60,15 @@ class TaskSection:
     #: ``exec``): listed, because the fingerprint cannot vouch for what they reach.
     code_unresolved: Tuple[str, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """The task as people write it: ``TrainModel(date=2024-03-02)``."""
+        shown = ", ".join(
+            f"{name}={value if isinstance(value, str) else json.dumps(value, sort_keys=True)}"
+            for name, value in self.params.items()
+        )
+        return f"{self.family}({shown})"
+
 
 @attrs.frozen
 class InputEntry:

@@ -411,3 +411,50 @@ def test_a_data_file_named_like_a_record_in_a_folder_input_is_data() -> None:
     verdict = status_of(CountFiles())
     assert [r.kind for r in verdict.reasons] == [ReasonKind.INPUT_CHANGED]
     assert verdict.reasons[0].evidence["changed"] == ["a.csv.repro.json"]
+
+
+class TrainModel(TaskWithCheckingInputHash):
+    """Writes one fixed path whatever its date: two dates share (and overwrite) one output."""
+
+    date = luigi.DateParameter()
+
+    def output(self) -> Any:
+        return {"model": HashableLocalTarget("out/model.txt")}
+
+    def run(self) -> None:
+        with self.output()["model"].open("w") as sink:
+            sink.write(str(self.date))
+
+
+class Evaluate(TaskWithCheckingInputHash):
+    """Writes its own score and, by mistake, the same model path as TrainModel."""
+
+    def output(self) -> Any:
+        return {
+            "score": HashableLocalTarget("out/score.txt"),
+            "model": HashableLocalTarget("out/model.txt"),
+        }
+
+    def run(self) -> None:
+        for target in self.output().values():
+            with target.open("w") as sink:
+                sink.write("evaluated")
+
+
+def test_two_tasks_writing_one_path_are_named() -> None:
+    """When another task recorded an output's path, the reason names that task readably."""
+    import datetime
+
+    first, second = datetime.date(2024, 3, 2), datetime.date(2024, 3, 3)
+    assert build(TrainModel(first))
+    verdict = status_of(TrainModel(second))
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.PARAMS_CHANGED]
+    assert "recorded by TrainModel(date=2024-03-02)" in verdict.reasons[0].message
+    assert build(Evaluate())
+    assert build(TrainModel(first))  # rewrites out/model.txt and its record, not score's
+    verdict = status_of(Evaluate())
+    assert verdict.status is Status.BAD_RECORD
+    message = verdict.reasons[0].message
+    assert "come from different runs" in message
+    assert "model.txt recorded by TrainModel(date=2024-03-02)" in message
+    assert "score.txt recorded by Evaluate()" in message

@@ -36,8 +36,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _label(record: Record) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in sorted(record.task.params.items()))
-    return f"{record.task.family}({params})"
+    return record.task.label
 
 
 def _details(path: str, record: Record, style: Style) -> List[str]:
