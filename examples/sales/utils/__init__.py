@@ -1,0 +1,1 @@
+"""Helpers of the sales pipeline: the logic lives here, not in the task classes."""
