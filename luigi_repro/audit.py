@@ -362,7 +362,12 @@ class _Auditor:
         if record is None:
             kind = "raw"
             ok = not reasons
-            status = status_from_reasons(reasons).value if reasons else "EXISTS"
+            if not reasons:
+                status = "EXISTS"
+            elif all(reason.kind is ReasonKind.INPUT_CHANGED for reason in reasons):
+                status = "MISSING"  # a raw input that is gone
+            else:
+                status = status_from_reasons(reasons).value
             label, family, outputs = node.target.uri, "", (node.target.uri,)
         else:
             kind, ok = "recorded", not reasons
