@@ -133,9 +133,7 @@ def _relocate(uri: str, own: OutputEntry, target_uri: str) -> str:
     A record that moved (with a copied or moved results folder) names each local location at
     the same place relative to itself: the copy's files are the copy's, found there or missing.
     """
-    if own.uri == target_uri or not (_is_local(uri) and _is_local(own.uri)):
-        return uri
-    if not _is_local(target_uri):
+    if own.uri == target_uri or not all(map(_is_local, (uri, own.uri, target_uri))):
         return uri
     offset = os.path.relpath(uri, os.path.dirname(own.uri))
     return os.path.normpath(os.path.join(os.path.dirname(target_uri), offset))

@@ -23,6 +23,7 @@ import luigi_repro
 from luigi_repro import HashableExternalFile, TaskWithCheckingInputHash, audit_paths
 from luigi_repro.cli import main
 from luigi_repro.config import load_settings
+from luigi_repro.fingerprint import Counters
 from luigi_repro.report import TaskReport
 from luigi_repro.targets import (
     CsvTarget,
@@ -437,6 +438,22 @@ def test_an_old_record_that_fits_two_outputs_equally_is_bad_and_says_so(tmp_path
     assert "out/first/data.csv" in node.reasons[0].message
 
 
+def test_a_moved_record_whose_beside_names_no_output_is_bad() -> None:
+    """A record read away from its run whose ``beside`` names an output it does not list is
+    BAD_RECORD saying so."""
+    make_raw()
+    assert build(Report())
+    Path("moved").mkdir()
+    shutil.copy("out/report.txt", "moved/report.txt")
+    record = json.loads(Path("out/report.txt.repro.json").read_bytes())
+    record["beside"] = ["nope"]
+    Path("moved/report.txt.repro.json").write_text(json.dumps(record))
+    audit = audit_paths(["moved/report.txt"])
+    node = audit.tasks[audit.roots[0]]
+    assert node.status == "BAD_RECORD"
+    assert "names output()['nope'] as its own, which it does not list" in node.reasons[0].message
+
+
 # --- target descriptions --------------------------------------------------------------------------
 
 
@@ -468,6 +485,20 @@ def test_cli_verify_of_an_up_to_date_dataframe_output_exits_0(
     Table().output().dump(pd.DataFrame({"word": ["other"]}))
     assert main(["verify", "--format", "json", "out/x.parquet"]) == 1
     capsys.readouterr()
+
+
+def test_record_only_audit_of_unchanged_tables_reads_no_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each table's recorded stat vouches for its table fingerprint: a record-only audit of an
+    unchanged DataFrame chain stats files and reads none."""
+    monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0")
+    put_bytes(Path("raw/input.txt"), RAW_TEXT)
+    assert build(B("parquet", "here"))
+    counters = Counters()
+    assert audit_paths([output_target("parquet", "here", "b").uri], counters=counters).ok
+    assert (counters.files_hashed, counters.bytes_hashed) == (0, 0)
+    assert counters.files_statted >= 3
 
 
 def describe_output_as(description: Optional[Dict[str, Any]]) -> None:

@@ -4,6 +4,10 @@ A :class:`HashableTarget` can say what its content is (:meth:`~HashableTarget.ob
 fingerprint plus the target's own cheap proof that the content has not changed since), store the
 record that vouches for it beside itself, and name the lock that guards it during a run. The
 task-side code only ever talks to this contract, so a new storage backend is one new subclass.
+
+Records name every target by its location and, when the content is not read as raw bytes, by a
+description (:meth:`~HashableTarget.describe`); :func:`locate_target` turns the two back into a
+target, so that an audit from records alone fingerprints each file the way the run did.
 """
 
 from __future__ import annotations
