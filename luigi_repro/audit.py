@@ -5,20 +5,26 @@ every output it lists still has the recorded fingerprint, that every input still
 fingerprint it had when it was read, and follows each input that has a record of its own upstream.
 Parameters and code cannot be checked without the code; the report says so.
 
+Each location is fingerprinted the way the run fingerprinted it: a record describes every input
+and output it names (a Parquet file by its data, a plain file by its bytes), and the audit
+rebuilds the same kind of target, starting with the one it was given a path to.
+
 Records name absolute locations. When a results folder was moved or copied elsewhere (to an
-auditor's machine), locations are looked for first at the same place relative to the record being
-read, so the audit checks the copy's own files.
+auditor's machine), every local location a record names is looked for at the same place relative
+to the record being read, and only there: a file missing from the copy is reported missing at the
+copy's path, never replaced by the original, so the audit vouches for the copy's own files.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import attrs
 
 from luigi_repro.config import Settings, load_settings
+from luigi_repro.dag import format_key
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge, Missing
 from luigi_repro.localpath import physical_path
@@ -26,7 +32,7 @@ from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
-from luigi_repro.targets.base import HashableTarget, probe_exists, target_from_uri
+from luigi_repro.targets.base import HashableTarget, locate_target, probe_exists, target_from_uri
 
 __all__ = ["RECORD_ONLY_NOTE", "audit_paths", "target_for_path"]
 
@@ -37,13 +43,18 @@ RECORD_ONLY_NOTE = (
 
 
 def target_for_path(path: str, settings: Settings) -> Optional[HashableTarget]:
-    """The target for an output path, a record path (``x.repro.json``) or a URL."""
+    """The target for an output path, a record path (``x.repro.json``) or a URL.
+
+    It reads the location's raw content; the audit types it by its record (a Parquet output is
+    then fingerprinted by its data).
+    """
     location = (
         path[: -len(settings.record_suffix)] if path.endswith(settings.record_suffix) else path
     )
-    if "://" not in location:
-        location = physical_path(location)
-    return target_from_uri(location)
+    target = target_from_uri(location)  # an absolute path, a URL or another known location
+    if target is None and "://" not in location:
+        target = target_from_uri(physical_path(location))
+    return target
 
 
 @attrs.define
@@ -57,13 +68,76 @@ class _Node:
     pending: Optional[List[Tuple[str, HashableTarget, bool]]] = None
 
 
-def _own_entry(record: Record, target: HashableTarget) -> Optional[OutputEntry]:
-    """The record's entry for ``target``: same location, or the same name after a move."""
-    own = next((e for e in record.outputs if e.uri == target.uri), None)
-    if own is None:
-        name = os.path.basename(target.uri)
-        own = next((e for e in record.outputs if os.path.basename(e.uri) == name), None)
-    return own
+def _components(uri: str) -> List[str]:
+    return [part for part in uri.replace(os.sep, "/").split("/") if part]
+
+
+def _common_suffix(one: str, other: str) -> int:
+    """How many trailing path components ``one`` and ``other`` share."""
+    count = 0
+    for mine, theirs in zip(reversed(_components(one)), reversed(_components(other))):
+        if mine != theirs:
+            break
+        count += 1
+    return count
+
+
+def _own_entry(record: Record, uri: str) -> Union[OutputEntry, Reason]:
+    """The record's entry for the output at ``uri``, or the BAD_RECORD reason none fits.
+
+    The entry at that very location; else (the record was moved or copied) the entry its
+    ``beside`` names; else, for a record written before ``beside`` existed, the entry whose
+    location ends with the most path components in common with ``uri``. Never a guess: two
+    entries that fit equally well are reported as ambiguous.
+    """
+    for entry in record.outputs:
+        if entry.uri == uri:
+            return entry
+    if record.beside is not None:
+        found = record.output(record.beside)
+        if found is not None:
+            return found
+        return _not_described(
+            uri, f"names output(){format_key(record.beside)} as its own, which it does not list"
+        )
+    scores = [(_common_suffix(entry.uri, uri), entry) for entry in record.outputs]
+    best = max(score for score, _ in scores)
+    fits = [entry for score, entry in scores if score == best]
+    if best == 0:
+        return _not_described(uri, "does not describe it")
+    if len(fits) > 1:
+        return Reason(
+            ReasonKind.BAD_RECORD,
+            f"the record beside {uri} is ambiguous: it does not say which of its outputs it "
+            f"describes, and {' and '.join(entry.uri for entry in fits)} fit equally well",
+            {"uri": uri, "problem": "ambiguous output", "candidates": [e.uri for e in fits]},
+        )
+    return fits[0]
+
+
+def _not_described(uri: str, problem: str) -> Reason:
+    return Reason(
+        ReasonKind.BAD_RECORD,
+        f"the record beside {uri} {problem}",
+        {"uri": uri, "problem": "output not described"},
+    )
+
+
+def _is_local(uri: str) -> bool:
+    return os.path.isabs(uri)
+
+
+def _relocate(uri: str, own: OutputEntry, target_uri: str) -> str:
+    """Where ``uri`` is, given that the record being read describes ``own`` and sits beside
+    ``target_uri``.
+
+    A record that moved (with a copied or moved results folder) names each local location at
+    the same place relative to itself: the copy's files are the copy's, found there or missing.
+    """
+    if own.uri == target_uri or not all(map(_is_local, (uri, own.uri, target_uri))):
+        return uri
+    offset = os.path.relpath(uri, os.path.dirname(own.uri))
+    return os.path.normpath(os.path.join(os.path.dirname(target_uri), offset))
 
 
 class _Auditor:
@@ -74,15 +148,24 @@ class _Auditor:
         self.active: Set[str] = set()
 
     def node_id(self, target: HashableTarget) -> str:
-        """One node per recorded run *at one place*: a copy of the results is another node."""
+        """One node per recorded run *at one place*: a copy of the results is another node.
+
+        A copy is named by where the run's first output is in it, the same from each of the
+        run's outputs there.
+        """
         record, error = self.judge.record_of(target)
-        if record is not None:
-            own = _own_entry(record, target)
-            if own is None or own.uri == target.uri or "://" in target.uri:
-                return record.task.task_id
-            moved = os.path.relpath(os.path.dirname(target.uri), os.path.dirname(own.uri))
-            return f"{record.task.task_id}@{moved}"
-        return ("bad-record:" if error is not None else "file:") + target.uri
+        if record is None:
+            return ("bad-record:" if error is not None else "file:") + target.uri
+        task_id = record.task.task_id
+        own = _own_entry(record, target.uri)
+        if isinstance(own, Reason):
+            return f"{task_id}@{target.uri}"
+        if own.uri == target.uri:
+            return task_id
+        if not (_is_local(own.uri) and _is_local(target.uri)):
+            return f"{task_id}@{target.uri}"
+        first = next(entry.uri for entry in record.outputs if _is_local(entry.uri))
+        return f"{task_id}@{_relocate(first, own, target.uri)}"
 
     def visit(self, root: HashableTarget, is_root: bool) -> str:
         root_id = self.node_id(root)
@@ -142,9 +225,10 @@ class _Auditor:
         elif record is None:
             exists, problem = probe_exists(target)
             if not exists:
+                # An output of a task that keeps records is missing; a raw input is changed.
                 node.reasons.append(
                     Reason(
-                        ReasonKind.MISSING_OUTPUT if is_root else ReasonKind.INPUT_CHANGED,
+                        ReasonKind.MISSING_OUTPUT if expect_record else ReasonKind.INPUT_CHANGED,
                         f"{target.uri} {problem or 'does not exist'}",
                         {"uri": target.uri},
                     )
@@ -167,60 +251,51 @@ class _Auditor:
             self._check_record(node, record)
         return node
 
-    @staticmethod
-    def _relocate(uri: str, own: OutputEntry, target_uri: str) -> str:
-        """Where ``uri`` is, given that the record being read now sits at ``target_uri``.
-
-        If the record moved (a copied or moved results folder), a location at the same relative
-        place is preferred when it exists: the copy's inputs are the copy's files.
-        """
-        if own.uri == target_uri or "://" in uri or "://" in own.uri:
-            return uri
-        offset = os.path.relpath(uri, os.path.dirname(own.uri))
-        moved = os.path.normpath(os.path.join(os.path.dirname(target_uri), offset))
-        return moved if os.path.lexists(moved) else uri
-
     def _check_record(self, node: _Node, record: Record) -> None:
         target = node.target
-        own = _own_entry(record, target)
-        if own is None:
-            node.reasons.append(
-                Reason(
-                    ReasonKind.BAD_RECORD,
-                    f"the record beside {target.uri} does not describe it",
-                    {"uri": target.uri, "problem": "output not described"},
-                )
-            )
+        own = _own_entry(record, target.uri)
+        if isinstance(own, Reason):
+            node.reasons.append(own)
             return
-        output: Optional[HashableTarget]
         for output_entry in record.outputs:
-            if output_entry is own:
-                location, output = target.uri, target
-            else:
-                location = self._relocate(output_entry.uri, own, target.uri)
-                output = target_from_uri(location)
-            self._compare(node, output, location, output_entry.fingerprint, "output")
+            location = (
+                target.uri if output_entry is own else _relocate(output_entry.uri, own, target.uri)
+            )
+            output, unlocated = self._locate(location, output_entry.target, target)
+            if output_entry is own and output is not None:
+                node.target = output  # typed by its record: a table is read as a table
+            self._compare(node, output, location, output_entry.fingerprint, "output", unlocated)
         assert node.pending is not None
         for input_entry in record.inputs:
-            location = self._relocate(input_entry.uri, own, target.uri)
-            upstream = target_from_uri(location)
+            location = _relocate(input_entry.uri, own, target.uri)
+            upstream, unlocated = self._locate(location, input_entry.target, None)
             if input_entry.fingerprint is None:
                 # Recorded as unverifiable: existence is all the run could vouch for.
-                exists, problem = probe_exists(upstream)
+                exists, failure = probe_exists(upstream)
                 if upstream is not None and not exists:
                     node.reasons.append(
                         Reason(
                             ReasonKind.INPUT_CHANGED,
-                            f"input {location} {problem or 'does not exist'}",
+                            f"input {location} {failure or 'does not exist'}",
                             {"uri": location, "old": None, "new": None},
                         )
                     )
                 continue
-            found = self._compare(node, upstream, location, input_entry.fingerprint, "input")
-            if found and upstream is not None:
+            self._compare(node, upstream, location, input_entry.fingerprint, "input", unlocated)
+            if upstream is not None:
+                # Visited even when missing: its own record says what became of it.
                 node.pending.append((input_entry.uri, upstream, input_entry.recorded))
-        assert node.pending is not None
         node.pending.reverse()
+
+    @staticmethod
+    def _locate(
+        location: str, description: Optional[Mapping[str, Any]], known: Optional[HashableTarget]
+    ) -> Tuple[Optional[HashableTarget], Optional[str]]:
+        """The target at ``location`` that reads its content as ``description`` says
+        (``known`` itself when it already does), or None and why."""
+        if known is not None and known.uri == location and known.describe() == description:
+            return known, None
+        return locate_target(location, description)
 
     def _compare(
         self,
@@ -229,15 +304,24 @@ class _Auditor:
         location: str,
         recorded: str,
         role: str,
-    ) -> bool:
-        """Compare one recorded fingerprint with the content now; True if the content exists."""
+        unlocated: Optional[str],
+    ) -> None:
+        """Compare one recorded fingerprint with the content now.
+
+        ``unlocated`` says why ``target`` is None: the location cannot be read by this audit.
+        """
         changed = ReasonKind.OUTPUT_MODIFIED if role == "output" else ReasonKind.INPUT_CHANGED
         missing = ReasonKind.MISSING_OUTPUT if role == "output" else ReasonKind.INPUT_CHANGED
         if target is None:
+            why = unlocated or "cannot be located"
             node.reasons.append(
-                Reason(missing, f"{role} {location} cannot be located", {"uri": location})
+                Reason(
+                    missing,
+                    f"{role} {location} {why}",
+                    {"uri": location, "problem": "cannot be located"},
+                )
             )
-            return False
+            return
         algorithm = usable_algorithm(recorded)
         if algorithm is None:
             node.reasons.append(
@@ -248,7 +332,7 @@ class _Auditor:
                     {"uri": location, "problem": "unusable algorithm"},
                 )
             )
-            return False
+            return
         outcome = self.judge.observe(target, algorithm)
         if isinstance(outcome, Missing):
             node.reasons.append(
@@ -258,7 +342,7 @@ class _Auditor:
                     {"uri": location, "old": recorded, "new": None},
                 )
             )
-            return False
+            return
         if outcome.fingerprint != recorded:
             verb = "was modified after it was written" if role == "output" else "changed"
             node.reasons.append(
@@ -268,7 +352,6 @@ class _Auditor:
                     {"uri": location, "old": recorded, "new": outcome.fingerprint},
                 )
             )
-        return True
 
     def _close(self, node: _Node) -> None:
         self.active.discard(node.node_id)
@@ -278,7 +361,12 @@ class _Auditor:
         if record is None:
             kind = "raw"
             ok = not reasons
-            status = status_from_reasons(reasons).value if reasons else "EXISTS"
+            if not reasons:
+                status = "EXISTS"
+            elif all(reason.kind is ReasonKind.INPUT_CHANGED for reason in reasons):
+                status = "MISSING"  # a raw input that is gone
+            else:
+                status = status_from_reasons(reasons).value
             label, family, outputs = node.target.uri, "", (node.target.uri,)
         else:
             kind, ok = "recorded", not reasons

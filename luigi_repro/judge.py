@@ -801,7 +801,7 @@ class Judge:
             if self._trace is not None:
                 # Its class may be imported later in this process, and then it can be judged.
                 self._trace.reusable = False
-        return None, target_from_uri(entry.uri)
+        return None, target_from_uri(entry.uri, entry.target)
 
     # --- the walk over the DAG ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
+import attrs
 import luigi
 
 from luigi_repro import environment
@@ -235,8 +236,10 @@ class RunProtocol:
         record = self._record(outputs, adopted)
         if self._held is not None:
             self._held.check()  # a lost lock means someone else may have run it: no record
-        for _, target in self.outputs:
-            target.write_record(self.settings, record)
+        for key, target in self.outputs:
+            # Each copy names the output it sits beside: an audit of a copied results folder
+            # then knows which entry describes the file next to it.
+            target.write_record(self.settings, attrs.evolve(record, beside=key))
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
         return record
 
@@ -252,6 +255,7 @@ class RunProtocol:
                     size=observation.size,
                     state=observation.state,
                     manifest=observation.manifest,
+                    target=target.describe(),
                 )
         raise OutputUnstable(self.task.task_id, target.uri)
 
@@ -280,6 +284,8 @@ class RunProtocol:
                     dynamic=ref.dynamic,
                     manifest=None if before is None else before.manifest,
                     recorded=is_checked_task(ref.task),
+                    # How it was fingerprinted (a table's data, not its bytes), for audits.
+                    target=None if hashable is None else hashable.describe(),
                 )
             )
         algorithm = self.settings.hash_algorithm

@@ -4,6 +4,10 @@ A :class:`HashableTarget` can say what its content is (:meth:`~HashableTarget.ob
 fingerprint plus the target's own cheap proof that the content has not changed since), store the
 record that vouches for it beside itself, and name the lock that guards it during a run. The
 task-side code only ever talks to this contract, so a new storage backend is one new subclass.
+
+Records name every target by its location and, when the content is not read as raw bytes, by a
+description (:meth:`~HashableTarget.describe`); :func:`locate_target` turns the two back into a
+target, so that an audit from records alone fingerprints each file the way the run did.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ __all__ = [
     "RecordCache",
     "as_hashable",
     "is_bookkeeping",
+    "locate_target",
     "register_adapter",
+    "register_target_type",
     "register_uri_resolver",
     "target_from_uri",
 ]
@@ -235,6 +241,16 @@ class HashableTarget(abc.ABC):
     #: a DataFrame file holds). Fingerprints of different kinds are never compared.
     fingerprint_kind: str = "bytes"
 
+    def describe(self) -> Optional[Dict[str, Any]]:
+        """How :meth:`observe` reads the content, as a small JSON object kept in records.
+
+        None for the raw bytes (of a file, folder, object…), which the location alone tells;
+        otherwise ``{"type": …}`` plus the options that change the fingerprint (a CSV's
+        delimiter), so that :func:`locate_target` can rebuild a target that fingerprints the
+        same content the same way from a record alone.
+        """
+        return None
+
     def lock_name(self) -> str:
         """The name of the run lock guarding this output (a lock-file path for file locks).
 
@@ -346,12 +362,23 @@ def as_hashable(target: Any) -> Optional[HashableTarget]:
 #: Turns a URI found in a record back into a target, or returns None if it is not its kind.
 UriResolver = Callable[[str], Optional[HashableTarget]]
 
+#: Turns a location and a description of its type back into a target; raises ValueError (with
+#: the reason) when the description's options or the location do not fit the type.
+TypeResolver = Callable[[str, Mapping[str, Any]], HashableTarget]
+
 _resolvers: Dict[str, UriResolver] = {}
+_types: Dict[str, TypeResolver] = {}
 
 
 def register_uri_resolver(name: str, resolver: UriResolver) -> None:
     """Teach :func:`target_from_uri` a new kind of location."""
     _resolvers[name] = resolver
+
+
+def register_target_type(name: str, resolver: TypeResolver) -> None:
+    """Teach :func:`locate_target` the targets whose :meth:`~HashableTarget.describe` has
+    ``{"type": name}``."""
+    _types[name] = resolver
 
 
 #: Location prefixes whose backend is loaded the first time such a location is resolved.
@@ -362,20 +389,59 @@ _LAZY_SCHEMES = {
     "mock:": "luigi_repro.targets.mock",
 }
 
+#: Described types whose backend is loaded the first time such a description is resolved.
+_LAZY_TYPES = {
+    "csv": "luigi_repro.targets.dataframe",
+    "feather": "luigi_repro.targets.dataframe",
+    "parquet": "luigi_repro.targets.dataframe",
+}
 
-def target_from_uri(uri: str) -> Optional[HashableTarget]:
-    """A target for a URI read from a record (used for lineage and dynamic inputs), or None."""
-    for prefix, backend in _LAZY_SCHEMES.items():
-        if uri.startswith(prefix) and backend not in sys.modules:
-            importlib.import_module(backend)  # registers the backend's resolver
-    for resolver in _resolvers.values():
-        try:
-            target = resolver(uri)
-        except Exception:  # noqa: BLE001 - a URI nobody can resolve is "cannot be located"
-            target = None
-        if target is not None:
-            return target
-    return None
+
+def locate_target(
+    uri: str, description: Optional[Mapping[str, Any]] = None
+) -> Tuple[Optional[HashableTarget], Optional[str]]:
+    """The target at ``uri`` that fingerprints its content as ``description`` says, or None
+    with the reason it cannot be located.
+
+    Without a description the location alone decides (raw bytes). A description of a type this
+    version does not know, or with options it cannot use, is never read as raw bytes instead:
+    that would compare two different kinds of fingerprint.
+    """
+    if description is None:
+        for prefix, backend in _LAZY_SCHEMES.items():
+            if uri.startswith(prefix) and backend not in sys.modules:
+                importlib.import_module(backend)  # registers the backend's resolver
+        for resolver in _resolvers.values():
+            try:
+                target = resolver(uri)
+            except Exception:  # noqa: BLE001 - a URI nobody can resolve is "cannot be located"
+                target = None
+            if target is not None:
+                return target, None
+        return None, "is not a location luigi_repro can read"
+    kind = description.get("type")
+    typed_backend = _LAZY_TYPES.get(kind) if isinstance(kind, str) else None
+    if typed_backend is not None and typed_backend not in sys.modules:
+        importlib.import_module(typed_backend)  # registers the backend's types
+    type_resolver = _types.get(kind) if isinstance(kind, str) else None
+    if type_resolver is None:
+        return None, (
+            f"is described as a {kind!r} target, which this version of luigi_repro cannot read"
+        )
+    try:
+        return type_resolver(uri, description), None
+    except ValueError as exc:
+        return None, f"cannot be read as a {kind} target ({exc})"
+
+
+def target_from_uri(
+    uri: str, description: Optional[Mapping[str, Any]] = None
+) -> Optional[HashableTarget]:
+    """A target for a URI (and target description) read from a record, or None.
+
+    :func:`locate_target` also says why a location cannot be located.
+    """
+    return locate_target(uri, description)[0]
 
 
 def probe_exists(target: Any) -> Tuple[bool, Optional[str]]:

@@ -23,12 +23,17 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.statcache import fingerprint_file
 from luigi_repro.tablehash import fingerprint_table, require_pyarrow
-from luigi_repro.targets.base import FingerprintContext, Observation
+from luigi_repro.targets.base import (
+    FingerprintContext,
+    HashableTarget,
+    Observation,
+    register_target_type,
+)
 from luigi_repro.targets.local import HashableLocalTarget, file_hint
 
 __all__ = ["CsvTarget", "FeatherTarget", "ParquetTarget"]
@@ -131,6 +136,9 @@ class _TableTarget(HashableLocalTarget):
 class ParquetTarget(_TableTarget):
     """A Parquet file. ``options`` go to ``pyarrow.parquet.write_table`` (compression…)."""
 
+    def describe(self) -> Optional[Dict[str, Any]]:
+        return {"type": "parquet"}
+
     def _read(self, path: str) -> Any:
         require_pyarrow()
         import pyarrow.parquet as pq
@@ -146,6 +154,9 @@ class ParquetTarget(_TableTarget):
 
 class FeatherTarget(_TableTarget):
     """A Feather v2 (Arrow IPC) file. ``options`` go to ``pyarrow.feather.write_feather``."""
+
+    def describe(self) -> Optional[Dict[str, Any]]:
+        return {"type": "feather"}
 
     def _read(self, path: str) -> Any:
         require_pyarrow()
@@ -177,6 +188,9 @@ class CsvTarget(_TableTarget):
         # so its fingerprints are kept apart (stat cache, records' state, one check's memo).
         if delimiter != ",":
             self.fingerprint_kind = f"table:csv-delimiter-{ord(delimiter)}"
+
+    def describe(self) -> Optional[Dict[str, Any]]:
+        return {"type": "csv", "delimiter": self.delimiter}
 
     def _to_table(self, data: Any) -> Any:
         pa = require_pyarrow()
@@ -224,3 +238,28 @@ class CsvTarget(_TableTarget):
         import pyarrow.csv as csv
 
         csv.write_csv(table, path, write_options=csv.WriteOptions(delimiter=self.delimiter))
+
+
+def _type_resolver(
+    cls: Callable[..., _TableTarget], *options: str
+) -> Callable[[str, Mapping[str, Any]], HashableTarget]:
+    """Rebuilds a ``cls`` target from a record's location and description.
+
+    An option this version does not know may change how the data is read, so it is refused
+    rather than ignored.
+    """
+
+    def resolve(uri: str, description: Mapping[str, Any]) -> HashableTarget:
+        unknown = sorted(set(description) - {"type", *options})
+        if unknown:
+            raise ValueError(f"its description has options this version does not know: {unknown}")
+        if not os.path.isabs(uri) or "\0" in uri:
+            raise ValueError(f"{uri!r} is not the absolute path of a local file")
+        return cls(uri, **{name: description[name] for name in options if name in description})
+
+    return resolve
+
+
+register_target_type("parquet", _type_resolver(ParquetTarget))
+register_target_type("feather", _type_resolver(FeatherTarget))
+register_target_type("csv", _type_resolver(CsvTarget, "delimiter"))

@@ -15,7 +15,12 @@ import pytest
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError
 from luigi_repro.record import InputEntry, OutputEntry, Record, RunSection, TaskSection
-from luigi_repro.targets.base import FingerprintContext, HashableTarget, as_hashable
+from luigi_repro.targets.base import (
+    FingerprintContext,
+    HashableTarget,
+    as_hashable,
+    locate_target,
+)
 
 Make = Callable[[str], HashableTarget]
 Put = Callable[[HashableTarget, Any], None]
@@ -49,6 +54,8 @@ class TargetContract:
     cheap_recheck = True
     #: Can the backend tell cheaply that content was rewritten (``change_token``)?
     has_change_token = True
+    #: Can a target be rebuilt from its URI and description alone (as a record-only audit does)?
+    locatable = True
 
     @pytest.fixture
     def make(self) -> Make:
@@ -173,6 +180,24 @@ class TargetContract:
         before = target.observe(context(full=True)).fingerprint
         target.write_record(settings, sample_record(target))
         assert target.observe(context(full=True)).fingerprint == before
+
+    def test_rebuilt_from_its_location_and_description_it_fingerprints_alike(
+        self, make: Make, put: Put, payload: Payload
+    ) -> None:
+        """locate_target(uri, describe()) gives a target that reads the same content the same
+        way, as an audit from records needs; a backend that cannot be located says why."""
+        target = make(fresh_name())
+        put(target, payload(1))
+        rebuilt, problem = locate_target(target.uri, target.describe())
+        if not self.locatable:
+            assert rebuilt is None
+            assert problem
+            return
+        assert rebuilt is not None, problem
+        assert (rebuilt.uri, rebuilt.describe()) == (target.uri, target.describe())
+        assert rebuilt.fingerprint_kind == target.fingerprint_kind
+        expected = target.observe(context(full=True)).fingerprint
+        assert rebuilt.observe(context(full=True)).fingerprint == expected
 
     # --- replacement, identity ---------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class TestFileSystemAdapter(TargetContract):
 
     cheap_recheck = False
     has_change_token = False
+    locatable = False  # its locations name a file system only its own target class can reach
 
     @pytest.fixture
     def make(self) -> Make:
