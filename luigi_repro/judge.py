@@ -635,7 +635,9 @@ class Judge:
     ) -> Tuple[luigi.Task, ...]:
         add = found.add
         current = {(ref.key, ref.output_key): ref for ref in static_inputs(requirements)}
-        recorded = {(e.key, e.output_key): e for e in record.inputs if not e.dynamic}
+        recorded = {
+            (e.key, e.output_key): e for e in record.inputs if not (e.dynamic or e.undeclared)
+        }
         added = [current[k] for k in current if k not in recorded]
         removed = [recorded[k] for k in recorded if k not in current]
         if added:
@@ -665,6 +667,8 @@ class Judge:
                 self._check_input(ref.label, ref.target, entry, found, ref.task)
                 if found.done:
                     return ()
+        if self._check_undeclared(record, found):
+            return ()
         rebuilt: List[luigi.Task] = []
         for entry in record.inputs:
             if not entry.dynamic:
@@ -687,6 +691,42 @@ class Judge:
                 break
         return tuple(rebuilt)
 
+    def _check_undeclared(self, record: Record, found: _Findings) -> bool:
+        """Files ``run()`` read without declaring them: checked by their location, like raw files.
+
+        Under ``undeclared_reads = track`` a record that only *lists* such files (written under
+        ``warn``) cannot vouch for their content. True when the check already has its answer.
+        """
+        listed = record.undeclared_reads
+        if listed and self.settings.undeclared_reads == "track":
+            found.add(
+                Reason(
+                    ReasonKind.INPUTS_ADDED,
+                    "files read without being declared are tracked now, but the record did not "
+                    "fingerprint them: " + ", ".join(listed),
+                    {"inputs": [{"input": "undeclared", "uri": uri} for uri in listed]},
+                )
+            )
+            if found.done:
+                return True
+        for entry in record.inputs:
+            if not entry.undeclared:
+                continue
+            target = target_from_uri(entry.uri)
+            if target is None:
+                found.add(
+                    Reason(
+                        ReasonKind.INPUT_CHANGED,
+                        f"undeclared input {entry.uri} can no longer be located",
+                        {"input": "undeclared", "uri": entry.uri, "old": entry.fingerprint},
+                    )
+                )
+            else:
+                self._check_input("undeclared", target, entry, found, None)
+            if found.done:
+                return True
+        return False
+
     def _check_input(
         self,
         label: str,
@@ -699,13 +739,14 @@ class Judge:
         hashable = as_hashable(target)
         uri = _uri_of(target)
         base = {"input": label, "uri": uri, "old": entry.fingerprint}
+        named = f"undeclared input {uri}" if entry.undeclared else f"input {label} ({uri})"
         if entry.fingerprint is None or hashable is None:
             exists, failure = self._exists(target)
             if entry.fingerprint is None and hashable is None and exists:
                 found.note(
                     Reason(
                         ReasonKind.INPUT_UNVERIFIABLE,
-                        f"input {label} ({uri}) can only be checked for existence",
+                        f"{named} can only be checked for existence",
                         {**base, "new": None},
                     )
                 )
@@ -719,7 +760,7 @@ class Judge:
             add(
                 Reason(
                     ReasonKind.INPUT_CHANGED,
-                    f"input {label} ({uri}) {problem}",
+                    f"{named} {problem}",
                     {**base, "new": None},
                 )
             )
@@ -728,13 +769,14 @@ class Judge:
         if algorithm is None:
             add(_unusable_algorithm(uri, entry.fingerprint))
             return
-        recorded = producer is None or is_checked_task(producer)
+        # A file read without being declared is raw data: no record beside it is looked for.
+        recorded = not entry.undeclared and (producer is None or is_checked_task(producer))
         outcome = self.observe(hashable, algorithm, recorded)
         if isinstance(outcome, Missing):
             add(
                 Reason(
                     ReasonKind.INPUT_CHANGED,
-                    f"input {label} ({uri}) {outcome.problem}",
+                    f"{named} {outcome.problem}",
                     {**base, "new": None},
                 )
             )
@@ -744,8 +786,7 @@ class Judge:
             add(
                 Reason(
                     ReasonKind.INPUT_CHANGED,
-                    f"input {label} ({uri}) changed "
-                    f"({short(entry.fingerprint)} -> {short(outcome.fingerprint)})",
+                    f"{named} changed ({short(entry.fingerprint)} -> {short(outcome.fingerprint)})",
                     evidence,
                 )
             )

@@ -33,6 +33,7 @@ from luigi_repro.dag import flatten_with_keys
 from luigi_repro.judge import judging
 from luigi_repro.params import capture_code, class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
+from luigi_repro.reads import unwatched, watching
 from luigi_repro.targets.local import HashableLocalTarget
 
 __all__ = [
@@ -56,10 +57,12 @@ _inside_run: contextvars.ContextVar[FrozenSet[int]] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def _running(task: luigi.Task) -> Iterator[None]:
+def _running(task: luigi.Task, protocol: RunProtocol) -> Iterator[None]:
+    """The user code of ``task.run()`` executes in this block: its file reads are watched."""
     token = _inside_run.set(_inside_run.get() | {id(task)})
     try:
-        yield
+        with watching(protocol.reads):
+            yield
     finally:
         _inside_run.reset(token)
 
@@ -79,7 +82,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
             inner = func(self)
             try:
                 try:
-                    with _running(self):
+                    with _running(self, protocol):
                         yielded = next(inner)
                 except StopIteration:
                     protocol.finish()
@@ -94,7 +97,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
                         raise
                     except BaseException as exc:  # noqa: BLE001 - forwarded like `yield from`
                         try:
-                            with _running(self):
+                            with _running(self, protocol):
                                 yielded = inner.throw(exc)
                         except StopIteration:
                             break
@@ -102,7 +105,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
                     # Luigi resumes us only once the yielded tasks are complete.
                     protocol.add_dynamic(yielded)
                     try:
-                        with _running(self):
+                        with _running(self, protocol):
                             yielded = inner.send(sent)
                     except StopIteration:
                         break
@@ -122,7 +125,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
         if not protocol.begin():
             return None
         try:
-            with _running(self):
+            with _running(self, protocol):
                 result = func(self)
             if inspect.isgenerator(result):
                 raise TypeError(
@@ -189,9 +192,11 @@ class CheckingInputHashMixin(luigi.Task):
 
     def complete(self) -> bool:
         """True when outputs, records, parameters, code and inputs all agree, recursively."""
-        environment.warm()  # once per process, before Luigi forks workers that would redo it
-        with judging() as judge:
-            return judge.status(self).ok
+        # Reads made to judge (records, fingerprints) are luigi_repro's, even inside a run().
+        with unwatched():
+            environment.warm()  # once per process, before Luigi forks workers that would redo it
+            with judging() as judge:
+                return judge.status(self).ok
 
 
 class TaskWithCheckingInputHash(CheckingInputHashMixin):
@@ -227,6 +232,6 @@ class WrapperTask(luigi.WrapperTask):
     """
 
     def complete(self) -> bool:
-        with judging() as judge:
+        with unwatched(), judging() as judge:
             requirements = self.requires()  # type: ignore[no-untyped-call]  # luigi is untyped
             return all(judge.is_complete(task) for _, task in flatten_with_keys(requirements))
