@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import site
 import stat as stat_module
@@ -50,6 +51,8 @@ __all__ = ["ReadWatch", "local_path_of", "unwatched", "watching"]
 
 #: Folders whose files are never the task's data, wherever the interpreter lives.
 _SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+#: Luigi's temporary names for an output: ``<output>-luigi-tmp-<digits>``.
+_LUIGI_TMP = "-luigi-tmp-"
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: An open with these flags discards or creates the content: nothing is read from the file.
@@ -165,31 +168,40 @@ def _interpreter_folders() -> List[str]:
     return folders
 
 
-def _folder_prefix(folder: str) -> str:
-    return os.path.join(os.path.normpath(os.path.abspath(folder)), "")
+def _folders(paths: Iterable[str]) -> Set[str]:
+    """Each folder made absolute, as given and with symbolic links resolved."""
+    found: Set[str] = set()
+    for path in paths:
+        absolute = os.path.normpath(os.path.abspath(path))
+        found.update((absolute, os.path.realpath(absolute)))
+    found.discard(os.sep)  # an interpreter installed at the root must not hide every file
+    return found
 
 
-def _system_prefixes(settings: Settings) -> Set[str]:
-    """Where nothing is the task's data, spelled as given and with symbolic links resolved.
+@functools.lru_cache(maxsize=1)
+def _fixed_folders() -> FrozenSet[str]:
+    """The interpreter's folders, the system's and the time-zone database: fixed per process."""
+    return frozenset(_folders([*_interpreter_folders(), *_SYSTEM_FOLDERS, *zoneinfo.TZPATH]))
 
-    Folders (interpreter, temp, luigi_repro's cache folder with its locks) end with a separator;
-    the stat cache file is a plain prefix, which also covers SQLite's ``-wal`` and ``-shm``.
-    """
-    folders = [
-        *_interpreter_folders(),
-        tempfile.gettempdir(),
-        *_SYSTEM_FOLDERS,
-        *zoneinfo.TZPATH,  # the time-zone database: read by importing pandas, for one
-        os.path.dirname(default_stat_cache_path()),
-    ]
-    prefixes = set()
-    for folder in folders:
-        prefixes.add(_folder_prefix(folder))
-        prefixes.add(_folder_prefix(os.path.realpath(folder)))
-    prefixes.discard(os.sep)  # an interpreter installed at the root must not hide every file
-    if settings.stat_cache_path is not None:
-        prefixes.add(os.path.normpath(os.path.abspath(settings.stat_cache_path)))
-    return prefixes
+
+def _system_folders() -> Set[str]:
+    """Folders whose files are never the task's data: the above, the temp folder, and
+    luigi_repro's cache folder (stat cache and run locks of non-local outputs)."""
+    return {
+        *_fixed_folders(),
+        *_folders([tempfile.gettempdir(), os.path.dirname(default_stat_cache_path())]),
+    }
+
+
+def _inside(path: str, folders: Set[str]) -> bool:
+    """Is ``path`` inside one of ``folders``? One set lookup per parent folder."""
+    end = len(path)
+    while True:
+        end = path.rfind(os.sep, 0, end)
+        if end <= 0:
+            return False
+        if path[:end] in folders:
+            return True
 
 
 def _module_files() -> FrozenSet[str]:
@@ -215,9 +227,11 @@ def _module_files() -> FrozenSet[str]:
 
 def _is_bookkeeping(path: str, record_suffix: str) -> bool:
     """A record, run lock or temporary file of luigi_repro's."""
-    name = os.path.basename(path)
-    if name.endswith(record_suffix):
+    if path.endswith(record_suffix):
         return True
+    if ".repro" not in path:  # cheap first test: both names below contain it
+        return False
+    name = os.path.basename(path)
     return name.startswith(".") and (name.endswith(".repro.lock") or ".repro-tmp" in name)
 
 
@@ -231,39 +245,43 @@ class ReadWatch:
     def __init__(self, task_id: str, settings: Settings) -> None:
         self.task_id = task_id
         self._record_suffix = settings.record_suffix
+        #: Files and folders not counted: declared inputs, outputs, the system's folders.
         self._files: Set[str] = set()
-        self._prefixes: Set[str] = _system_prefixes(settings)
-        self._prefix_tuple = tuple(self._prefixes)
+        self._folders: Set[str] = _system_folders()
+        self._outputs: Set[str] = set()
+        #: The stat cache, as a prefix that also covers SQLite's ``-wal`` and ``-shm`` files.
+        self._stat_cache = (
+            os.path.normpath(os.path.abspath(settings.stat_cache_path))
+            if settings.stat_cache_path is not None
+            else None
+        )
         #: Every path seen, with its stat at the first open; None when it is not a data read.
         self._seen: Dict[str, Optional[StatKey]] = {}
         self._lock = threading.Lock()
 
     def exclude_inputs(self, targets: Iterable[Any]) -> None:
         """Declared inputs are not undeclared reads, nor is anything inside a declared folder."""
-        for target in targets:
-            path = local_path_of(target)
-            if path is not None:
-                self._exclude(path, ())
+        paths = [path for path in map(local_path_of, targets) if path is not None]
+        with self._lock:
+            self._files.update(paths)
+            self._folders.update(paths)
 
     def exclude_outputs(self, targets: Iterable[Any]) -> None:
-        """The task's own outputs (read back, or written through temporary names)."""
-        for target in targets:
-            path = local_path_of(target)
-            if path is not None:
-                self._exclude(path, (path + "-luigi-tmp-",))
-
-    def _exclude(self, path: str, extra: Tuple[str, ...]) -> None:
+        """The task's own outputs: read back, inside an output folder, or temporary names."""
+        paths = [path for path in map(local_path_of, targets) if path is not None]
         with self._lock:
-            self._files.add(path)
-            self._prefixes.update((os.path.join(path, ""), *extra))
-            self._prefix_tuple = tuple(self._prefixes)
+            self._files.update(paths)
+            self._folders.update(paths)
+            self._outputs.update(paths)
 
     def _excluded(self, path: str) -> bool:
-        return (
-            path in self._files
-            or path.startswith(self._prefix_tuple)
-            or _is_bookkeeping(path, self._record_suffix)
-        )
+        if path in self._files or _is_bookkeeping(path, self._record_suffix):
+            return True
+        if self._stat_cache is not None and path.startswith(self._stat_cache):
+            return True
+        if _LUIGI_TMP in path and path.partition(_LUIGI_TMP)[0] in self._outputs:
+            return True  # <output>-luigi-tmp-NNN, or a file inside such a temporary folder
+        return _inside(path, self._folders)
 
     def note(self, path: str) -> None:
         """``path`` is being opened for reading (called by the hook, before the open)."""
