@@ -7,6 +7,8 @@
 4. Remove the task's records: a record may only ever describe a finished, verified output.
 5. Run (the caller does this, between :meth:`RunProtocol.begin` and :meth:`RunProtocol.finish`).
 6. Fingerprint the inputs again; if any changed during the run, fail naming it, with no record.
+   Files ``run()`` opened without declaring them (:mod:`luigi_repro.reads`) are warned about,
+   tracked as implicit inputs or refused, as ``[luigi_repro] undeclared_reads`` says.
 7. Fingerprint the outputs, write the records, release the locks.
 
 A crash at any point leaves either the old records (before step 4), no record (steps 4-7, so the
