@@ -24,9 +24,18 @@ import luigi.configuration
 from luigi_repro.errors import ConfigError
 from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
 
-__all__ = ["POLICIES", "ReproConfig", "Settings", "default_stat_cache_path", "load_settings"]
+__all__ = [
+    "POLICIES",
+    "READ_POLICIES",
+    "ReproConfig",
+    "Settings",
+    "default_stat_cache_path",
+    "load_settings",
+]
 
 POLICIES = ("rerun", "warn", "ignore")
+#: What a run does with files it read without declaring them.
+READ_POLICIES = ("warn", "track", "error", "ignore")
 
 
 class ReproConfig(luigi.Config):
@@ -62,6 +71,10 @@ class ReproConfig(luigi.Config):
     on_env_change = luigi.Parameter(
         default="warn", description="rerun | warn | ignore when Python or package versions changed."
     )
+    undeclared_reads = luigi.Parameter(
+        default="warn",
+        description="warn | track | error | ignore when run() reads files it does not declare.",
+    )
     hmac_key_env = luigi.Parameter(
         default="LUIGI_REPRO_HMAC_KEY",
         description="Environment variable holding the key that signs and verifies records.",
@@ -95,6 +108,7 @@ class Settings:
     stat_cache_path: Optional[str] = None
     on_code_change: str = "rerun"
     on_env_change: str = "warn"
+    undeclared_reads: str = "warn"
     hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
 
     @property
@@ -142,6 +156,7 @@ _OPTIONS = (
     "stat_cache",
     "on_code_change",
     "on_env_change",
+    "undeclared_reads",
     "hmac_key_env",
 )
 
@@ -217,5 +232,8 @@ def _read_settings() -> Settings:
         stat_cache_path=stat_cache_path,
         on_code_change=_choice("on_code_change", _option(config, "on_code_change"), POLICIES),
         on_env_change=_choice("on_env_change", _option(config, "on_env_change"), POLICIES),
+        undeclared_reads=_choice(
+            "undeclared_reads", _option(config, "undeclared_reads"), READ_POLICIES
+        ),
         hmac_key_env=key_env,
     )

@@ -16,6 +16,7 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
           +-- OutputNotWritten            run() returned without (re)writing an output
           +-- OutputUnstable              an output kept changing while it was fingerprinted
           +-- LockLost                    the run lock was taken away while the task ran
+          +-- UndeclaredRead              run() read files it does not declare (policy error)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "RecordError",
     "ReproError",
     "RunProtocolError",
+    "UndeclaredRead",
     "UnsupportedTarget",
 ]
 
@@ -163,4 +165,17 @@ class LockLost(RunProtocolError):
         super().__init__(
             f"the run lock {lock_name} of task {task_id} was lost while the task ran, so another "
             "process may have run it too; no record was written, the task will run again."
+        )
+
+
+class UndeclaredRead(RunProtocolError):
+    """``run()`` read files it does not declare, under ``undeclared_reads = error``."""
+
+    def __init__(self, task_id: str, paths: Sequence[str]) -> None:
+        self.task_id = task_id
+        self.paths = tuple(paths)
+        super().__init__(
+            f"task {task_id} read file(s) it does not declare: {', '.join(self.paths)}; "
+            "declare each in requires() with HashableExternalFile(path) (or set "
+            "[luigi_repro] undeclared_reads = track); no record was written."
         )

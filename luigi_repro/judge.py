@@ -36,6 +36,7 @@ from luigi_repro.errors import RecordError, ReproError
 from luigi_repro.fingerprint import Counters, diff_manifests, short, usable_algorithm
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of, diff_params
+from luigi_repro.reads import unwatched
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record
 from luigi_repro.statcache import open_stat_cache
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
@@ -660,7 +661,9 @@ class Judge:
     ) -> Tuple[luigi.Task, ...]:
         add = found.add
         current = {(ref.key, ref.output_key): ref for ref in static_inputs(requirements)}
-        recorded = {(e.key, e.output_key): e for e in record.inputs if not e.dynamic}
+        recorded = {
+            (e.key, e.output_key): e for e in record.inputs if not (e.dynamic or e.undeclared)
+        }
         added = [current[k] for k in current if k not in recorded]
         removed = [recorded[k] for k in recorded if k not in current]
         if added:
@@ -690,6 +693,8 @@ class Judge:
                 self._check_input(ref.label, ref.target, entry, found, ref.task)
                 if found.done:
                     return ()
+        if self._check_undeclared(record, found):
+            return ()
         rebuilt: List[luigi.Task] = []
         for entry in record.inputs:
             if not entry.dynamic:
@@ -718,6 +723,42 @@ class Judge:
                 break
         return tuple(rebuilt)
 
+    def _check_undeclared(self, record: Record, found: _Findings) -> bool:
+        """Files ``run()`` read without declaring them: checked by their location, like raw files.
+
+        Under ``undeclared_reads = track`` a record that only *lists* such files (written under
+        ``warn``) cannot vouch for their content. True when the check already has its answer.
+        """
+        listed = record.undeclared_reads
+        if listed and self.settings.undeclared_reads == "track":
+            found.add(
+                Reason(
+                    ReasonKind.INPUTS_ADDED,
+                    "files read without being declared are tracked now, but the record did not "
+                    "fingerprint them: " + ", ".join(listed),
+                    {"inputs": [{"input": "undeclared", "uri": uri} for uri in listed]},
+                )
+            )
+            if found.done:
+                return True
+        for entry in record.inputs:
+            if not entry.undeclared:
+                continue
+            target = target_from_uri(entry.uri)
+            if target is None:
+                found.add(
+                    Reason(
+                        ReasonKind.INPUT_CHANGED,
+                        f"undeclared input {entry.uri} can no longer be located",
+                        {"input": "undeclared", "uri": entry.uri, "old": entry.fingerprint},
+                    )
+                )
+            else:
+                self._check_input("undeclared", target, entry, found, None)
+            if found.done:
+                return True
+        return False
+
     def _check_input(
         self,
         label: str,
@@ -730,13 +771,14 @@ class Judge:
         hashable = as_hashable(target)
         uri = _uri_of(target)
         base = {"input": label, "uri": uri, "old": entry.fingerprint}
+        named = f"undeclared input {uri}" if entry.undeclared else f"input {label} ({uri})"
         if entry.fingerprint is None or hashable is None:
             exists, failure = self._exists(target)
             if entry.fingerprint is None and hashable is None and exists:
                 found.note(
                     Reason(
                         ReasonKind.INPUT_UNVERIFIABLE,
-                        f"input {label} ({uri}) can only be checked for existence",
+                        f"{named} can only be checked for existence",
                         {**base, "new": None},
                     )
                 )
@@ -750,7 +792,7 @@ class Judge:
             add(
                 Reason(
                     ReasonKind.INPUT_CHANGED,
-                    f"input {label} ({uri}) {problem}",
+                    f"{named} {problem}",
                     {**base, "new": None},
                 )
             )
@@ -759,13 +801,14 @@ class Judge:
         if algorithm is None:
             add(_unusable_algorithm(uri, entry.fingerprint))
             return
-        recorded = producer is None or is_checked_task(producer)
+        # A file read without being declared is raw data: no record beside it is looked for.
+        recorded = not entry.undeclared and (producer is None or is_checked_task(producer))
         outcome = self.observe(hashable, algorithm, recorded)
         if isinstance(outcome, Missing):
             add(
                 Reason(
                     ReasonKind.INPUT_CHANGED,
-                    f"input {label} ({uri}) {outcome.problem}",
+                    f"{named} {outcome.problem}",
                     {**base, "new": None},
                 )
             )
@@ -775,8 +818,7 @@ class Judge:
             add(
                 Reason(
                     ReasonKind.INPUT_CHANGED,
-                    f"input {label} ({uri}) changed "
-                    f"({short(entry.fingerprint)} -> {short(outcome.fingerprint)})",
+                    f"{named} changed ({short(entry.fingerprint)} -> {short(outcome.fingerprint)})",
                     evidence,
                 )
             )
@@ -975,6 +1017,8 @@ def judging(
     """Reuse the judge of the call in progress, or open one for the duration of the block.
 
     ``fresh`` always opens a new judge (an audit must not inherit a quick check's verdicts).
+    The files read while judging (records, fingerprints) are luigi_repro's own, never counted as
+    undeclared reads of a ``run()`` that asks ``complete()``.
     """
     judge = _current.get()
     if judge is not None and not fresh:
@@ -983,7 +1027,8 @@ def judging(
     judge = Judge(settings or load_settings(), exhaustive=exhaustive, full=full, counters=counters)
     token = _current.set(judge)
     try:
-        yield judge
+        with unwatched():
+            yield judge
     finally:
         _current.reset(token)
         if judge.context.cache is not None:

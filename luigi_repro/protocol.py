@@ -7,6 +7,8 @@
 4. Remove the task's records: a record may only ever describe a finished, verified output.
 5. Run (the caller does this, between :meth:`RunProtocol.begin` and :meth:`RunProtocol.finish`).
 6. Fingerprint the inputs again; if any changed during the run, fail naming it, with no record.
+   Files ``run()`` opened without declaring them (:mod:`luigi_repro.reads`) are warned about,
+   tracked as implicit inputs or refused, as ``[luigi_repro] undeclared_reads`` says.
 7. Fingerprint the outputs, write the records, release the locks.
 
 A crash at any point leaves either the old records (before step 4), no record (steps 4-7, so the
@@ -42,16 +44,19 @@ from luigi_repro.errors import (
     OutputNotWritten,
     OutputUnstable,
     RunProtocolError,
+    UndeclaredRead,
     UnsupportedTarget,
 )
 from luigi_repro.judge import Judge, Missing, Outcome, is_checked_task, warn_once
 from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
+from luigi_repro.reads import ReadWatch
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
-from luigi_repro.statcache import flush_stat_caches
+from luigi_repro.statcache import StatKey, flush_stat_caches
 from luigi_repro.status import TaskStatus
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
+from luigi_repro.targets.local import HashableLocalTarget
 
 __all__ = ["RunProtocol"]
 
@@ -60,6 +65,14 @@ def _uri_of(target: Any, hashable: Optional[HashableTarget]) -> str:
     if hashable is not None:
         return hashable.uri
     return str(getattr(target, "path", target))
+
+
+def _describe(stat: Optional[StatKey]) -> str:
+    """A file's stat, as a change message shows it."""
+    if stat is None:
+        return "changing"
+    modified = datetime.datetime.fromtimestamp(stat.mtime_ns / 1e9, datetime.timezone.utc)
+    return f"{stat.size} bytes modified {modified.isoformat(timespec='microseconds')}"
 
 
 def _now_iso() -> str:
@@ -98,6 +111,8 @@ class RunProtocol:
         self._started_at = ""
         self._started_clock = 0.0
         self._batches = 0
+        #: The files run() opens for reading (None under ``undeclared_reads = ignore``).
+        self.reads: Optional[ReadWatch] = None
 
     # --- steps 1-4 ------------------------------------------------------------------------------
 
@@ -139,6 +154,10 @@ class RunProtocol:
         except BaseException:
             self.close()
             raise
+        if self.settings.undeclared_reads != "ignore":
+            self.reads = ReadWatch(self.task.task_id, self.settings)
+            self.reads.exclude_outputs(target for _, target in self.outputs)
+            self.reads.exclude_inputs(ref.target for ref in self.inputs)
         self._started_at = _now_iso()
         self._started_clock = time.monotonic()
         return True
@@ -164,6 +183,8 @@ class RunProtocol:
         self._batches += 1
         self._observe_inputs(Judge(self.settings), refs, self._before)
         self.inputs.extend(refs)
+        if self.reads is not None:
+            self.reads.exclude_inputs(ref.target for ref in refs)
 
     def _observe_inputs(
         self,
@@ -222,6 +243,7 @@ class RunProtocol:
                 raise InputChangedDuringRun(
                     self.task.task_id, hashable.uri, before.fingerprint, after_fp
                 )
+        tracked, listed = self._undeclared_reads(judge)
         missing = [target.uri for _, target in self.outputs if not target.exists()]
         if missing:
             raise OutputNotWritten(self.task.task_id, missing)
@@ -234,6 +256,8 @@ class RunProtocol:
             raise OutputNotWritten(self.task.task_id, (), stale)
         outputs = tuple(self._observe_output(judge, key, target) for key, target in self.outputs)
         record = self._record(outputs, adopted)
+        if tracked or listed:
+            record = attrs.evolve(record, inputs=record.inputs + tracked, undeclared_reads=listed)
         if self._held is not None:
             self._held.check()  # a lost lock means someone else may have run it: no record
         for key, target in self.outputs:
@@ -242,6 +266,49 @@ class RunProtocol:
             target.write_record(self.settings, attrs.evolve(record, beside=key))
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
         return record
+
+    def _undeclared_reads(self, judge: Judge) -> Tuple[Tuple[InputEntry, ...], Tuple[str, ...]]:
+        """Apply ``undeclared_reads`` to what run() read: (entries to track, paths to list).
+
+        ``error`` raises :class:`UndeclaredRead`; ``track`` fingerprints each file now and fails
+        like a declared input if it changed since ``run()`` first opened it.
+        """
+        read = self.reads.undeclared() if self.reads is not None else {}
+        if not read:
+            return (), ()
+        paths = tuple(read)
+        policy = self.settings.undeclared_reads
+        if policy == "error":
+            raise UndeclaredRead(self.task.task_id, paths)
+        if policy == "warn":
+            logger.warning(
+                "luigi_repro: %s read file(s) it does not declare: %s. A change to them will not "
+                "make it run again: declare each in requires() with HashableExternalFile(path), "
+                "or set [luigi_repro] undeclared_reads = track.",
+                self.task.task_id,
+                ", ".join(paths),
+            )
+            return (), paths
+        return tuple(self._track(judge, path, stat) for path, stat in read.items()), ()
+
+    def _track(self, judge: Judge, path: str, first: StatKey) -> InputEntry:
+        """An implicit input for a file run() read, fingerprinted as it was when it was read."""
+        outcome = judge.observe(HashableLocalTarget(path), recorded=False)
+        now = None
+        if not isinstance(outcome, Missing):
+            with contextlib.suppress(ValueError):
+                now = StatKey.from_json(outcome.state.get("stat"))
+        if isinstance(outcome, Missing) or now != first:
+            # Fingerprinted under another stat than the one it was read with: not what was read.
+            after = None if isinstance(outcome, Missing) else _describe(now)
+            raise InputChangedDuringRun(self.task.task_id, path, _describe(first), after)
+        return InputEntry(
+            key=(f"undeclared:{path}",),
+            output_key=(),
+            uri=path,
+            fingerprint=outcome.fingerprint,
+            undeclared=True,
+        )
 
     def _observe_output(self, judge: Judge, key: Key, target: HashableTarget) -> OutputEntry:
         context = judge.context

@@ -34,6 +34,7 @@ from luigi_repro.dag import flatten_with_keys
 from luigi_repro.judge import judging
 from luigi_repro.params import capture_code, class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
+from luigi_repro.reads import watching
 from luigi_repro.targets.local import HashableLocalTarget
 
 __all__ = [
@@ -57,10 +58,12 @@ _inside_run: contextvars.ContextVar[FrozenSet[int]] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def _running(task: luigi.Task) -> Iterator[None]:
+def _running(task: luigi.Task, protocol: RunProtocol) -> Iterator[None]:
+    """The user code of ``task.run()`` executes in this block: its file reads are watched."""
     token = _inside_run.set(_inside_run.get() | {id(task)})
     try:
-        yield
+        with watching(protocol.reads):
+            yield
     finally:
         _inside_run.reset(token)
 
@@ -80,7 +83,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
             inner = func(self)
             try:
                 try:
-                    with _running(self):
+                    with _running(self, protocol):
                         yielded = next(inner)
                 except StopIteration:
                     protocol.finish()
@@ -95,7 +98,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
                         raise
                     except BaseException as exc:  # noqa: BLE001 - forwarded like `yield from`
                         try:
-                            with _running(self):
+                            with _running(self, protocol):
                                 yielded = inner.throw(exc)
                         except StopIteration:
                             break
@@ -103,7 +106,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
                     # Luigi resumes us only once the yielded tasks are complete.
                     protocol.add_dynamic(yielded)
                     try:
-                        with _running(self):
+                        with _running(self, protocol):
                             yielded = inner.send(sent)
                     except StopIteration:
                         break
@@ -123,7 +126,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
         if not protocol.begin():
             return None
         try:
-            with _running(self):
+            with _running(self, protocol):
                 result = func(self)
             if inspect.isgenerator(result):
                 raise TypeError(

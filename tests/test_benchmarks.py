@@ -44,3 +44,21 @@ def test_the_build_comparison_runs_on_a_tiny_dag(tmp_path: Path) -> None:
         ratio = measures[f"checked / plain, tiny 6, {label}"]["value"]
         assert ratio == pytest.approx(checked / plain)
     assert measures["tiny: extra files per checked task (record, lock)"]["value"] == 2
+
+
+def test_the_audit_hook_benchmark_runs_small() -> None:
+    """Per-open costs in fresh processes and the two build sizes are all measured."""
+    from benchmarks import auditreads
+    from benchmarks.common import Results
+
+    results = Results()
+    auditreads.per_open(results, count=50, repeats=1)
+    auditreads.build_growth(results, small=4, large=8, repeats=1)
+    measures = {row["measure"]: row["value"] for row in results.rows}
+    for mode in auditreads.MODES:
+        assert measures[f"the same file, {mode}"] > 0
+        assert measures[f"different files, {mode}"] > 0
+    ratio = measures["build 8 tasks, warn / ignore"]
+    warn = measures["build 8 tasks, undeclared_reads = warn"]
+    assert ratio == pytest.approx(warn / measures["build 8 tasks, undeclared_reads = ignore"])
+    assert "build time growth with tasks, warn (log-log slope)" in measures

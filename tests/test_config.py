@@ -11,7 +11,13 @@ from typing import Callable, Iterator, List, Tuple
 import luigi.configuration
 import pytest
 
-from luigi_repro.config import POLICIES, Settings, default_stat_cache_path, load_settings
+from luigi_repro.config import (
+    POLICIES,
+    READ_POLICIES,
+    Settings,
+    default_stat_cache_path,
+    load_settings,
+)
 from luigi_repro.errors import ConfigError, ReproError
 from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
 
@@ -72,6 +78,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         stat_cache_path=str(tmp_path / "xdg" / "luigi_repro" / "statcache.sqlite3"),
         on_code_change="rerun",
         on_env_change="warn",
+        undeclared_reads="warn",
         hmac_key_env="LUIGI_REPRO_HMAC_KEY",
     )
     assert settings.hash_algorithm == "xxh3_128"
@@ -101,6 +108,7 @@ OVERRIDES = [
     ("on_code_change", "warn", "on_code_change", "warn"),
     ("on_code_change", "IGNORE", "on_code_change", "ignore"),
     ("on_env_change", "rerun", "on_env_change", "rerun"),
+    ("undeclared_reads", " Track ", "undeclared_reads", "track"),
     ("hmac_key_env", "MY_REPRO_KEY", "hmac_key_env", "MY_REPRO_KEY"),
 ]
 
@@ -189,6 +197,15 @@ def test_every_policy_is_accepted(
     assert getattr(load_settings(), option) == policy
 
 
+@pytest.mark.parametrize("policy", READ_POLICIES)
+def test_every_undeclared_reads_policy_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, policy: str
+) -> None:
+    """warn, track, error and ignore are valid for undeclared_reads."""
+    monkeypatch.setenv("LUIGI_REPRO_UNDECLARED_READS", policy)
+    assert load_settings().undeclared_reads == policy
+
+
 INVALID = [
     ("hash_algorithm", "md5"),
     ("hash_algorithm", ""),
@@ -212,6 +229,8 @@ INVALID = [
     ("on_code_change", "explode"),
     ("on_code_change", ""),
     ("on_env_change", "maybe"),
+    ("undeclared_reads", "rerun"),
+    ("undeclared_reads", ""),
     ("hmac_key_env", ""),
     ("hmac_key_env", "   "),
 ]

@@ -1,0 +1,321 @@
+"""Files that ``run()`` reads without declaring them, seen through a Python audit hook.
+
+A task that opens ``data/financials.csv`` in ``run()`` without requiring it depends on that file,
+yet no fingerprint of declared inputs covers it: editing the file would change nothing. While the
+user code of a checked task runs, an audit hook (:func:`sys.addaudithook`, event ``open``) notes
+every file opened for reading, resolved against the working folder at that moment, with its
+``os.stat`` at the first open (so a change between the read and the end of the run is seen).
+The run protocol then warns about them, tracks them as implicit inputs or fails the task
+(``[luigi_repro] undeclared_reads``).
+
+Not counted: declared inputs (and files inside declared folders), the task's own outputs and their
+temporary files, luigi_repro's records, locks and stat cache, anything under the interpreter's
+prefixes and site-packages, the time-zone database, the temp folder, ``/proc``, ``/sys``, ``/dev``,
+folders, files opened only to be truncated or created, and the module files the import system
+reads. luigi_repro's own reads while a watch is active (user code calling ``complete()`` inside
+``run()``) happen under :func:`unwatched` and are not counted.
+
+What the hook cannot see: reads by native code that does not go through Python's ``open``
+(pyarrow's C++ readers, e.g. ``pyarrow.parquet.read_table(path)``; SQLite; C extensions), reads by
+subprocesses (and by forked children, whose notes stay in their own memory), and ``mmap`` of a
+file that was already open before the watch started.
+
+Attribution: a context variable names the watch of the task whose code runs in this context.
+Threads do not inherit context variables, so an open from a context without a watch goes to every
+watch active in the process: with one Luigi worker tasks run one at a time; with several, each
+task runs in its own forked process, which inherits the hook.
+
+The hook is installed once per process, the first time a watch starts; hooks cannot be removed,
+so while nothing is watched it returns after comparing the event name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import site
+import stat as stat_module
+import sys
+import tempfile
+import threading
+import zoneinfo
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
+
+from luigi_repro.config import Settings, default_stat_cache_path
+from luigi_repro.statcache import StatKey
+from luigi_repro.targets.base import as_hashable
+
+__all__ = ["ReadWatch", "local_path_of", "unwatched", "watching"]
+
+#: Folders whose files are never the task's data, wherever the interpreter lives.
+_SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+#: Luigi's temporary names for an output: ``<output>-luigi-tmp-<digits>``.
+_LUIGI_TMP = "-luigi-tmp-"
+
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+#: An open with these flags discards or creates the content: nothing is read from the file.
+_DISCARDS = os.O_TRUNC
+_CREATES_NEW = os.O_CREAT | os.O_EXCL
+
+_current: contextvars.ContextVar[Optional[ReadWatch]] = contextvars.ContextVar(
+    "luigi_repro_read_watch", default=None
+)
+_suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "luigi_repro_reads_suppressed", default=False
+)
+#: Watches whose task's user code is running now, in this process (any thread).
+_active: List[ReadWatch] = []
+_installed = False
+_install_lock = threading.Lock()
+
+
+def _hook(event: str, args: Tuple[Any, ...]) -> None:
+    # Called for every audit event of the process: the cheapest possible test first.
+    if event != "open" or not _active:
+        return
+    with contextlib.suppress(Exception):  # a watch must never break the user's open()
+        _note_open(args)
+
+
+def _install() -> None:
+    global _installed
+    with _install_lock:
+        if not _installed:
+            sys.addaudithook(_hook)
+            _installed = True
+
+
+def _is_read(mode: Any, flags: Any) -> bool:
+    """Does an open with this mode and these flags read an existing file's content?"""
+    if isinstance(flags, int):
+        if flags & _O_DIRECTORY or flags & _DISCARDS or flags & _CREATES_NEW == _CREATES_NEW:
+            return False
+        return flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+    if isinstance(mode, str):
+        return ("r" in mode or "+" in mode) and "w" not in mode and "x" not in mode
+    return False
+
+
+def _absolute(path: Any) -> Optional[str]:
+    """``path`` made absolute against the working folder now; None for a file descriptor."""
+    if isinstance(path, int):
+        return None
+    text = os.fsdecode(os.fspath(path))
+    if not os.path.isabs(text):
+        text = os.path.join(os.getcwd(), text)
+    return os.path.normpath(text)
+
+
+def _note_open(args: Tuple[Any, ...]) -> None:
+    if _suppressed.get() or len(args) != 3:
+        return
+    path, mode, flags = args
+    if not _is_read(mode, flags):
+        return
+    absolute = _absolute(path)
+    if absolute is None:
+        return
+    watch = _current.get()
+    for target in (watch,) if watch is not None else tuple(_active):
+        target.note(absolute)
+
+
+@contextlib.contextmanager
+def unwatched() -> Iterator[None]:
+    """Opens in this block are luigi_repro's own (records, fingerprints): never counted."""
+    token = _suppressed.set(True)
+    try:
+        yield
+    finally:
+        _suppressed.reset(token)
+
+
+@contextlib.contextmanager
+def watching(watch: Optional[ReadWatch]) -> Iterator[None]:
+    """Attribute the files opened in this block (and in threads it starts) to ``watch``."""
+    if watch is None:
+        yield
+        return
+    _install()
+    token = _current.set(watch)
+    _active.append(watch)
+    try:
+        yield
+    finally:
+        _active.remove(watch)
+        _current.reset(token)
+
+
+def local_path_of(target: Any) -> Optional[str]:
+    """The absolute local path of a target, or None when its content is not a local file."""
+    hashable = as_hashable(target)
+    location = hashable.uri if hashable is not None else getattr(target, "path", None)
+    if not isinstance(location, str) or "://" in location or "\0" in location:
+        return None
+    if hashable is not None and not os.path.isabs(location):
+        return None  # another file system's path (hdfs:…), not this machine's
+    return os.path.normpath(os.path.abspath(location))
+
+
+def _interpreter_folders() -> List[str]:
+    folders = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    with contextlib.suppress(AttributeError):  # site may be a stripped-down version
+        folders.extend(site.getsitepackages())
+    with contextlib.suppress(AttributeError):
+        folders.append(site.getusersitepackages())
+    return folders
+
+
+def _folders(paths: Iterable[str]) -> Set[str]:
+    """Each folder made absolute, as given and with symbolic links resolved."""
+    found: Set[str] = set()
+    for path in paths:
+        absolute = os.path.normpath(os.path.abspath(path))
+        found.update((absolute, os.path.realpath(absolute)))
+    found.discard(os.sep)  # an interpreter installed at the root must not hide every file
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _fixed_folders() -> FrozenSet[str]:
+    """The interpreter's folders, the system's and the time-zone database: fixed per process."""
+    return frozenset(_folders([*_interpreter_folders(), *_SYSTEM_FOLDERS, *zoneinfo.TZPATH]))
+
+
+def _system_folders() -> Set[str]:
+    """Folders whose files are never the task's data: the above, the temp folder, and
+    luigi_repro's cache folder (stat cache and run locks of non-local outputs)."""
+    return {
+        *_fixed_folders(),
+        *_folders([tempfile.gettempdir(), os.path.dirname(default_stat_cache_path())]),
+    }
+
+
+def _inside(path: str, folders: Set[str]) -> bool:
+    """Is ``path`` inside one of ``folders``? One set lookup per parent folder."""
+    end = len(path)
+    while True:
+        end = path.rfind(os.sep, 0, end)
+        if end <= 0:
+            return False
+        if path[:end] in folders:
+            return True
+
+
+def _module_files() -> FrozenSet[str]:
+    """Where the modules imported now were loaded from (source and bytecode)."""
+    found: Set[str] = set()
+    for module in list(sys.modules.values()):
+        try:
+            namespace = vars(module)  # not getattr: a module's __getattr__ could run code
+        except TypeError:
+            continue
+        spec = namespace.get("__spec__")
+        candidates = [
+            namespace.get("__file__"),
+            namespace.get("__cached__"),
+            getattr(spec, "origin", None),
+            getattr(spec, "cached", None),
+        ]
+        for candidate in candidates:
+            if isinstance(candidate, str) and candidate:
+                found.add(os.path.normpath(os.path.abspath(candidate)))
+    return frozenset(found)
+
+
+def _is_bookkeeping(path: str, record_suffix: str) -> bool:
+    """A record, run lock or temporary file of luigi_repro's."""
+    if path.endswith(record_suffix):
+        return True
+    if ".repro" not in path:  # cheap first test: both names below contain it
+        return False
+    name = os.path.basename(path)
+    return name.startswith(".") and (name.endswith(".repro.lock") or ".repro-tmp" in name)
+
+
+class ReadWatch:
+    """The files one run of one task opened for reading, minus everything that is not data.
+
+    Built by the run protocol before ``run()``; :func:`watching` activates it around the user
+    code; :meth:`undeclared` says, at the end of the run, what was read without being declared.
+    """
+
+    def __init__(self, task_id: str, settings: Settings) -> None:
+        self.task_id = task_id
+        self._record_suffix = settings.record_suffix
+        #: Files and folders not counted: declared inputs, outputs, the system's folders.
+        self._files: Set[str] = set()
+        self._folders: Set[str] = _system_folders()
+        self._outputs: Set[str] = set()
+        #: The stat cache, as a prefix that also covers SQLite's ``-wal`` and ``-shm`` files.
+        self._stat_cache = (
+            os.path.normpath(os.path.abspath(settings.stat_cache_path))
+            if settings.stat_cache_path is not None
+            else None
+        )
+        #: Every path seen, with its stat at the first open; None when it is not a data read.
+        self._seen: Dict[str, Optional[StatKey]] = {}
+        self._lock = threading.Lock()
+
+    def exclude_inputs(self, targets: Iterable[Any]) -> None:
+        """Declared inputs are not undeclared reads, nor is anything inside a declared folder."""
+        paths = [path for path in map(local_path_of, targets) if path is not None]
+        with self._lock:
+            self._files.update(paths)
+            self._folders.update(paths)
+
+    def exclude_outputs(self, targets: Iterable[Any]) -> None:
+        """The task's own outputs: read back, inside an output folder, or temporary names."""
+        paths = [path for path in map(local_path_of, targets) if path is not None]
+        with self._lock:
+            self._files.update(paths)
+            self._folders.update(paths)
+            self._outputs.update(paths)
+
+    def _excluded(self, path: str) -> bool:
+        if path in self._files or _is_bookkeeping(path, self._record_suffix):
+            return True
+        if self._stat_cache is not None and path.startswith(self._stat_cache):
+            return True
+        if _LUIGI_TMP in path and path.partition(_LUIGI_TMP)[0] in self._outputs:
+            return True  # <output>-luigi-tmp-NNN, or a file inside such a temporary folder
+        return _inside(path, self._folders)
+
+    def note(self, path: str) -> None:
+        """``path`` is being opened for reading (called by the hook, before the open)."""
+        if path in self._seen:
+            return
+        stat: Optional[StatKey] = None
+        if not self._excluded(path):
+            try:
+                st = os.stat(path)
+            except (OSError, ValueError):
+                st = None  # it will not open: nothing is read
+            if st is not None and stat_module.S_ISREG(st.st_mode):
+                stat = StatKey.of(st)
+        with self._lock:
+            self._seen.setdefault(path, stat)
+
+    def undeclared(self) -> Dict[str, StatKey]:
+        """The files read without being declared, each with its stat at the first open.
+
+        Module files are filtered here, at the end: only now is it known which of the files
+        opened were loaded by the import system.
+        """
+        with self._lock:
+            candidates = {
+                path: stat
+                for path, stat in self._seen.items()
+                if stat is not None and not self._excluded(path)
+            }
+        if not candidates:
+            return {}
+        modules = _module_files()
+        marker = os.sep + "__pycache__" + os.sep
+        return {
+            path: candidates[path]
+            for path in sorted(candidates)
+            if path not in modules and marker not in path
+        }
