@@ -282,10 +282,10 @@ class RunProtocol:
             raise UndeclaredRead(self.task.task_id, paths)
         if policy == "warn":
             logger.warning(
-                "luigi_repro: %s read file(s) it does not declare: %s. A change to them will not "
+                "luigi_repro: %r read file(s) it does not declare: %s. A change to them will not "
                 "make it run again: declare each in requires() with HashableExternalFile(path), "
                 "or set [luigi_repro] undeclared_reads = track.",
-                self.task.task_id,
+                self.task,
                 ", ".join(paths),
             )
             return (), paths
