@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from benchmarks.common import Results, machine
 
-BENCHMARKS = ["hashing", "memory", "pipeline", "build", "dataframe", "auditreads"]
+BENCHMARKS = ["hashing", "memory", "pipeline", "build", "dataframe", "rangetools", "auditreads"]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -62,3 +62,17 @@ def test_the_audit_hook_benchmark_runs_small() -> None:
     warn = measures["build 8 tasks, undeclared_reads = warn"]
     assert ratio == pytest.approx(warn / measures["build 8 tasks, undeclared_reads = ignore"])
     assert "build time growth with tasks, warn (log-log slope)" in measures
+
+
+@pytest.mark.filterwarnings("ignore:Parameter \"param_name\":UserWarning")
+def test_the_range_tools_benchmark_runs_small() -> None:
+    """Plain and checked Range checks are measured at two sizes, with the growth slope."""
+    from benchmarks import rangetools
+    from benchmarks.common import Results
+
+    results = Results()
+    rangetools.growth(results, small=3, large=6, repeats=1)
+    measures = {row["measure"]: row["value"] for row in results.rows}
+    assert measures["RangeDaily over 6 days, checked (bulk_complete)"] > 0
+    assert measures["RangeDaily over 3 days, plain (file listing)"] > 0
+    assert "growth of the checked cost (log-log slope)" in measures
