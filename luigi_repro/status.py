@@ -44,6 +44,8 @@ class ReasonKind(enum.Enum):
     INPUTS_REMOVED = "INPUTS_REMOVED"
     UPSTREAM_NOT_UP_TO_DATE = "UPSTREAM_NOT_UP_TO_DATE"
     INPUT_UNVERIFIABLE = "INPUT_UNVERIFIABLE"
+    #: A note: references in the task's code that the code fingerprint cannot follow.
+    CODE_UNRESOLVED = "CODE_UNRESOLVED"
     CHECK_FAILED = "CHECK_FAILED"
 
     def __str__(self) -> str:
