@@ -19,19 +19,24 @@ import luigi
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pipelines import families, runs
+from pipelines import build, families, from_scratch, runs
 from strategies import json_values
 
+from luigi_repro import ReasonKind, judging, verify
+from luigi_repro.cli.adopt import plan
 from luigi_repro.codeclosure import (
     CodeClosure,
     code_closure,
     code_fingerprint,
     code_version_of,
     diff_parts,
+    legacy_code_fingerprint,
     relative_part_key,
 )
 from luigi_repro.fingerprint import DEFAULT_ALGORITHM
 from luigi_repro.log import LOGGER_NAME
+from luigi_repro.protocol import RunProtocol
+from luigi_repro.status import Reason
 
 LoadModule = Callable[[str], ModuleType]
 _counter = itertools.count()
@@ -833,6 +838,145 @@ def test_a_dynamic_constant_changes_exactly_when_its_value_does(first: Any, seco
     values = [next(v for k, v in parts.items() if k.startswith("constant")) for parts in digests]
     same = repr(first) == repr(second) and type(first) is type(second)
     assert (values[0] == values[1]) == same
+
+
+# --- what the verdicts and records say ---------------------------------------------------------
+
+CHECKED = """
+from luigi_repro import HashableLocalTarget, TaskWithCheckingInputHash
+
+from PKG import helpers
+
+
+class Task(TaskWithCheckingInputHash):
+    def output(self):
+        return HashableLocalTarget("out/task.txt")
+
+    def run(self):
+        with self.output().open("w") as sink:
+            sink.write(str(helpers.value()))
+"""
+
+HELPERS = """
+A, B, C, D, E, F = 1, 2, 3, 4, 5, 6
+
+
+def value():
+    return first() + second()
+
+
+def first():
+    return A + B + C
+
+
+def second():
+    return D + E + F
+"""
+
+
+def code_reasons(task: luigi.Task) -> List[Reason]:
+    """Reasons and notes about the task's code, from an exhaustive check."""
+    with judging(exhaustive=True, fresh=True) as judge:
+        verdict = judge.status(task)
+    kinds = (ReasonKind.CODE_CHANGED, ReasonKind.CODE_UNRESOLVED)
+    return [r for r in (*verdict.reasons, *verdict.notes) if r.kind in kinds]
+
+
+def record_of(path: str) -> Dict[str, Any]:
+    return dict(json.loads(Path(path + ".repro.json").read_text()))
+
+
+def test_the_record_keeps_a_digest_per_part(project: Project) -> None:
+    """The record lists every part of the closure with its digest, and the unresolved ones."""
+    project.write(helpers=HELPERS, pipeline=CHECKED)
+    task_cls = project.load()
+    assert build(task_cls())
+    task = record_of("out/task.txt")["task"]
+    closure = code_closure(task_cls, DEFAULT_ALGORITHM)
+    assert task["code_fingerprint"] == closure.fingerprint
+    assert task["code_parts"] == dict(closure.parts)
+    assert f"function {project.package}.helpers.first" in task["code_parts"]
+    assert "code_unresolved" not in task  # nothing unresolved: the field is left out
+
+
+def test_code_changed_names_what_changed(project: Project) -> None:
+    """CODE_CHANGED names the changed helper; past four changes it says how many more;
+    the evidence lists them all."""
+    project.write(helpers=HELPERS, pipeline=CHECKED)
+    assert build(project.load()())
+    project.edit("helpers", "return D + E + F", "return D * E * F")
+    (reason,) = code_reasons(project.load()())
+    name = f"function {project.package}.helpers.second"
+    assert reason.message == f"the code of Task changed: {name} changed"
+    assert reason.evidence["changed"] == [name]
+    project.edit("helpers", "A, B, C, D, E, F = 1, 2, 3, 4, 5, 6", "A = B = C = D = E = F = 0")
+    project.edit("helpers", "def first():\n    return A + B + C", "def first():\n    return 0")
+    project.edit("helpers", "return first() + second()", "return first() + third()")
+    project.edit("helpers", "def second():", "def third():")
+    (reason,) = code_reasons(project.load()())
+    assert reason.message.endswith(" and 6 more"), reason.message
+    evidence = {
+        what: [name.replace(project.package, "PKG") for name in reason.evidence[what]]
+        for what in ("changed", "added", "removed")
+    }
+    assert evidence == {
+        "changed": [f"constant PKG.helpers.{c}" for c in "DEF"]
+        + ["function PKG.helpers.first", "function PKG.helpers.value"],
+        "added": ["function PKG.helpers.third"],
+        "removed": [f"constant PKG.helpers.{c}" for c in "ABC"] + ["function PKG.helpers.second"],
+    }
+
+
+def _as_if_written_before_the_closure(path: str, task_cls: type) -> None:
+    """Rewrite a record as an earlier version wrote it: a class-only fingerprint, no parts."""
+    document = record_of(path)
+    del document["task"]["code_parts"]
+    document["task"]["code_fingerprint"] = legacy_code_fingerprint(task_cls, DEFAULT_ALGORITHM)
+    Path(path + ".repro.json").write_text(json.dumps(document))
+
+
+def test_a_record_from_before_the_closure_can_be_adopted(project: Project) -> None:
+    """A record without parts says the fingerprint now covers helpers and adopt accepts it,
+    unless the task's class itself changed since."""
+    project.write(helpers=HELPERS, pipeline=CHECKED)
+    task_cls = project.load()
+    assert build(task_cls())
+    _as_if_written_before_the_closure("out/task.txt", task_cls)
+    task = project.load()()
+    (reason,) = code_reasons(task)
+    assert "predates code fingerprints that cover helper code" in reason.message
+    assert "luigi-repro adopt" in reason.message
+    assert reason.evidence["classes_unchanged"] is True
+    adopt, skipped = plan(task)
+    assert (adopt, skipped) == ([task], [])
+    RunProtocol(task).adopt()
+    assert from_scratch(task)
+
+    _as_if_written_before_the_closure("out/task.txt", task_cls)
+    project.edit("pipeline", "str(helpers.value())", "str(helpers.value() + 1)")
+    changed = project.load()()
+    (reason,) = code_reasons(changed)
+    assert reason.message == "the code of Task changed since its outputs were made"
+    assert plan(changed)[0] == []
+
+
+def test_unresolved_references_are_a_note_of_the_audit(project: Project) -> None:
+    """verify shows what the fingerprint cannot follow as a note; the task stays up to date."""
+    project.write(
+        helpers="from PKG import steps\n\ndef value():\n"
+        "    return getattr(steps, 'run_' + 'step')()\n",
+        steps="def run_step():\n    return 1\n",
+        pipeline=CHECKED,
+    )
+    task = project.load()()
+    assert build(task)
+    report = verify(task)
+    assert report.ok
+    (note,) = report.tasks[task.task_id].notes
+    assert note.kind is ReasonKind.CODE_UNRESOLVED
+    where = f"in function {project.package}.helpers.value"
+    assert note.evidence["unresolved"] == [f"getattr(steps, 'run_' + 'step') {where}"]
+    assert record_of("out/task.txt")["task"]["code_unresolved"] == note.evidence["unresolved"]
 
 
 # --- a realistic project, built by separate processes --------------------------------------------
