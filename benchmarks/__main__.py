@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from benchmarks.common import Results, machine
 
-BENCHMARKS = ["hashing", "memory", "pipeline", "build", "dataframe"]
+BENCHMARKS = ["hashing", "memory", "pipeline", "build", "dataframe", "codeclosure"]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import dis
 import functools
 import importlib
 import importlib.util
@@ -54,10 +53,18 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Uni
 import attrs
 import luigi
 
+from luigi_repro.coderefs import (
+    References,
+    Use,
+    bound_names,
+    bytecode_uses,
+    definition_names,
+)
 from luigi_repro.codesource import (
     Binding,
     ModuleSource,
     Scope,
+    first_line,
     is_stdlib_path,
     is_user_namespace,
     note_task_module,
@@ -492,9 +499,21 @@ def _expansion(part: _Part) -> _Reach:
     obj = part.obj if part.obj is not None else _object_at(source, part.name)
     if part.kind == "class" and isinstance(obj, type):
         reaches.extend(_reach_of_object(base) for base in obj.__bases__)
+        reaches.extend(_reach_of_attributes(obj, source, node))
     elif part.kind == "function" and isinstance(obj, types.FunctionType):
         reaches.append(_runtime_reach(obj))
     return _joined(reaches)
+
+
+def _reach_of_attributes(cls: type, source: ModuleSource, node: Node) -> Iterable[_Reach]:
+    """Class attributes whose code is not in the class statement (``Task.run = helper``)."""
+    for value in list(vars(cls).values()):
+        func = _function_in(value)
+        if func is not None and source.holds(func.__code__) and isinstance(node, ast.AST):
+            line = func.__code__.co_firstlineno
+            if first_line(node) <= line <= (getattr(node, "end_lineno", None) or line):
+                continue  # a method written in the class: its source is part of the class's
+        yield _reach_of_value(value)
 
 
 def _where_of(part: _Part) -> str:
@@ -827,7 +846,7 @@ def _through_import(
     source: ModuleSource, statement: ast.ImportFrom, name: str, bare: bool
 ) -> _Reach:
     """Follow ``from x import y as name`` to the module that defines ``y``."""
-    module = sys.modules.get(_absolute(source, statement.module, statement.level))
+    module = sys.modules.get(source.absolute(statement.module, statement.level))
     if module is None:
         return _NOTHING
     for alias in statement.names:
@@ -841,20 +860,10 @@ def _through_import(
 def _from_star_imports(source: ModuleSource, name: str, bare: bool) -> Optional[_Reach]:
     index = source.index
     for statement in index.star_imports if index is not None else ():
-        module = sys.modules.get(_absolute(source, statement.module, statement.level))
+        module = sys.modules.get(source.absolute(statement.module, statement.level))
         if module is not None and name in vars(module):
             return _reach_of_name(source_of_namespace(vars(module)), name, bare)
     return None
-
-
-def _absolute(source: ModuleSource, module: Optional[str], level: int) -> str:
-    """The absolute name of ``from <level dots><module> import …`` written in ``source``."""
-    if not level:
-        return module or ""
-    base = source.package.split(".") if source.package else []
-    if level > 1:
-        base = base[: len(base) - (level - 1)]
-    return ".".join([*base, *([module] if module else [])])
 
 
 def _reach_of_chain(source: ModuleSource, name: str, chain: Tuple[str, ...]) -> _Reach:
@@ -938,189 +947,6 @@ def _import_user_module(name: str) -> Tuple[Optional[types.ModuleType], Optional
 # --- references in source ------------------------------------------------------------------------
 
 
-@attrs.define
-class _Use:
-    """How code uses one name: bare (``f(x)``, ``Clean(…)``) and/or through attributes."""
-
-    bare: bool = False
-    chains: Set[Tuple[str, ...]] = attrs.field(factory=set)
-
-
-class _References(ast.NodeVisitor):
-    """Names, attribute chains, imports and dynamic look-ups in a piece of source."""
-
-    def __init__(self, source: ModuleSource, where: str) -> None:
-        self.source = source
-        self.where: List[str] = [where]
-        self.uses: Dict[str, _Use] = {}
-        #: Local imports: name -> (module, attribute or None).
-        self.aliases: Dict[str, Tuple[str, Optional[str]]] = {}
-        #: ``getattr(x, <not a constant>)``: (root name, chain, text, where).
-        self.lookups: List[Tuple[str, Tuple[str, ...], str, str]] = []
-        self.whole_modules: List[Tuple[str, str]] = []
-        #: ``import a.b.c`` inside a function: ``a.b.c`` is imported to follow ``a.b.c.x``.
-        self.imported: List[Tuple[str, str]] = []
-        self.unresolved: List[str] = []
-
-    def use(self, name: str) -> _Use:
-        found = self.uses.get(name)
-        if found is None:
-            found = self.uses[name] = _Use()
-        return found
-
-    # scopes, for the "where" of what cannot be followed
-    def _scoped(self, node: Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]) -> None:
-        index = self.source.index
-        scope = index.scope_of(node) if index is not None else None
-        if scope is None:
-            self.generic_visit(node)
-            return
-        kind = "class" if isinstance(node, ast.ClassDef) else "function"
-        self.where.append(f"{kind} {self.source.name}.{scope.qualname}")
-        try:
-            self.generic_visit(node)
-        finally:
-            self.where.pop()
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._scoped(node)
-
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
-        self._scoped(node)
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self._scoped(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Load):
-            self.use(node.id).bare = True
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        chain = _static_chain(node)
-        if chain is None:
-            self.generic_visit(node)
-            return
-        root, attributes = chain
-        self.use(root).chains.add(attributes)
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            if alias.asname:
-                self.aliases[alias.asname] = (alias.name, None)
-            else:
-                top = alias.name.partition(".")[0]
-                self.aliases[top] = (top, None)
-                self.imported.append((alias.name, self.where[-1]))
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = _absolute(self.source, node.module, node.level)
-        for alias in node.names:
-            if alias.name == "*":
-                self.whole_modules.append((module, self.where[-1]))
-            else:
-                self.aliases[alias.asname or alias.name] = (module, alias.name)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        if isinstance(func, ast.Name) and func.id not in self.source.namespace:
-            if func.id in ("exec", "eval"):
-                self.unresolved.append(f"{func.id}() in {self.where[-1]}")
-            elif func.id == "getattr" and len(node.args) >= 2:
-                self._getattr(node)
-            elif func.id == "__import__":
-                self._import_call("__import__", node)
-        elif self._is_import_module(func):
-            self._import_call("importlib.import_module", node)
-        if _is_globals_lookup(func, self.source):
-            self.unresolved.append(f"globals()[...] in {self.where[-1]}")
-        self.generic_visit(node)
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        value = node.value
-        if (
-            isinstance(value, ast.Call)
-            and isinstance(value.func, ast.Name)
-            and value.func.id == "globals"
-            and "globals" not in self.source.namespace
-        ):
-            self.unresolved.append(f"globals()[...] in {self.where[-1]}")
-        elif (
-            _static_chain(value) == ("sys", ("modules",))
-            and self.source.namespace.get("sys") is sys
-        ):
-            key = node.slice
-            if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                self.whole_modules.append((key.value, self.where[-1]))
-            else:
-                self.unresolved.append(f"sys.modules[...] in {self.where[-1]}")
-        self.generic_visit(node)
-
-    def _getattr(self, node: ast.Call) -> None:
-        chain = _static_chain(node.args[0])
-        if chain is None:
-            return
-        root, attributes = chain
-        name = node.args[1]
-        if isinstance(name, ast.Constant) and isinstance(name.value, str):
-            self.use(root).chains.add((*attributes, name.value))
-        else:
-            text = _shorten(ast.unparse(node))
-            self.lookups.append((root, attributes, text, self.where[-1]))
-
-    def _is_import_module(self, func: ast.expr) -> bool:
-        if isinstance(func, ast.Name):
-            if self.aliases.get(func.id) == ("importlib", "import_module"):
-                return True
-            return self.source.namespace.get(func.id) is importlib.import_module
-        chain = _static_chain(func)
-        return (
-            chain is not None
-            and chain[1] == ("import_module",)
-            and (
-                self.source.namespace.get(chain[0]) is importlib
-                or self.aliases.get(chain[0]) == ("importlib", None)
-            )
-        )
-
-    def _import_call(self, callee: str, node: ast.Call) -> None:
-        first = node.args[0] if node.args else None
-        if (
-            isinstance(first, ast.Constant)
-            and isinstance(first.value, str)
-            and not first.value.startswith(".")
-        ):
-            self.whole_modules.append((first.value, self.where[-1]))
-        else:
-            self.unresolved.append(f"{callee}(<non-constant>) in {self.where[-1]}")
-
-
-def _is_globals_lookup(func: ast.expr, source: ModuleSource) -> bool:
-    """``globals().get(name)`` and the like."""
-    return (
-        isinstance(func, ast.Attribute)
-        and func.attr in ("get", "pop", "setdefault", "__getitem__")
-        and isinstance(func.value, ast.Call)
-        and isinstance(func.value.func, ast.Name)
-        and func.value.func.id == "globals"
-        and "globals" not in source.namespace
-    )
-
-
-def _static_chain(node: ast.expr) -> Optional[Tuple[str, Tuple[str, ...]]]:
-    """``a.b.c`` as ``("a", ("b", "c"))``; None for anything but a name and attributes."""
-    attributes: List[str] = []
-    while isinstance(node, ast.Attribute):
-        attributes.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    return node.id, tuple(reversed(attributes))
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _references(
     source: ModuleSource, node: ast.AST, where: str, global_names: Optional[Set[str]]
 ) -> _Reach:
@@ -1131,12 +957,12 @@ def _references(
     base classes) are looked up there too. Without symbol tables, every name the piece uses and
     does not bind itself is taken as global.
     """
-    visitor = _References(source, where)
+    visitor = References(source, where)
     visitor.visit(node)
     if global_names is None:
-        global_names = set(visitor.uses) - _bound_names(node)
+        global_names = set(visitor.uses) - bound_names(node)
     else:
-        global_names = global_names | _definition_names(node)
+        global_names = global_names | definition_names(node)
     reaches: List[_Reach] = [_Reach(unresolved=tuple(visitor.unresolved))]
     for name, at in visitor.imported:
         problem = _import_user_module(name)[1]
@@ -1161,7 +987,7 @@ def _references(
     return _joined(reaches)
 
 
-def _through_local_import(alias: Tuple[str, Optional[str]], use: _Use, where: str) -> _Reach:
+def _through_local_import(alias: Tuple[str, Optional[str]], use: Use, where: str) -> _Reach:
     """Follow a name bound by an ``import`` inside a function."""
     module_name, attribute = alias
     module, problem = _import_user_module(module_name)
@@ -1207,43 +1033,6 @@ def _static_value(
     return None if value is _MISSING else value
 
 
-def _definition_names(node: ast.AST) -> Set[str]:
-    """Names in what is evaluated where a ``def``/``class`` stands: decorators, defaults, bases."""
-    expressions: List[ast.AST] = []
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        expressions.extend(node.decorator_list)
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        expressions.extend(node.args.defaults)
-        expressions.extend(d for d in node.args.kw_defaults if d is not None)
-    if isinstance(node, ast.ClassDef):
-        expressions.extend(node.bases)
-        expressions.extend(keyword.value for keyword in node.keywords)
-    return {
-        inner.id
-        for expression in expressions
-        for inner in ast.walk(expression)
-        if isinstance(inner, ast.Name)
-    }
-
-
-def _bound_names(node: ast.AST) -> Set[str]:
-    """Names a piece of source binds itself (parameters, assignments, imports, definitions)."""
-    bound: Set[str] = set()
-    for inner in ast.walk(node):
-        if isinstance(inner, ast.Name) and not isinstance(inner.ctx, ast.Load):
-            bound.add(inner.id)
-        elif isinstance(inner, ast.arg):
-            bound.add(inner.arg)
-        elif isinstance(inner, (ast.Import, ast.ImportFrom)):
-            bound.update((a.asname or a.name).partition(".")[0] for a in inner.names)
-        elif (
-            isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and inner is not node
-        ):
-            bound.add(inner.name)
-    return bound
-
-
 # --- code without source -------------------------------------------------------------------------
 
 
@@ -1266,11 +1055,13 @@ def _bytecode_expansion(part: _Part) -> _Reach:
         for value in vars(obj).values():
             func = _function_in(value)
             if func is not None and func.__globals__ is part.source.namespace:
-                functions.append(func)
+                functions.append(func)  # made with the class: in the class's own description
+            else:
+                reaches.append(_reach_of_value(value))
         reaches.extend(_reach_of_object(base) for base in obj.__bases__)
     for func in functions:
         where = f"function {part.module}.{getattr(func.__code__, 'co_qualname', func.__name__)}"
-        for name, use in sorted(_bytecode_uses(func.__code__).items()):
+        for name, use in sorted(bytecode_uses(func.__code__).items()):
             if name in _DYNAMIC_BUILTINS and name not in part.source.namespace:
                 reaches.append(_Reach(unresolved=(f"{_DYNAMIC_BUILTINS[name]} in {where}",)))
                 continue
@@ -1280,37 +1071,6 @@ def _bytecode_expansion(part: _Part) -> _Reach:
         if func is not obj:
             reaches.append(_runtime_reach(func))
     return _joined(reaches)
-
-
-def _bytecode_uses(code: types.CodeType) -> Dict[str, _Use]:
-    """Globals a code object (and the code nested in it) loads, with attribute chains."""
-    uses: Dict[str, _Use] = {}
-
-    def flush(chain: List[str]) -> None:
-        use = uses.setdefault(chain[0], _Use())
-        if len(chain) == 1:
-            use.bare = True
-        else:
-            use.chains.add(tuple(chain[1:]))
-
-    stack = [code]
-    while stack:
-        current_code = stack.pop()
-        chain: List[str] = []
-        for instruction in dis.get_instructions(current_code):
-            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-                if chain:
-                    flush(chain)
-                chain = [str(instruction.argval)]
-            elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD") and chain:
-                chain.append(str(instruction.argval))
-            elif chain:
-                flush(chain)
-                chain = []
-        if chain:
-            flush(chain)
-        stack.extend(c for c in current_code.co_consts if isinstance(c, types.CodeType))
-    return uses
 
 
 def _bytecode_signature(cls: type) -> str:

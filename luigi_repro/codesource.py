@@ -37,6 +37,7 @@ __all__ = [
     "ModuleSource",
     "Scope",
     "SourceIndex",
+    "first_line",
     "is_stdlib_path",
     "is_user_namespace",
     "note_task_module",
@@ -186,8 +187,7 @@ class SourceIndex:
         self.by_first_line: Dict[int, List[Scope]] = {}
         self.bindings: Dict[str, List[Binding]] = {}
         self.star_imports: List[ast.ImportFrom] = []
-        self._symbols: Optional[symtable.SymbolTable] = None
-        self._symbols_failed = False
+        self._tables: Optional[Dict[Tuple[Tuple[str, int], ...], symtable.SymbolTable]] = None
         for headers, statement in _module_statements(tree.body, ()):
             self._bind(headers, statement)
             self._index_scopes(statement)
@@ -207,7 +207,7 @@ class SourceIndex:
             if isinstance(node, _SCOPE_NODES):
                 name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
                 qualname = prefix + name
-                scope = Scope(qualname, node, _first_line(node), parents, statement)
+                scope = Scope(qualname, node, first_line(node), parents, statement)
                 self.scopes.append(scope)
                 self.by_qualname.setdefault(qualname, []).append(scope)
                 self.by_first_line.setdefault(scope.first_line, []).append(scope)
@@ -220,7 +220,7 @@ class SourceIndex:
 
     def scope_of(self, node: ast.AST) -> Optional[Scope]:
         """The scope entry of a ``def``/``class``/``lambda`` node of this module."""
-        for scope in self.by_first_line.get(_first_line(node), ()):
+        for scope in self.by_first_line.get(first_line(node), ()):
             if scope.node is node:
                 return scope
         return None
@@ -245,27 +245,37 @@ class SourceIndex:
         return found
 
     def _table_of(self, scope: Scope) -> Optional[symtable.SymbolTable]:
-        if self._symbols is None and not self._symbols_failed:
-            try:
-                self._symbols = symtable.symtable(self._text, self._filename, "exec")
-            except (SyntaxError, ValueError):
-                self._symbols_failed = True
-        table = self._symbols
+        if self._tables is None:
+            self._tables = self._all_tables()
+        path = []
         for node in (*scope.parents, scope.node):
-            if table is None or isinstance(node, ast.Lambda):
+            if isinstance(node, ast.Lambda):
                 return None
-            table = next(
-                (
-                    child
-                    for child in table.get_children()
-                    if child.get_name() == node.name and child.get_lineno() == node.lineno
-                ),
-                None,
-            )
-        return table
+            path.append((node.name, node.lineno))
+        return self._tables.get(tuple(path))
+
+    def _all_tables(self) -> Dict[Tuple[Tuple[str, int], ...], symtable.SymbolTable]:
+        """Every symbol table of the module by its path of (name, line) from the top.
+
+        Built once: ``get_children()`` makes new objects on every call.
+        """
+        try:
+            top = symtable.symtable(self._text, self._filename, "exec")
+        except (SyntaxError, ValueError):
+            return {}
+        tables: Dict[Tuple[Tuple[str, int], ...], symtable.SymbolTable] = {}
+        stack: List[Tuple[Tuple[Tuple[str, int], ...], symtable.SymbolTable]] = [((), top)]
+        while stack:
+            path, table = stack.pop()
+            for child in table.get_children():
+                child_path = (*path, (child.get_name(), child.get_lineno()))
+                tables.setdefault(child_path, child)
+                stack.append((child_path, child))
+        return tables
 
 
-def _first_line(node: ast.AST) -> int:
+def first_line(node: ast.AST) -> int:
+    """The line a node's code starts at: its first decorator, as ``co_firstlineno`` counts."""
     lines = [getattr(node, "lineno", 0)]
     lines.extend(d.lineno for d in getattr(node, "decorator_list", ()))
     return min(lines)
@@ -412,6 +422,15 @@ class ModuleSource:
         if isinstance(package, str):
             return package
         return self.name.rpartition(".")[0]
+
+    def absolute(self, module: Optional[str], level: int) -> str:
+        """The absolute name of ``from <level dots><module> import …`` written in this module."""
+        if not level:
+            return module or ""
+        base = self.package.split(".") if self.package else []
+        if level > 1:
+            base = base[: len(base) - (level - 1)]
+        return ".".join([*base, *([module] if module else [])])
 
     @property
     def index(self) -> Optional[SourceIndex]:

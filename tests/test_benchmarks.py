@@ -44,3 +44,25 @@ def test_the_build_comparison_runs_on_a_tiny_dag(tmp_path: Path) -> None:
         ratio = measures[f"checked / plain, tiny 6, {label}"]["value"]
         assert ratio == pytest.approx(checked / plain)
     assert measures["tiny: extra files per checked task (record, lock)"]["value"] == 2
+
+
+def test_the_code_closure_benchmark_runs_in_quick_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generated tree's closure reaches every function and constant; quick mode fills in
+    every row, at both sizes."""
+    from benchmarks import codeclosure
+    from benchmarks.common import Results
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = codeclosure.write_tree(str(tmp_path), 40)
+    first, cached, parts = codeclosure.measure(package, repeats=1, calls=10)
+    assert parts == 2 * 40 + 1  # each function, its constant, and the task class
+    assert first > cached > 0
+    results = Results()
+    codeclosure.run(results, quick=True)
+    measures = {row["measure"] for row in results.rows}
+    for size in (100, 200):
+        assert f"first code_fingerprint, N={size}" in measures
+        assert f"cached code_fingerprint, N={size}" in measures
+    assert "growth of the cached call, N 100 -> 200 (log-log slope)" in measures

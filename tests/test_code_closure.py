@@ -589,6 +589,19 @@ def test_a_base_class_in_another_module_and_its_helpers_are_followed(project: Pr
     assert project.changed(before, project.closure()) == ["function PKG.base.shared changed"]
 
 
+def test_methods_attached_after_the_class_statement_are_followed(project: Project) -> None:
+    """`Task.run = helpers.shared_run` brings the helper (and what it uses) into the closure."""
+    project.write(
+        helpers="VALUE = 1\n\ndef shared_run(self):\n    return VALUE\n",
+        pipeline="from PKG import helpers\n\nclass Task:\n    pass\n\n"
+        "Task.run = helpers.shared_run\n",
+    )
+    before = project.closure()
+    assert "function PKG.helpers.shared_run" in project.keys(before)
+    project.edit("helpers", "VALUE = 1", "VALUE = 2")
+    assert project.changed(before, project.closure()) == ["constant PKG.helpers.VALUE changed"]
+
+
 def test_cycles_and_recursion_end(project: Project) -> None:
     """Modules importing each other and functions calling each other are each visited once."""
     project.write(
