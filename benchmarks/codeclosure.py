@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Dict, Tuple
+from typing import Callable, Dict, List
 
-from benchmarks.common import Results
+from benchmarks.common import Results, median_times
 from luigi_repro.codeclosure import code_closure, code_fingerprint
 
 #: Functions per generated module.
@@ -74,24 +74,39 @@ def fresh_task(package: str) -> type:
     return task_cls
 
 
-def measure(package: str, repeats: int, calls: int) -> Tuple[float, float, int]:
-    """(seconds of the first call, seconds per cached call, parts in the closure)."""
-    samples = []
+def first_calls(packages: Dict[int, str], repeats: int) -> Dict[int, float]:
+    """Median seconds of the first ``code_fingerprint`` of a fresh import, sizes interleaved."""
+    samples: Dict[int, List[float]] = {size: [] for size in packages}
     for _ in range(repeats):
-        task_cls = fresh_task(package)  # imported outside the measure: only the closure counts
-        gc.collect()
-        started = time.perf_counter()
-        code_fingerprint(task_cls, ALGORITHM)
-        samples.append(time.perf_counter() - started)
-    first = statistics.median(samples)
-    parts = len(code_closure(task_cls, ALGORITHM).parts)
-    best = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(calls):
+        for size, package in packages.items():
+            task_cls = fresh_task(package)  # imported outside the measure: only the closure
+            gc.collect()
+            started = time.perf_counter()
             code_fingerprint(task_cls, ALGORITHM)
-        best = min(best, (time.perf_counter() - started) / calls)
-    return first, best, parts
+            samples[size].append(time.perf_counter() - started)
+    return {size: statistics.median(values) for size, values in samples.items()}
+
+
+def cached_calls(packages: Dict[int, str], repeats: int, calls: int) -> Dict[int, float]:
+    """Median seconds per ``code_fingerprint`` once the closure is known, sizes interleaved."""
+    classes = {size: fresh_task(package) for size, package in packages.items()}
+    for task_cls in classes.values():
+        code_fingerprint(task_cls, ALGORITHM)
+
+    def calling(task_cls: type) -> Callable[[], None]:
+        def call() -> None:
+            for _ in range(calls):
+                code_fingerprint(task_cls, ALGORITHM)
+
+        return call
+
+    times = median_times([(str(size), calling(c)) for size, c in classes.items()], repeats)
+    return {size: times[str(size)] / calls for size in classes}
+
+
+def parts_of(package: str) -> int:
+    """How many parts the generated task's closure has."""
+    return len(code_closure(fresh_task(package), ALGORITHM).parts)
 
 
 def slope(small: int, large: int, small_value: float, large_value: float) -> float:
@@ -103,28 +118,28 @@ def run(results: Results, quick: bool) -> None:
     sizes = (100, 200) if quick else (200, 400)
     repeats = 3 if quick else 7
     calls = 20_000 if quick else 200_000
-    figures: Dict[int, Tuple[float, float, int]] = {}
     with tempfile.TemporaryDirectory() as folder:
         sys.path.insert(0, folder)
         try:
-            for size in sizes:
-                figures[size] = measure(write_tree(folder, size), repeats, calls)
+            packages = {size: write_tree(folder, size) for size in sizes}
+            first = first_calls(packages, repeats)
+            cached = cached_calls(packages, repeats, calls)
+            parts = {size: parts_of(package) for size, package in packages.items()}
         finally:
             sys.path.remove(folder)
     small, large = sizes
     for size in sizes:
-        first, cached, parts = figures[size]
-        print(f"codeclosure: {size} functions in {size // PER_MODULE} modules, {parts} parts")
-        results.add("codeclosure", f"first code_fingerprint, N={size}", first * 1e3, "ms")
+        print(f"codeclosure: {size} functions in {size // PER_MODULE} modules, {parts[size]} parts")
+        results.add("codeclosure", f"first code_fingerprint, N={size}", first[size] * 1e3, "ms")
         results.add(
             "codeclosure",
             f"first code_fingerprint per function, N={size}",
-            first / size * 1e6,
+            first[size] / size * 1e6,
             "µs",
         )
-        results.add("codeclosure", f"cached code_fingerprint, N={size}", cached * 1e6, "µs")
-    first_slope = slope(small, large, figures[small][0], figures[large][0])
-    cached_slope = slope(small, large, figures[small][1], figures[large][1])
+        results.add("codeclosure", f"cached code_fingerprint, N={size}", cached[size] * 1e6, "µs")
+    first_slope = slope(small, large, first[small], first[large])
+    cached_slope = slope(small, large, cached[small], cached[large])
     results.add(
         "codeclosure",
         f"growth of the first call, N {small} -> {large} (log-log slope)",

@@ -286,8 +286,15 @@ def _locate_user_class(cls: type) -> bool:
     return not is_stdlib_path(filename)
 
 
-def _user_classes(task_cls: type) -> List[type]:
-    return [cls for cls in task_cls.__mro__ if _is_user_class(cls)]
+_user_mro: weakref.WeakKeyDictionary[type, Tuple[type, ...]] = weakref.WeakKeyDictionary()
+
+
+def _user_classes(task_cls: type) -> Tuple[type, ...]:
+    """The user classes of a task's MRO, looked up once per class (``complete()`` asks often)."""
+    found = _user_mro.get(task_cls)
+    if found is None:
+        found = _user_mro[task_cls] = tuple(c for c in task_cls.__mro__ if _is_user_class(c))
+    return found
 
 
 def _namespace_of_class(cls: type) -> Optional[Dict[str, Any]]:
@@ -421,7 +428,7 @@ def _part(
 # --- the walk ------------------------------------------------------------------------------------
 
 
-def _compute(task_cls: type, classes: List[type], algorithm: str) -> CodeClosure:
+def _compute(task_cls: type, classes: Tuple[type, ...], algorithm: str) -> CodeClosure:
     roots = [_part_of_class(cls) for cls in classes]
     materials: Dict[_Part, str] = {}
     unresolved: Dict[str, None] = {}

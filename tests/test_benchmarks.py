@@ -55,10 +55,10 @@ def test_the_code_closure_benchmark_runs_in_quick_mode(
     from benchmarks.common import Results
 
     monkeypatch.syspath_prepend(str(tmp_path))
-    package = codeclosure.write_tree(str(tmp_path), 40)
-    first, cached, parts = codeclosure.measure(package, repeats=1, calls=10)
-    assert parts == 2 * 40 + 1  # each function, its constant, and the task class
-    assert first > cached > 0
+    packages = {40: codeclosure.write_tree(str(tmp_path), 40)}
+    assert codeclosure.parts_of(packages[40]) == 2 * 40 + 1  # functions, constants, the task
+    first = codeclosure.first_calls(packages, repeats=1)[40]
+    assert first > codeclosure.cached_calls(packages, repeats=1, calls=10)[40] > 0
     results = Results()
     codeclosure.run(results, quick=True)
     measures = {row["measure"] for row in results.rows}
