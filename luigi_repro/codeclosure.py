@@ -854,7 +854,7 @@ def _through_import(
 ) -> _Reach:
     """Follow ``from x import y as name`` to the module that defines ``y``."""
     module = sys.modules.get(source.absolute(statement.module, statement.level))
-    if module is None:
+    if module is None or not is_user_namespace(vars(module)):
         return _NOTHING
     for alias in statement.names:
         if (alias.asname or alias.name) == name:
@@ -869,6 +869,8 @@ def _from_star_imports(source: ModuleSource, name: str, bare: bool) -> Optional[
     for statement in index.star_imports if index is not None else ():
         module = sys.modules.get(source.absolute(statement.module, statement.level))
         if module is not None and name in vars(module):
+            if not is_user_namespace(vars(module)):
+                return _NOTHING
             return _reach_of_name(source_of_namespace(vars(module)), name, bare)
     return None
 

@@ -408,12 +408,27 @@ class ModuleSource:
 
     name: str
     namespace: Dict[str, Any]
-    filename: Optional[str]
-    text: Optional[str]
     user: bool
+    filename: Optional[str] = None
+    text: Optional[str] = None
     analyses: Dict[Any, Any] = attrs.field(factory=dict)
+    _text_read: bool = attrs.field(default=False, init=False)
     _index: Optional[SourceIndex] = attrs.field(default=None, init=False)
     _parsed: bool = attrs.field(default=False, init=False)
+
+    def read(self) -> None:
+        """Read the module's text now (once)."""
+        if self._text_read:
+            return
+        self._text_read = True
+        spec = self.namespace.get("__spec__")
+        origin = self.namespace.get("__file__")
+        if spec is not None and getattr(spec, "has_location", False):
+            origin = spec.origin
+        if isinstance(origin, str) and origin:
+            self.text = _text_of(self.namespace, spec, self.name, origin)
+            if self.text is not None:
+                self.filename = os.path.realpath(origin)
 
     @property
     def package(self) -> str:
@@ -437,6 +452,7 @@ class ModuleSource:
         """The parsed source, or None when there is no source (or it does not parse)."""
         if not self._parsed:
             self._parsed = True
+            self.read()
             if self.text is not None:
                 try:
                     tree = ast.parse(self.text, self.filename or "<unknown>")
@@ -474,7 +490,7 @@ def source_of_namespace(namespace: Dict[str, Any]) -> ModuleSource:
     entry = _snapshots.get(id(namespace))
     if entry is not None and entry[0] is spec and entry[1] is namespace:
         return entry[2]
-    source = _read(namespace)
+    source = _snapshot(namespace)
     with _lock:
         _snapshots[id(namespace)] = (spec, namespace, source)
     if entry is not None and entry[1] is namespace:
@@ -483,20 +499,13 @@ def source_of_namespace(namespace: Dict[str, Any]) -> ModuleSource:
     return source
 
 
-def _read(namespace: Dict[str, Any]) -> ModuleSource:
+def _snapshot(namespace: Dict[str, Any]) -> ModuleSource:
+    """A snapshot: the text of a user module is read now, an installed one's when needed."""
     name = str(namespace.get("__name__") or "")
-    user = is_user_namespace(namespace)
-    text: Optional[str] = None
-    filename: Optional[str] = None
-    spec = namespace.get("__spec__")
-    origin = namespace.get("__file__")
-    if spec is not None and getattr(spec, "has_location", False):
-        origin = spec.origin
-    if isinstance(origin, str) and origin:
-        text = _text_of(namespace, spec, name, origin)
-        if text is not None:
-            filename = os.path.realpath(origin)
-    return ModuleSource(name=name, namespace=namespace, filename=filename, text=text, user=user)
+    source = ModuleSource(name=name, namespace=namespace, user=is_user_namespace(namespace))
+    if source.user:
+        source.read()
+    return source
 
 
 def _text_of(namespace: Dict[str, Any], spec: Any, name: str, origin: str) -> Optional[str]:
