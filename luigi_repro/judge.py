@@ -63,6 +63,7 @@ __all__ = [
     "forget_verdicts",
     "is_checked_task",
     "judging",
+    "unresolved_code_note",
 ]
 
 
@@ -596,7 +597,7 @@ class Judge:
             return
         current = code_closure(cls, algorithm)
         if self.exhaustive and current.unresolved:
-            found.note(_unresolved_code(current.unresolved))
+            found.note(unresolved_code_note(current.unresolved))
         if record.task.code_fingerprint == current.fingerprint:
             return
         reason = _code_changed(family, cls, record, current.fingerprint, current.parts, algorithm)
@@ -926,8 +927,8 @@ def _code_changed(
 _CODE_ITEMS_SHOWN = 4
 
 
-def _unresolved_code(unresolved: Tuple[str, ...]) -> Reason:
-    """A note: references the code fingerprint cannot follow, so cannot vouch for."""
+def unresolved_code_note(unresolved: Tuple[str, ...]) -> Reason:
+    """A note for audits: references the code fingerprint cannot follow, so cannot vouch for."""
     shown = "; ".join(unresolved[:_CODE_ITEMS_SHOWN])
     more = len(unresolved) - _CODE_ITEMS_SHOWN
     return Reason(

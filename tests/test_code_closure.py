@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pipelines import build, families, from_scratch, runs
 from strategies import json_values
 
-from luigi_repro import ReasonKind, judging, verify
+from luigi_repro import ReasonKind, audit_paths, judging, verify
 from luigi_repro.cli.adopt import plan
 from luigi_repro.codeclosure import (
     CodeClosure,
@@ -974,7 +974,8 @@ def test_a_record_from_before_the_closure_can_be_adopted(project: Project) -> No
 
 
 def test_unresolved_references_are_a_note_of_the_audit(project: Project) -> None:
-    """verify shows what the fingerprint cannot follow as a note; the task stays up to date."""
+    """verify (with the code, and from records alone) shows what the fingerprint cannot follow
+    as a note; the task stays up to date."""
     project.write(
         helpers="from PKG import steps\n\ndef value():\n"
         "    return getattr(steps, 'run_' + 'step')()\n",
@@ -990,6 +991,8 @@ def test_unresolved_references_are_a_note_of_the_audit(project: Project) -> None
     where = f"in function {project.package}.helpers.value"
     assert note.evidence["unresolved"] == [f"getattr(steps, 'run_' + 'step') {where}"]
     assert record_of("out/task.txt")["task"]["code_unresolved"] == note.evidence["unresolved"]
+    (recorded,) = audit_paths(["out/task.txt"]).tasks.values()
+    assert recorded.notes == (note,)  # the record-only audit shows it too
 
 
 # --- a realistic project, built by separate processes --------------------------------------------
