@@ -794,10 +794,14 @@ def _resolve_name(source: ModuleSource, name: str, bare: bool) -> _Reach:
         if hasattr(builtins, name):
             return _NOTHING
         return _from_star_imports(source, name, bare) or _NOTHING
-    if isinstance(value, types.ModuleType):
-        return _NOTHING  # attributes of a module are followed one by one
     index = source.index
     bindings = index.bindings.get(name, []) if index is not None else []
+    if isinstance(value, types.ModuleType):
+        # Its attributes are followed one by one; statements here that set them
+        # (``config.MODE = "fast"``) count as this name's.
+        if any(not _imports(b.statement) for b in bindings):
+            return _Reach((_constant_part(source, name),))
+        return _NOTHING
     if _is_code(value):
         if bare and _is_task_class(value):
             return _NOTHING
@@ -879,7 +883,7 @@ def _reach_of_chain(source: ModuleSource, name: str, chain: Tuple[str, ...]) -> 
     """What ``name.a.b…`` reaches: through user modules down to the name they define."""
     value = source.namespace.get(name, _MISSING)
     if isinstance(value, types.ModuleType):
-        return _reach_in_module(value, chain)
+        return _joined([_reach_in_module(value, chain), _reach_of_name(source, name, False)])
     return _reach_of_name(source, name, bare=False)
 
 
@@ -972,6 +976,13 @@ def _references(
         global_names = set(visitor.uses) - bound_names(node)
     else:
         global_names = global_names | definition_names(node)
+    # A base class is inherited, not merely named: followed even when it is another task.
+    bases = {
+        inner.id
+        for base in (node.bases if isinstance(node, ast.ClassDef) else ())
+        for inner in ast.walk(base)
+        if isinstance(inner, ast.Name)
+    }
     reaches: List[_Reach] = [_Reach(unresolved=tuple(visitor.unresolved))]
     for name, at in visitor.imported:
         problem = _import_user_module(name)[1]
@@ -984,7 +995,7 @@ def _references(
         if name in global_names:
             reaches.extend(_reach_of_chain(source, name, chain) for chain in sorted(use.chains))
             if use.bare:
-                reaches.append(_reach_of_name(source, name, bare=True))
+                reaches.append(_reach_of_name(source, name, bare=name not in bases))
     for root, attributes, text, at in visitor.lookups:
         target = _static_value(source, visitor.aliases, root, attributes, root in global_names)
         if isinstance(target, types.ModuleType):

@@ -602,6 +602,33 @@ def test_methods_attached_after_the_class_statement_are_followed(project: Projec
     assert project.changed(before, project.closure()) == ["constant PKG.helpers.VALUE changed"]
 
 
+def test_module_attributes_set_by_the_importing_module_count(project: Project) -> None:
+    """`config.MODE = "fast"` where the task's module uses config is part of the closure."""
+    project.write(
+        config="MODE = 'slow'\n",
+        pipeline="from PKG import config\n\nconfig.MODE = 'fast'\n\n"
+        "class Task:\n    def run(self):\n        return config.MODE\n",
+    )
+    before = project.closure()
+    project.edit("pipeline", "config.MODE = 'fast'", "config.MODE = 'faster'")
+    assert project.changed(before, project.closure()) == ["constant PKG.pipeline.config changed"]
+
+
+def test_a_base_task_made_by_a_factory_counts_with_its_arguments(project: Project) -> None:
+    """`Base = make_base(0.5)`; `class Task(Base)`: the factory call's arguments count."""
+    project.write(
+        bases="import luigi\n\ndef make_base(limit):\n"
+        "    class Base(luigi.Task):\n        def cut(self, x):\n            return min(x, limit)\n"
+        "    return Base\n",
+        pipeline="from PKG.bases import make_base\n\nBase = make_base(0.5)\n\n"
+        "class Task(Base):\n    def run(self):\n        return self.cut(1)\n",
+    )
+    before = project.closure()
+    assert {"function PKG.bases.make_base", "constant PKG.pipeline.Base"} <= project.keys(before)
+    project.edit("pipeline", "make_base(0.5)", "make_base(0.7)")
+    assert project.changed(before, project.closure()) == ["constant PKG.pipeline.Base changed"]
+
+
 def test_cycles_and_recursion_end(project: Project) -> None:
     """Modules importing each other and functions calling each other are each visited once."""
     project.write(
