@@ -13,7 +13,16 @@ from typing import List, Optional
 
 from benchmarks.common import Results, machine
 
-BENCHMARKS = ["hashing", "memory", "pipeline", "build", "dataframe", "rangetools", "auditreads"]
+BENCHMARKS = [
+    "hashing",
+    "memory",
+    "pipeline",
+    "build",
+    "dataframe",
+    "codeclosure",
+    "auditreads",
+    "rangetools",
+]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

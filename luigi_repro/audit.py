@@ -26,7 +26,7 @@ import attrs
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import format_key
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
-from luigi_repro.judge import Judge, Missing
+from luigi_repro.judge import Judge, Missing, unresolved_code_note
 from luigi_repro.localpath import physical_path
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
@@ -375,6 +375,7 @@ class _Auditor:
             label = f"{record.task.family}({params})"
             family = record.task.family
             outputs = tuple(e.uri for e in record.outputs)
+        unresolved = record.task.code_unresolved if record is not None else ()
         self.nodes[node.node_id] = TaskReport(
             task_id=node.node_id,
             family=family,
@@ -383,6 +384,7 @@ class _Auditor:
             ok=ok,
             label=label,
             reasons=reasons,
+            notes=(unresolved_code_note(unresolved),) if unresolved else (),
             upstream=tuple(node.upstream),
             outputs=outputs,
         )

@@ -29,13 +29,20 @@ import attrs
 import luigi
 from luigi.task_register import Register
 
+from luigi_repro.codeclosure import (
+    code_closure,
+    code_fingerprint,
+    code_version_of,
+    diff_parts,
+    legacy_code_fingerprint,
+)
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import flatten_with_keys, format_key, requirements_of, static_inputs
 from luigi_repro.environment import env_drift
 from luigi_repro.errors import RecordError, ReproError
 from luigi_repro.fingerprint import Counters, diff_manifests, short, usable_algorithm
 from luigi_repro.log import logger
-from luigi_repro.params import canonical_params, code_fingerprint, code_version_of, diff_params
+from luigi_repro.params import canonical_params, diff_params
 from luigi_repro.reads import unwatched
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record
 from luigi_repro.statcache import open_stat_cache
@@ -57,6 +64,7 @@ __all__ = [
     "forget_verdicts",
     "is_checked_task",
     "judging",
+    "unresolved_code_note",
 ]
 
 
@@ -613,24 +621,13 @@ class Judge:
         if algorithm is None:
             add(_unusable_algorithm(task.task_id, record.task.code_fingerprint))
             return
-        current = code_fingerprint(cls, algorithm)
-        if record.task.code_fingerprint == current:
+        current = code_closure(cls, algorithm)
+        if self.exhaustive and current.unresolved:
+            found.note(unresolved_code_note(current.unresolved))
+        if record.task.code_fingerprint == current.fingerprint:
             return
-        old_version, new_version = record.task.code_version, code_version_of(cls)
-        if old_version is not None or new_version is not None:
-            message = f"code_version changed ({old_version!r} -> {new_version!r})"
-        else:
-            message = f"the code of {family} changed since its outputs were made"
-        reason = Reason(
-            ReasonKind.CODE_CHANGED,
-            message,
-            {
-                "old": record.task.code_fingerprint,
-                "new": current,
-                "old_version": old_version,
-                "new_version": new_version,
-            },
-        )
+        reason = _code_changed(family, cls, record, current.fingerprint, current.parts, algorithm)
+        message = reason.message
         if policy == "rerun":
             add(reason)
         else:
@@ -956,6 +953,66 @@ class _Frame:
     reasons: List[Reason] = attrs.field(factory=list)
     notes: Tuple[Reason, ...] = ()
     upstream_ids: List[str] = attrs.field(factory=list)
+
+
+def _code_changed(
+    family: str,
+    cls: type,
+    record: Record,
+    fingerprint: str,
+    parts: Mapping[str, str],
+    algorithm: str,
+) -> Reason:
+    """CODE_CHANGED, naming what changed: the code_version, or each function, class, constant."""
+    old_version, new_version = record.task.code_version, code_version_of(cls)
+    evidence: Dict[str, Any] = {
+        "old": record.task.code_fingerprint,
+        "new": fingerprint,
+        "old_version": old_version,
+        "new_version": new_version,
+    }
+    message = f"the code of {family} changed since its outputs were made"
+    if record.task.code_parts is None:
+        # Written before the fingerprint covered helper code: it can only vouch for the classes.
+        same = record.task.code_fingerprint == legacy_code_fingerprint(cls, algorithm)
+        evidence.update({"record_covers_helpers": False, "classes_unchanged": same})
+        if same and old_version == new_version:
+            message = (
+                f"the record of {family} predates code fingerprints that cover helper code "
+                "(the functions, classes and constants the task uses); run `luigi-repro adopt` "
+                "to accept the existing outputs, or let the task run again"
+            )
+    else:
+        diff = diff_parts(record.task.code_parts, parts, record.task.module, cls.__module__)
+        evidence.update(diff)
+        items = [f"{key} {what}" for what in ("changed", "added", "removed") for key in diff[what]]
+        if items:
+            shown = ", ".join(items[:_CODE_ITEMS_SHOWN])
+            more = len(items) - _CODE_ITEMS_SHOWN
+            message = f"the code of {family} changed: {shown}" + (
+                f" and {more} more" if more > 0 else ""
+            )
+    if old_version != new_version:
+        message = f"code_version changed ({old_version!r} -> {new_version!r})"
+    return Reason(ReasonKind.CODE_CHANGED, message, evidence)
+
+
+#: How many changed functions, classes and constants a CODE_CHANGED message names.
+_CODE_ITEMS_SHOWN = 4
+
+
+def unresolved_code_note(unresolved: Tuple[str, ...]) -> Reason:
+    """A note for audits: references the code fingerprint cannot follow, so cannot vouch for."""
+    shown = "; ".join(unresolved[:_CODE_ITEMS_SHOWN])
+    more = len(unresolved) - _CODE_ITEMS_SHOWN
+    return Reason(
+        ReasonKind.CODE_UNRESOLVED,
+        "the code fingerprint cannot follow "
+        + shown
+        + (f" and {more} more" if more > 0 else "")
+        + " (code reached only through them is not checked)",
+        {"unresolved": list(unresolved)},
+    )
 
 
 def _unusable_algorithm(where: str, fingerprint: str) -> Reason:

@@ -30,6 +30,7 @@ import attrs
 import luigi
 
 from luigi_repro import environment
+from luigi_repro.codeclosure import code_closure, code_version_of
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import (
     InputRef,
@@ -50,7 +51,7 @@ from luigi_repro.errors import (
 from luigi_repro.judge import Judge, Missing, Outcome, is_checked_task, warn_once
 from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
-from luigi_repro.params import canonical_params, code_fingerprint, code_version_of
+from luigi_repro.params import canonical_params
 from luigi_repro.reads import ReadWatch
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
 from luigi_repro.statcache import StatKey, flush_stat_caches
@@ -355,15 +356,17 @@ class RunProtocol:
                     target=None if hashable is None else hashable.describe(),
                 )
             )
-        algorithm = self.settings.hash_algorithm
+        code = code_closure(cls, self.settings.hash_algorithm)
         return Record(
             task=TaskSection(
                 family=task.get_task_family(),
                 module=cls.__module__,
                 task_id=task.task_id,
                 params=canonical_params(task, self.settings.signing_key),
-                code_fingerprint=code_fingerprint(cls, algorithm),
+                code_fingerprint=code.fingerprint,
                 code_version=code_version_of(cls),
+                code_parts=code.parts,
+                code_unresolved=code.unresolved,
             ),
             inputs=tuple(inputs),
             outputs=outputs,

@@ -45,6 +45,8 @@ class ReasonKind(enum.Enum):
     UPSTREAM_NOT_UP_TO_DATE = "UPSTREAM_NOT_UP_TO_DATE"
     DYNAMIC_DEPENDENCY_UNRESOLVED = "DYNAMIC_DEPENDENCY_UNRESOLVED"
     INPUT_UNVERIFIABLE = "INPUT_UNVERIFIABLE"
+    #: A note: references in the task's code that the code fingerprint cannot follow.
+    CODE_UNRESOLVED = "CODE_UNRESOLVED"
     CHECK_FAILED = "CHECK_FAILED"
 
     def __str__(self) -> str:

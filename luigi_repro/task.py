@@ -30,9 +30,10 @@ from typing import (
 import luigi
 
 from luigi_repro import environment
+from luigi_repro.codeclosure import capture_code
 from luigi_repro.dag import flatten_with_keys
 from luigi_repro.judge import judging
-from luigi_repro.params import capture_code, class_params, reject_sets
+from luigi_repro.params import class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.reads import watching
 from luigi_repro.targets.local import HashableLocalTarget

@@ -64,7 +64,7 @@ def test_the_audit_hook_benchmark_runs_small() -> None:
     assert "build time growth with tasks, warn (log-log slope)" in measures
 
 
-@pytest.mark.filterwarnings("ignore:Parameter \"param_name\":UserWarning")
+@pytest.mark.filterwarnings('ignore:Parameter "param_name":UserWarning')
 def test_the_range_tools_benchmark_runs_small() -> None:
     """Plain and checked Range checks are measured at two sizes, with the growth slope."""
     from benchmarks import rangetools
@@ -76,3 +76,25 @@ def test_the_range_tools_benchmark_runs_small() -> None:
     assert measures["RangeDaily over 6 days, checked (bulk_complete)"] > 0
     assert measures["RangeDaily over 3 days, plain (file listing)"] > 0
     assert "growth of the checked cost (log-log slope)" in measures
+
+
+def test_the_code_closure_benchmark_runs_in_quick_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generated tree's closure reaches every function and constant; quick mode fills in
+    every row, at both sizes."""
+    from benchmarks import codeclosure
+    from benchmarks.common import Results
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    packages = {40: codeclosure.write_tree(str(tmp_path), 40)}
+    assert codeclosure.parts_of(packages[40]) == 2 * 40 + 1  # functions, constants, the task
+    first = codeclosure.first_calls(packages, repeats=1)[40]
+    assert first > codeclosure.cached_calls(packages, repeats=1, calls=10)[40] > 0
+    results = Results()
+    codeclosure.run(results, quick=True)
+    measures = {row["measure"] for row in results.rows}
+    for size in (100, 200):
+        assert f"first code_fingerprint, N={size}" in measures
+        assert f"cached code_fingerprint, N={size}" in measures
+    assert "growth of the cached call, N 100 -> 200 (log-log slope)" in measures

@@ -162,7 +162,7 @@ def test_the_definition_in_use_is_fingerprinted_when_a_name_is_defined_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With `if ...: class T` / `else: class T`, an edit to the branch in use is seen."""
-    from luigi_repro.params import code_fingerprint
+    from luigi_repro.codeclosure import code_fingerprint
 
     monkeypatch.syspath_prepend(str(tmp_path))
     source = textwrap.dedent(
@@ -191,7 +191,7 @@ def test_a_module_named_like_the_standard_library_is_still_user_code(tmp_path: P
     """A pipeline module called like a stdlib module (colorsys.py) is fingerprinted all the same."""
     import importlib.util
 
-    from luigi_repro.params import code_fingerprint
+    from luigi_repro.codeclosure import code_fingerprint
 
     fingerprints = []
     for index, value in enumerate(("1", "2")):

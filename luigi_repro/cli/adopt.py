@@ -1,8 +1,9 @@
 """``luigi-repro adopt``: record outputs that are already on disk as valid, without running.
 
-For projects that start using luigi_repro with results in place. Only tasks whose outputs all
-exist and that have no (usable) record are adopted; a task whose record shows a real change is
-left alone, since adopting it would hide that change.
+For projects that start using luigi_repro with results in place, or records written before the
+code fingerprint covered helper code. Only tasks whose outputs all exist and that have no
+(usable) record, or such an earlier record whose classes are unchanged, are adopted; a task whose
+record shows a real change is left alone, since adopting it would hide that change.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from luigi_repro.dag import requirements_of, static_inputs
 from luigi_repro.judge import Judge, is_checked_task
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.statcache import flush_stat_caches
-from luigi_repro.status import ReasonKind
+from luigi_repro.status import Reason, ReasonKind
 from luigi_repro.task import runs_dynamically
 
 __all__ = ["plan", "run"]
@@ -31,7 +32,8 @@ Record the outputs of a pipeline that are already on disk as up to date, without
   luigi-repro adopt [--yes] --module M Task [--param v ...]
 
 Only tasks whose outputs and inputs all exist, which have no record yet (--force: or an
-unusable one) and whose upstream tasks are up to date or adopted too are adopted. Dynamic
+unusable one), or a record written before code fingerprints covered helper code, and whose
+upstream tasks are up to date or adopted too are adopted. Dynamic
 dependencies cannot be known without running, so tasks that yield them are left to run.
 """
 
@@ -76,6 +78,17 @@ def _upstream_first(root: luigi.Task) -> List[luigi.Task]:
     return order
 
 
+def _predates_closure(reason: Reason) -> bool:
+    """CODE_CHANGED only because the record predates fingerprints that cover helper code."""
+    evidence = reason.evidence
+    return (
+        reason.kind is ReasonKind.CODE_CHANGED
+        and evidence.get("record_covers_helpers") is False
+        and evidence.get("classes_unchanged") is True
+        and evidence.get("old_version") == evidence.get("new_version")
+    )
+
+
 def _why_not(task: luigi.Task, judge: Judge, force: bool, blocked: Set[str]) -> Optional[str]:
     """Why ``task`` must not be adopted, or None when it may be."""
     if any(upstream.task_id in blocked for _, upstream in requirements_of(task)):
@@ -92,8 +105,9 @@ def _why_not(task: luigi.Task, judge: Judge, force: bool, blocked: Set[str]) -> 
     if ReasonKind.MISSING_OUTPUT in kinds:
         return "an output is missing, so it must run"
     adoptable = _ADOPTABLE | ({ReasonKind.BAD_RECORD} if force else set())
-    if not kinds <= adoptable:
-        first = next(r for r in reasons if r.kind not in adoptable)
+    blocking = [r for r in reasons if r.kind not in adoptable and not _predates_closure(r)]
+    if blocking:
+        first = blocking[0]
         if first.kind is ReasonKind.BAD_RECORD:
             return f"{first.message} (--force adopts it anyway)"
         return f"its record shows a change ({first.message}); run it instead"
@@ -106,7 +120,8 @@ def plan(
     """``(tasks to adopt, [(task, why it is left alone)])``, upstream tasks first.
 
     A task is adopted only when all its outputs and inputs exist, it has no record (or, with
-    ``force``, an unusable one), its run() is not dynamic, and everything it requires is up to
+    ``force``, an unusable one; or one written before code fingerprints covered helper code,
+    whose classes are unchanged), its run() is not dynamic, and everything it requires is up to
     date or adopted too.
     """
     judge = Judge(load_settings(), exhaustive=True)

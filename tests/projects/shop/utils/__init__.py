@@ -1,0 +1,1 @@
+"""Helpers of the shop pipeline: parsing and cleaning orders, money, reports."""
