@@ -44,6 +44,7 @@ import zoneinfo
 from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
 
 from luigi_repro.config import Settings, default_stat_cache_path
+from luigi_repro.localpath import physical_path
 from luigi_repro.statcache import StatKey
 from luigi_repro.targets.base import as_hashable
 
@@ -102,10 +103,7 @@ def _absolute(path: Any) -> Optional[str]:
     """``path`` made absolute against the working folder now; None for a file descriptor."""
     if isinstance(path, int):
         return None
-    text = os.fsdecode(os.fspath(path))
-    if not os.path.isabs(text):
-        text = os.path.join(os.getcwd(), text)
-    return os.path.normpath(text)
+    return physical_path(os.fsdecode(os.fspath(path)))  # `link/..` resolved as the OS does
 
 
 def _note_open(args: Tuple[Any, ...]) -> None:
@@ -156,7 +154,7 @@ def local_path_of(target: Any) -> Optional[str]:
         return None
     if hashable is not None and not os.path.isabs(location):
         return None  # another file system's path (hdfs:…), not this machine's
-    return os.path.normpath(os.path.abspath(location))
+    return physical_path(location)
 
 
 def _interpreter_folders() -> List[str]:

@@ -483,3 +483,33 @@ FLAGS = [
 def test_which_opens_are_reads(mode: Any, flags: Any, reads_content: bool) -> None:
     """Reading and read-write opens of existing content count; creating, truncating do not."""
     assert reads._is_read(mode, flags) is reads_content
+
+
+class ThroughALink(TaskWithCheckingInputHash):
+    """Reads ``link/../data.txt``: with link -> real/deep, that is real/data.txt."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/through_link.txt")
+
+    def run(self) -> None:
+        with open("link/../data.txt") as source, self.output().open("w") as sink:
+            sink.write(source.read())
+
+
+def test_a_read_through_a_symlink_and_dotdot_tracks_the_file_the_os_opened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tracked file is real/data.txt (what the OS opened), so editing the look-alike
+    ./data.txt changes nothing and editing real/data.txt makes the task stale."""
+    use_policy(monkeypatch, "track")
+    os.makedirs("real/deep")
+    os.symlink("real/deep", "link")
+    Path("data.txt").write_text("look-alike\n")
+    Path("real/data.txt").write_text("the one read\n")
+    assert build(ThroughALink())
+    [entry] = undeclared_entries(record_beside("out/through_link.txt"))
+    assert entry.uri == os.path.join(os.getcwd(), "real", "data.txt")
+    Path("data.txt").write_text("edited look-alike\n")
+    assert ThroughALink().complete()
+    Path("real/data.txt").write_text("edited\n")
+    assert not ThroughALink().complete()
