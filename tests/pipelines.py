@@ -65,8 +65,17 @@ def build(*tasks: luigi.Task, workers: int = 1) -> bool:
 
 def status_of(task: luigi.Task) -> TaskStatus:
     """The exhaustive verdict on ``task`` (every reason), as ``verify`` would give it."""
-    with judging(exhaustive=True) as judge:
+    with judging(exhaustive=True, fresh=True) as judge:
         return judge.status(task)
+
+
+def failure_of(task: luigi.Task) -> BaseException:
+    """Run ``task.run()`` directly and return what it raised (it must raise)."""
+    try:
+        task.run()
+    except Exception as exc:  # noqa: BLE001 - each caller checks the type
+        return exc
+    raise AssertionError(f"{task!r}.run() raised nothing")
 
 
 def from_scratch(task: luigi.Task) -> bool:

@@ -12,7 +12,17 @@ import attrs
 import luigi
 import portalocker
 import pytest
-from pipelines import Clean, build, families, log_run, make_raw, runs, status_of, write_raw
+from pipelines import (
+    Clean,
+    build,
+    failure_of,
+    families,
+    log_run,
+    make_raw,
+    runs,
+    status_of,
+    write_raw,
+)
 
 from luigi_repro import (
     CheckingInputHashMixin,
@@ -32,13 +42,6 @@ from luigi_repro.locking import lock_file_for
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
 from luigi_repro.report import verify
-
-
-def failure_of(task: luigi.Task) -> BaseException:
-    """Run ``task.run()`` directly and return what it raised."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - each caller checks the type
-        task.run()
-    return caught.value
 
 
 class Tamper(TaskWithCheckingInputHash):

@@ -15,7 +15,17 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import luigi
 import pytest
-from pipelines import Clean, build, families, log_run, make_raw, runs, write_raw
+from pipelines import (
+    Clean,
+    build,
+    failure_of,
+    families,
+    log_run,
+    make_raw,
+    runs,
+    status_of,
+    write_raw,
+)
 
 from luigi_repro import (
     HashableExternalFile,
@@ -26,7 +36,6 @@ from luigi_repro import (
     TaskWithCheckingInputHash,
     WrapperTask,
     audit_paths,
-    judging,
     reads,
 )
 from luigi_repro.cli import main
@@ -57,18 +66,6 @@ def record_beside(path: str) -> Record:
 
 def undeclared_entries(record: Record) -> List[Any]:
     return [entry for entry in record.inputs if entry.undeclared]
-
-
-def status_of(task: luigi.Task) -> Any:
-    with judging(exhaustive=True, fresh=True) as judge:
-        return judge.status(task)
-
-
-def failure_of(task: luigi.Task) -> BaseException:
-    """Run ``task.run()`` directly and return what it raised."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - each caller checks the type
-        task.run()
-    return caught.value
 
 
 class Financials(TaskWithCheckingInputHash):
