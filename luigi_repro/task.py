@@ -28,6 +28,7 @@ from typing import (
 )
 
 import luigi
+from luigi.parameter import _no_value
 
 from luigi_repro import environment
 from luigi_repro.codeclosure import capture_code
@@ -218,10 +219,32 @@ class CheckingInputHashMixin(luigi.Task):
                 elif isinstance(values, dict):
                     task = cls(**values)
                 else:
-                    task = cls(values)
+                    task = cls(**{_ranged_parameter(cls): values})
                 if judge.status(task).ok:
                     done.append(values)
         return done
+
+
+def _ranged_parameter(cls: Any) -> str:
+    """The parameter a Range tool's single value is meant for.
+
+    A Range passes the class with its ``of_params`` bound (a ``functools.partial``); the value
+    belongs to the one parameter left unset (``param_name``), which is not necessarily the first
+    positional one. When several are left, the one without a default; else Luigi's convention,
+    the first positional parameter.
+    """
+    bound = set(cls.keywords) if isinstance(cls, functools.partial) else set()
+    task_cls: Any = cls.func if isinstance(cls, functools.partial) else cls
+    params = [(name, param) for name, param in task_cls.get_params() if name not in bound]
+    if len(params) == 1:
+        return str(params[0][0])
+    required = [name for name, param in params if param._default is _no_value]
+    if len(required) == 1:
+        return str(required[0])
+    positional = [name for name, param in params if param.positional]
+    if not positional:
+        raise TypeError(f"{task_cls.__name__} has no parameter a Range tool could set")
+    return str(positional[0])
 
 
 class TaskWithCheckingInputHash(CheckingInputHashMixin):

@@ -7,6 +7,7 @@ listing of output files, so a date whose input changed would never run again.
 from __future__ import annotations
 
 import datetime
+import functools
 from pathlib import Path
 from typing import Any, Dict, Type
 
@@ -159,8 +160,6 @@ def test_a_range_reruns_exactly_the_stale_slot(name: str) -> None:
 
 def test_bulk_complete_answers_as_complete_does() -> None:
     """bulk_complete lists exactly the dates whose complete() is True (also via a partial)."""
-    import functools
-
     dates = [datetime.date(2024, 1, d) for d in range(1, 5)]
     Path("raw").mkdir()
     for day in dates:
@@ -174,3 +173,33 @@ def test_bulk_complete_answers_as_complete_does() -> None:
     partial = functools.partial(Daily)
     assert Daily.bulk_complete.__func__(partial, iter(dates)) == expected  # type: ignore[attr-defined]
     assert Daily.bulk_complete([{"date": d} for d in dates]) == [{"date": d} for d in expected]
+
+
+class Regional(TaskWithCheckingInputHash):
+    """Its date is not its first parameter: a Range names it with ``param_name``."""
+
+    region = luigi.Parameter()
+    date = luigi.DateParameter()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"out/{self.region}-{self.date:%Y-%m-%d}.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(f"{self.region} {self.date}\n")
+
+
+def test_a_range_with_param_name_and_of_params_builds_every_date() -> None:
+    """``RangeDaily(of=Regional, of_params={"region": "eu"}, param_name="date")`` sets the date,
+    not the first positional parameter, and builds each date once."""
+    Register.clear_instance_cache()
+    bounds = {"start": datetime.date(2024, 1, 1), "stop": datetime.date(2024, 1, 4)}
+    make = functools.partial(
+        RangeDaily, of=Regional, of_params={"region": "eu"}, param_name="date", **bounds
+    )
+    assert build(make(now=int(NOW_2024)))
+    assert len(runs()) == 3
+    Register.clear_instance_cache()
+    assert build(make(now=int(NOW_2024)))
+    assert runs() == []
