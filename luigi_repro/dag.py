@@ -11,6 +11,7 @@ from typing import Any, Iterator, List, Tuple
 
 import attrs
 import luigi
+from luigi.parameter import ParameterVisibility
 
 from luigi_repro.record import Key
 
@@ -19,6 +20,7 @@ __all__ = [
     "dynamic_inputs",
     "flatten_with_keys",
     "format_key",
+    "lost_in_transfer",
     "requirements_of",
     "static_inputs",
 ]
@@ -102,6 +104,36 @@ def static_inputs(requirements: List[Tuple[Key, luigi.Task]]) -> List[InputRef]:
         for key, upstream in requirements
         for output_key, target in flatten_with_keys(upstream.output())
     ]
+
+
+def lost_in_transfer(yielded: Any) -> List[str]:
+    """Yielded tasks that Luigi would run with other parameters than they were given.
+
+    Luigi rebuilds every task ``run()`` yields from its ``to_str_params()``, which leaves out
+    ``PRIVATE`` parameters: the task that runs has their defaults. When a significant one was
+    given another value, the dependency that runs is not the one asked for, and no run of it
+    can ever make the task asked for complete. Returns a description of each such task.
+    """
+    requirements = getattr(yielded, "requirements", yielded)
+    lost: List[str] = []
+    for _, task in flatten_with_keys(requirements):
+        if not isinstance(task, luigi.Task):
+            continue
+        names = [
+            name
+            for name, param in task.get_params()
+            if param.significant and param.visibility == ParameterVisibility.PRIVATE
+        ]
+        if not names:
+            continue
+        try:
+            rebuilt = type(task).from_str_params(task.to_str_params())
+            differ = [n for n in names if rebuilt.param_kwargs[n] != task.param_kwargs[n]]
+        except Exception:  # noqa: BLE001 - a private parameter without a default
+            differ = names
+        if differ:
+            lost.append(f"{task!r} (PRIVATE parameter {', '.join(differ)})")
+    return lost
 
 
 def dynamic_inputs(yielded: Any, batch: int) -> List[InputRef]:

@@ -696,14 +696,14 @@ class Judge:
         for entry in record.inputs:
             if not entry.dynamic:
                 continue
-            upstream, target = self._rebuild_dynamic(entry)
+            upstream, target, why = self._rebuild_dynamic(entry)
             label = f"yield{format_key(entry.key)}"
             if upstream is not None:
                 rebuilt.append(upstream)
             elif entry.task_family is not None:
                 # Its content may still match, but its own inputs and code cannot be checked:
                 # a changed upstream would hide behind an unchanged file.
-                add(_unresolved_dynamic(label, entry))
+                add(_unresolved_dynamic(label, entry, why))
                 if found.done:
                     break
             if target is None:
@@ -820,27 +820,40 @@ class Judge:
                 )
             )
 
-    def _rebuild_dynamic(self, entry: InputEntry) -> Tuple[Optional[luigi.Task], Any]:
-        """The task and target behind a recorded dynamic input, from already-imported classes.
+    def _rebuild_dynamic(self, entry: InputEntry) -> Tuple[Optional[luigi.Task], Any, str]:
+        """The task and target behind a recorded dynamic input, from already-imported classes,
+        or why the task cannot be rebuilt.
 
         Modules named in a record are never imported: a record is data, and importing would let
-        whoever wrote it run code. Without the class (or when the rebuilt task has another id),
-        the content is still compared by URI, but the caller reports the dependency unresolved.
+        whoever wrote it run code. Without the task, the content is still compared by URI, but
+        the caller reports the dependency unresolved.
         """
+        why = ""
         if entry.task_family is not None and entry.task_params is not None:
             try:
                 cls = Register.get_task_cls(entry.task_family)
-                upstream = cls.from_str_params(dict(entry.task_params))
-            except Exception:  # noqa: BLE001 - any failure means "cannot rebuild"
-                upstream = None
-            if upstream is not None and upstream.task_id == entry.task_id:
-                for key, target in flatten_with_keys(upstream.output()):
-                    if key == entry.output_key:
-                        return upstream, target
+            except Exception:  # noqa: BLE001 - not registered (or ambiguous)
+                cls = None
+                why = (
+                    f"its class is not imported here: import module {entry.task_module} where "
+                    "the pipeline is defined, so that the class is known before run() yields it"
+                )
+            if cls is not None:
+                try:
+                    upstream = cls.from_str_params(dict(entry.task_params))
+                except Exception as exc:  # noqa: BLE001 - any failure means "cannot rebuild"
+                    upstream, why = None, f"its recorded parameters no longer fit it ({exc})"
+                if upstream is not None and upstream.task_id != entry.task_id:
+                    why = f"its parameters now make another task ({upstream.task_id})"
+                elif upstream is not None:
+                    for key, target in flatten_with_keys(upstream.output()):
+                        if key == entry.output_key:
+                            return upstream, target, ""
+                    why = f"it no longer has the output(){format_key(entry.output_key)} it had"
             if self._trace is not None:
                 # Its class may be imported later in this process, and then it can be judged.
                 self._trace.reusable = False
-        return None, target_from_uri(entry.uri, entry.target)
+        return None, target_from_uri(entry.uri, entry.target), why
 
     # --- the walk over the DAG ------------------------------------------------------------------
 
@@ -1025,20 +1038,20 @@ def _unusable_algorithm(where: str, fingerprint: str) -> Reason:
     )
 
 
-def _unresolved_dynamic(label: str, entry: InputEntry) -> Reason:
+def _unresolved_dynamic(label: str, entry: InputEntry, why: str) -> Reason:
     params = ", ".join(f"{k}={v}" for k, v in sorted((entry.task_params or {}).items()))
     described = f"{entry.task_family}({params})"
     return Reason(
         ReasonKind.DYNAMIC_DEPENDENCY_UNRESOLVED,
         f"dynamic dependency {label} {described} cannot be rebuilt here, so its own inputs and "
-        f"code cannot be checked (import module {entry.task_module} where the pipeline is "
-        "defined, so that its task class is known before run() yields it)",
+        f"code cannot be checked: {why}",
         {
             "input": label,
             "task_id": entry.task_id,
             "family": entry.task_family,
             "module": entry.task_module,
             "uri": entry.uri,
+            "why": why,
         },
     )
 

@@ -343,12 +343,9 @@ class RunProtocol:
                     task_id=ref.task.task_id,
                     task_family=ref.task.get_task_family(),
                     task_module=type(ref.task).__module__,
-                    # Enough to rebuild the task: no insignificant or hidden values (secrets).
-                    task_params=(
-                        ref.task.to_str_params(only_significant=True, only_public=True)
-                        if ref.dynamic
-                        else None
-                    ),
+                    # Enough to rebuild the task (insignificant ones too: a parameter without
+                    # a default is needed), but no hidden or private values: they may be secrets.
+                    task_params=(ref.task.to_str_params(only_public=True) if ref.dynamic else None),
                     dynamic=ref.dynamic,
                     manifest=None if before is None else before.manifest,
                     recorded=is_checked_task(ref.task),

@@ -32,7 +32,8 @@ from luigi.parameter import _no_value
 
 from luigi_repro import environment
 from luigi_repro.codeclosure import capture_code
-from luigi_repro.dag import flatten_with_keys
+from luigi_repro.dag import flatten_with_keys, lost_in_transfer
+from luigi_repro.errors import RunProtocolError
 from luigi_repro.judge import judging
 from luigi_repro.params import class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
@@ -91,6 +92,7 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
                     protocol.finish()
                     return
                 while True:
+                    _refuse_untransferable(self, yielded)
                     try:
                         sent = yield yielded
                     except GeneratorExit:
@@ -142,6 +144,18 @@ def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
 
     setattr(run, _WRAPPED, True)
     return run
+
+
+def _refuse_untransferable(task: luigi.Task, yielded: Any) -> None:
+    """Fail a run that yields a task Luigi cannot run as given (a PRIVATE value it would drop):
+    Luigi would run another task in its place and call this one again, forever."""
+    lost = lost_in_transfer(yielded)
+    if lost:
+        raise RunProtocolError(
+            f"{task!r} yields {'; '.join(lost)}, but Luigi runs yielded tasks rebuilt from "
+            "their public parameters, so it would run it with the default instead; make the "
+            "parameter public (or insignificant), or require the task in requires()."
+        )
 
 
 def runs_dynamically(task_cls: type) -> bool:

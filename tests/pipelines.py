@@ -6,6 +6,7 @@ executes, so a test (or several processes) can see exactly which tasks ran.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -70,9 +71,13 @@ def status_of(task: luigi.Task) -> TaskStatus:
 
 
 def failure_of(task: luigi.Task) -> BaseException:
-    """Run ``task.run()`` directly and return what it raised (it must raise)."""
+    """Run ``task.run()`` directly (a generator up to what it raises) and return what it raised
+    (it must raise)."""
     try:
-        task.run()
+        result = task.run()
+        if inspect.isgenerator(result):
+            for _ in result:
+                pass
     except Exception as exc:  # noqa: BLE001 - each caller checks the type
         return exc
     raise AssertionError(f"{task!r}.run() raised nothing")

@@ -646,3 +646,58 @@ def test_a_missing_input_stops_the_run_even_without_luigis_dependency_check(rech
     assert isinstance(error, RunProtocolError)
     assert "never-written.txt" in str(error)
     assert "must exist before the task runs" in str(error)
+
+
+class Fetch(TaskWithCheckingInputHash):
+    """Has a significant PRIVATE parameter (with a default) and an insignificant one without."""
+
+    name = luigi.Parameter()
+    token = luigi.Parameter(
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE, default="default-token"
+    )
+    api_key = luigi.Parameter(significant=False)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"out/fetch-{self.name}.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(f"data for {self.name}\n")
+
+
+class Gather(TaskWithCheckingInputHash):
+    """Yields Fetch tasks; ``token`` is passed on when set."""
+
+    token = luigi.Parameter(default="")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/gather.txt")
+
+    def run(self) -> Iterator[Any]:
+        log_run(self)
+        extra = {"token": self.token} if self.token else {}
+        fetched = yield Fetch(name="a", api_key="k-123", **extra)
+        with self.output().open("w") as sink:
+            sink.write(fetched.open().read())
+
+
+def test_yielding_a_task_whose_private_value_luigi_would_drop_fails_clearly() -> None:
+    """Luigi rebuilds yielded tasks from public parameters (a PRIVATE value becomes the
+    default), so the task asked for could never complete: the run fails at once, naming it,
+    instead of being rescheduled forever."""
+    error = failure_of(Gather(token="real-token"))
+    assert isinstance(error, RunProtocolError)
+    assert "yields Fetch(name=a" in str(error)
+    assert "PRIVATE parameter token" in str(error)
+    assert not Path("out/fetch-a.txt").exists()
+
+
+def test_a_yielded_task_with_an_insignificant_parameter_is_rebuilt_from_its_record() -> None:
+    """An insignificant parameter without a default is recorded (it is public), so the
+    dynamic dependency is rebuilt and judged: complete after the build, nothing reruns."""
+    assert build(Gather())
+    assert families(runs()) == ["Fetch", "Gather", "Gather"]
+    assert status_of(Gather()).reasons == ()
+    assert build(Gather())
+    assert runs() == []
