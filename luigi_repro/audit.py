@@ -26,8 +26,8 @@ import attrs
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import format_key
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
-from luigi_repro.judge import Judge, Missing, unresolved_code_note
-from luigi_repro.localpath import physical_path
+from luigi_repro.judge import Judge, Missing, listed_reads_reason, unresolved_code_note
+from luigi_repro.localpath import physical_path, relocate, same_place
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
@@ -129,15 +129,10 @@ def _is_local(uri: str) -> bool:
 
 def _relocate(uri: str, own: OutputEntry, target_uri: str) -> str:
     """Where ``uri`` is, given that the record being read describes ``own`` and sits beside
-    ``target_uri``.
-
-    A record that moved (with a copied or moved results folder) names each local location at
-    the same place relative to itself: the copy's files are the copy's, found there or missing.
-    """
-    if own.uri == target_uri or not all(map(_is_local, (uri, own.uri, target_uri))):
+    ``target_uri`` (see :func:`~luigi_repro.localpath.relocate`)."""
+    if not all(map(_is_local, (uri, own.uri, target_uri))):
         return uri
-    offset = os.path.relpath(uri, os.path.dirname(own.uri))
-    return os.path.normpath(os.path.join(os.path.dirname(target_uri), offset))
+    return relocate(uri, own.uri, target_uri)
 
 
 class _Auditor:
@@ -160,8 +155,10 @@ class _Auditor:
         own = _own_entry(record, target.uri)
         if isinstance(own, Reason):
             return f"{task_id}@{target.uri}"
-        if own.uri == target.uri:
-            return task_id
+        if own.uri == target.uri or (
+            _is_local(own.uri) and _is_local(target.uri) and same_place(own.uri, target.uri)
+        ):
+            return task_id  # the original (perhaps through a symlinked folder), not a copy
         if not (_is_local(own.uri) and _is_local(target.uri)):
             return f"{task_id}@{target.uri}"
         first = next(entry.uri for entry in record.outputs if _is_local(entry.uri))
@@ -178,7 +175,9 @@ class _Auditor:
             child = None
             while node.pending:
                 label, target, expect_record = node.pending[-1]
-                child_id = self.node_id(target)
+                # An input whose producer keeps no records is a raw file to its reader, as for
+                # complete(): a record that happens to sit beside it is not followed.
+                child_id = self.node_id(target) if expect_record else "file:" + target.uri
                 if child_id not in self.nodes:
                     if child_id in self.active:
                         node.reasons.append(
@@ -216,7 +215,7 @@ class _Auditor:
         self, target: HashableTarget, node_id: str, is_root: bool, expect_record: bool
     ) -> _Node:
         self.active.add(node_id)
-        record, error = self.judge.record_of(target)
+        record, error = self.judge.record_of(target) if expect_record else (None, None)
         node = _Node(target, node_id, record, pending=[])
         if error is not None:
             node.reasons.append(
@@ -285,6 +284,8 @@ class _Auditor:
             if upstream is not None:
                 # Visited even when missing: its own record says what became of it.
                 node.pending.append((input_entry.uri, upstream, input_entry.recorded))
+        if record.undeclared_reads and self.settings.undeclared_reads == "track":
+            node.reasons.append(listed_reads_reason(record.undeclared_reads))
         node.pending.reverse()
 
     @staticmethod

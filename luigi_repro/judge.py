@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import attrs
 import luigi
@@ -41,6 +41,7 @@ from luigi_repro.dag import flatten_with_keys, format_key, requirements_of, stat
 from luigi_repro.environment import env_drift
 from luigi_repro.errors import RecordError, ReproError
 from luigi_repro.fingerprint import Counters, diff_manifests, short, usable_algorithm
+from luigi_repro.localpath import relocate
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params, diff_params
 from luigi_repro.reads import unwatched
@@ -52,6 +53,7 @@ from luigi_repro.targets.base import (
     HashableTarget,
     Observation,
     as_hashable,
+    locate_target,
     probe_exists,
     target_from_uri,
 )
@@ -466,7 +468,9 @@ class Judge:
         if record is not None and not found.done:
             self._check_environment(record, found)
         if record is not None and not found.done:
-            dynamic = self._check_inputs(requirements, record, found)
+            # Where the record's output was written, and where it is read now.
+            place = (entries[0][2].uri, entries[0][1].uri) if entries else None
+            dynamic = self._check_inputs(requirements, record, found, place)
         return OwnVerdict(tuple(found.reasons), tuple(found.notes), record, upstream + dynamic)
 
     def _records_of(
@@ -654,7 +658,11 @@ class Judge:
         (found.add if policy == "rerun" else found.note)(reason)
 
     def _check_inputs(
-        self, requirements: List[Tuple[Key, luigi.Task]], record: Record, found: _Findings
+        self,
+        requirements: List[Tuple[Key, luigi.Task]],
+        record: Record,
+        found: _Findings,
+        place: Optional[Tuple[str, str]],
     ) -> Tuple[luigi.Task, ...]:
         add = found.add
         current = {(ref.key, ref.output_key): ref for ref in static_inputs(requirements)}
@@ -690,7 +698,7 @@ class Judge:
                 self._check_input(ref.label, ref.target, entry, found, ref.task)
                 if found.done:
                     return ()
-        if self._check_undeclared(record, found):
+        if self._check_undeclared(record, found, place):
             return ()
         rebuilt: List[luigi.Task] = []
         for entry in record.inputs:
@@ -720,34 +728,34 @@ class Judge:
                 break
         return tuple(rebuilt)
 
-    def _check_undeclared(self, record: Record, found: _Findings) -> bool:
+    def _check_undeclared(
+        self, record: Record, found: _Findings, place: Optional[Tuple[str, str]]
+    ) -> bool:
         """Files ``run()`` read without declaring them: checked by their location, like raw files.
+
+        ``place`` is (where an output was when the record was written, where it is now).
 
         Under ``undeclared_reads = track`` a record that only *lists* such files (written under
         ``warn``) cannot vouch for their content. True when the check already has its answer.
         """
         listed = record.undeclared_reads
         if listed and self.settings.undeclared_reads == "track":
-            found.add(
-                Reason(
-                    ReasonKind.INPUTS_ADDED,
-                    "files read without being declared are tracked now, but the record did not "
-                    "fingerprint them: " + ", ".join(listed),
-                    {"inputs": [{"input": "undeclared", "uri": uri} for uri in listed]},
-                )
-            )
+            found.add(listed_reads_reason(listed))
             if found.done:
                 return True
         for entry in record.inputs:
             if not entry.undeclared:
                 continue
-            target = target_from_uri(entry.uri)
+            # Recorded where the run read it; if the record moved with its folder (a copied
+            # project), the file is the copy's, as for every other location a record names.
+            uri = entry.uri if place is None else relocate(entry.uri, *place)
+            target, why = locate_target(uri, entry.target)
             if target is None:
                 found.add(
                     Reason(
                         ReasonKind.INPUT_CHANGED,
-                        f"undeclared input {entry.uri} can no longer be located",
-                        {"input": "undeclared", "uri": entry.uri, "old": entry.fingerprint},
+                        f"undeclared input {uri} {why or 'can no longer be located'}",
+                        {"input": "undeclared", "uri": uri, "old": entry.fingerprint},
                     )
                 )
             else:
@@ -1035,6 +1043,17 @@ def _unusable_algorithm(where: str, fingerprint: str) -> Reason:
         f"the record of {where} uses the hash algorithm {algorithm!r}, "
         "which is unknown or not installed here",
         {"uri": where, "problem": "unusable algorithm", "algorithm": algorithm},
+    )
+
+
+def listed_reads_reason(listed: Sequence[str]) -> Reason:
+    """Under ``undeclared_reads = track``: a record that only lists the files ``run()`` read
+    without declaring them (written under ``warn``) cannot vouch for their content."""
+    return Reason(
+        ReasonKind.INPUTS_ADDED,
+        "files read without being declared are tracked now, but the record did not "
+        "fingerprint them: " + ", ".join(listed),
+        {"inputs": [{"input": "undeclared", "uri": uri} for uri in listed]},
     )
 
 

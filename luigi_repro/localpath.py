@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["physical_path"]
+__all__ = ["PSEUDO_FOLDERS", "is_pseudo_file", "physical_path", "relocate", "same_place"]
+
+#: Folders of the kernel's pseudo-files: never data, and reading them may never end.
+PSEUDO_FOLDERS = ("/proc", "/sys", "/dev")
 
 
 def physical_path(path: str) -> str:
@@ -28,3 +31,30 @@ def physical_path(path: str) -> str:
     if tail in ("..", "."):
         return os.path.realpath(joined)
     return os.path.join(os.path.realpath(head), tail)
+
+
+def same_place(one: str, other: str) -> bool:
+    """Do two absolute paths name the same place (one may lead there through a symlink)?"""
+    return one == other or os.path.realpath(one) == os.path.realpath(other)
+
+
+def relocate(uri: str, recorded_at: str, now_at: str) -> str:
+    """Where a local location a record names is, now that the record sits elsewhere.
+
+    The record was written beside ``recorded_at`` and is read beside ``now_at``. When both are
+    the same place (also through a symlinked folder), ``uri`` is where it was. When the record
+    was moved or copied with its folder, ``uri`` is looked for at the same place relative to
+    it: a copy's files are the copy's, found there or missing — never the original's.
+    """
+    if not (os.path.isabs(uri) and os.path.isabs(recorded_at) and os.path.isabs(now_at)):
+        return uri
+    if same_place(recorded_at, now_at):
+        return uri
+    offset = os.path.relpath(uri, os.path.dirname(recorded_at))
+    return physical_path(os.path.join(os.path.dirname(now_at), offset))
+
+
+def is_pseudo_file(path: str) -> bool:
+    """Is ``path`` (absolute) under ``/proc``, ``/sys`` or ``/dev``?"""
+    resolved = physical_path(path)
+    return any(resolved == top or resolved.startswith(top + os.sep) for top in PSEUDO_FOLDERS)

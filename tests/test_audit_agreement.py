@@ -566,3 +566,76 @@ def test_locations_that_cannot_be_located_say_why(
     assert target is None
     assert problem is not None
     assert reason in problem
+
+
+# --- places that are not copies, and files that are raw to their reader ------------------------
+
+
+class Dated(TaskWithCheckingInputHash):
+    """Writes its report into a dated run folder."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("raw/input.txt")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("runs/2024-01-01/report.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(self.input().open("r").read().upper())
+
+
+def test_a_results_folder_reached_through_a_symlink_is_the_original_not_a_copy() -> None:
+    """``latest -> runs/2024-01-01``: auditing ``latest/report.txt`` checks the very files the
+    run read, as ``complete()`` does; nothing is relocated across the symlink."""
+    os.makedirs("raw")
+    Path("raw/input.txt").write_text("words\n")
+    assert build(Dated())
+    os.symlink("runs/2024-01-01", "latest")
+    report = audit_paths(["latest/report.txt"])
+    assert report.ok, [(t.label, [r.message for r in t.reasons]) for t in report.tasks.values()]
+    Path("raw/input.txt").write_text("other words\n")
+    assert not audit_paths(["latest/report.txt"]).ok
+    assert not from_scratch(Dated())
+
+
+class Produce(TaskWithCheckingInputHash):
+    """Writes p.txt from its raw input (its first word only)."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("raw/p-source.txt")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("p.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(self.input().open("r").read().split()[0])
+
+
+class Consume(TaskWithCheckingInputHash):
+    """Reads p.txt as a raw file: its producer is not one of its requirements."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("p.txt")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/consumed.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(self.input().open("r").read().upper())
+
+
+def test_an_input_that_is_raw_to_its_reader_is_not_followed_through_a_record_beside_it() -> None:
+    """p.txt was made by Produce, but Consume requires it as a raw file: when Produce goes stale
+    while p.txt stays the same, every audit says Consume is up to date."""
+    os.makedirs("raw")
+    Path("raw/p-source.txt").write_text("same first\n")
+    assert build(Produce())
+    assert build(Consume())
+    Path("raw/p-source.txt").write_text("same second\n")  # Produce is stale, p.txt unchanged
+    assert not Produce().complete()
+    assert from_scratch(Consume())
+    assert luigi_repro.verify(Consume()).ok
+    assert audit_paths(["out/consumed.txt"]).ok

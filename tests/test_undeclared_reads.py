@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -510,3 +511,57 @@ def test_a_read_through_a_symlink_and_dotdot_tracks_the_file_the_os_opened(
     assert ThroughALink().complete()
     Path("real/data.txt").write_text("edited\n")
     assert not ThroughALink().complete()
+
+
+def test_a_copied_project_checks_its_own_tracked_files_not_the_originals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracked reads are recorded where the run read them; in a copy of the project (records
+    and all) they are the copy's files, for complete() as for the record-only audit."""
+    use_policy(monkeypatch, "track")
+    original = Path.cwd()
+    assert build(Financials())
+    copy = original.parent / "copy"
+    shutil.copytree(original, copy, symlinks=True)
+    monkeypatch.chdir(copy)
+    assert Financials().complete()
+    Path(DATA).write_text("year,revenue\n2023,10\n2024,99\n")  # the copy's file only
+    assert not Financials().complete()
+    assert not audit_paths(["out/summary.txt"]).ok
+    monkeypatch.chdir(original)
+    assert Financials().complete()  # the original's file did not change
+
+
+def test_the_record_only_audit_refuses_a_listed_read_under_track(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record written under warn lists its reads without fingerprints; once track is on,
+    complete(), verify and the record-only audit all refuse it."""
+    use_policy(monkeypatch, "warn")
+    assert build(Financials())
+    use_policy(monkeypatch, "track")
+    assert not Financials().complete()
+    report = audit_paths(["out/summary.txt"])
+    assert not report.ok
+    [node] = [n for n in report.tasks.values() if n.family == "Financials"]
+    assert [r.kind for r in node.reasons] == [ReasonKind.INPUTS_ADDED]
+
+
+def test_a_record_naming_a_pseudo_file_is_refused_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracked entry edited to /proc/self/pagemap (it would read for ever) is reported as not
+    data, never read."""
+    import attrs
+
+    from luigi_repro.record import dump_record
+
+    use_policy(monkeypatch, "track")
+    assert build(Financials())
+    path = Path("out/summary.txt.repro.json")
+    record = parse_record(path.read_bytes(), str(path))
+    poisoned = tuple(
+        attrs.evolve(e, uri="/proc/self/pagemap") if e.undeclared else e for e in record.inputs
+    )
+    path.write_bytes(dump_record(attrs.evolve(record, inputs=poisoned)))
+    verdict = status_of(Financials())
+    assert [r.kind for r in verdict.reasons] == [ReasonKind.INPUT_CHANGED]
+    assert "pseudo-file" in verdict.reasons[0].message

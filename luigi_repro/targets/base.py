@@ -27,7 +27,7 @@ import attrs
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
-from luigi_repro.localpath import physical_path
+from luigi_repro.localpath import is_pseudo_file, physical_path
 from luigi_repro.locking import LOCK_FILE_MARK, LOCK_SUFFIX, TMP_MARK, lock_file_for_uri
 from luigi_repro.record import Record, dump_record, parse_record
 from luigi_repro.statcache import PersistentStatCache
@@ -407,6 +407,10 @@ def locate_target(
     version does not know, or with options it cannot use, is never read as raw bytes instead:
     that would compare two different kinds of fingerprint.
     """
+    local = uri[len("file://") :] if uri.startswith("file://") else uri
+    if os.path.isabs(local) and "\0" not in local and is_pseudo_file(local):
+        # A record names it (a hostile or broken one): reading /proc/self/pagemap never ends.
+        return None, "is a pseudo-file of the system (/proc, /sys, /dev), never data"
     if description is None:
         for prefix, backend in _LAZY_SCHEMES.items():
             if uri.startswith(prefix) and backend not in sys.modules:
