@@ -28,6 +28,7 @@ from luigi_repro.dag import format_key
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge, Missing, listed_reads_reason, unresolved_code_note
 from luigi_repro.localpath import physical_path, relocate, same_place
+from luigi_repro.reads import unwatched_call
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
@@ -391,6 +392,7 @@ class _Auditor:
         )
 
 
+@unwatched_call
 def audit_paths(
     paths: Sequence[str],
     *,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, Hashable, Optional
+from typing import Dict, Hashable, Optional, Tuple
 
 import attrs
 import luigi
@@ -36,6 +36,21 @@ __all__ = [
 POLICIES = ("rerun", "warn", "ignore")
 #: What a run does with files it read without declaring them.
 READ_POLICIES = ("warn", "track", "error", "ignore")
+
+
+#: Configuration that libraries read on their own (``/etc/mime.types``, ``~/.aws/config``), not
+#: a task's data: never counted as undeclared reads unless the option says otherwise.
+DEFAULT_READS_IGNORE = "/etc, ~/.*"
+
+
+def _ignore_patterns(text: str) -> Tuple[str, ...]:
+    """The comma-separated folders or glob patterns, ``~`` expanded, made absolute."""
+    patterns = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            patterns.append(os.path.abspath(os.path.expanduser(part)).rstrip(os.sep) or os.sep)
+    return tuple(patterns)
 
 
 class ReproConfig(luigi.Config):
@@ -75,6 +90,11 @@ class ReproConfig(luigi.Config):
         default="warn",
         description="warn | track | error | ignore when run() reads files it does not declare.",
     )
+    undeclared_reads_ignore = luigi.Parameter(
+        default=DEFAULT_READS_IGNORE,
+        description="Comma-separated folders (or glob patterns) whose files are never counted as "
+        "undeclared reads: system and tool configuration, not data.",
+    )
     hmac_key_env = luigi.Parameter(
         default="LUIGI_REPRO_HMAC_KEY",
         description="Environment variable holding the key that signs and verifies records.",
@@ -109,6 +129,9 @@ class Settings:
     on_code_change: str = "rerun"
     on_env_change: str = "warn"
     undeclared_reads: str = "warn"
+    undeclared_reads_ignore: Tuple[str, ...] = attrs.field(
+        factory=lambda: _ignore_patterns(DEFAULT_READS_IGNORE)
+    )
     hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
 
     @property
@@ -157,6 +180,7 @@ _OPTIONS = (
     "on_code_change",
     "on_env_change",
     "undeclared_reads",
+    "undeclared_reads_ignore",
     "hmac_key_env",
 )
 
@@ -235,5 +259,6 @@ def _read_settings() -> Settings:
         undeclared_reads=_choice(
             "undeclared_reads", _option(config, "undeclared_reads"), READ_POLICIES
         ),
+        undeclared_reads_ignore=_ignore_patterns(_option(config, "undeclared_reads_ignore")),
         hmac_key_env=key_env,
     )

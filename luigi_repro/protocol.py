@@ -52,7 +52,7 @@ from luigi_repro.judge import Judge, Missing, Outcome, is_checked_task, warn_onc
 from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params
-from luigi_repro.reads import ReadWatch
+from luigi_repro.reads import ReadWatch, unwatched_call
 from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
 from luigi_repro.statcache import StatKey, flush_stat_caches
 from luigi_repro.status import TaskStatus
@@ -81,7 +81,11 @@ def _now_iso() -> str:
 
 
 class RunProtocol:
-    """One run of one task. Use :meth:`begin`, then ``run()``, :meth:`finish`, :meth:`close`."""
+    """One run of one task. Use :meth:`begin`, then ``run()``, :meth:`finish`, :meth:`close`.
+
+    Its own reads (inputs fingerprinted, records) are never counted as undeclared reads of a
+    ``run()`` that calls another task's ``run()``.
+    """
 
     def __init__(self, task: luigi.Task, settings: Optional[Settings] = None) -> None:
         self.task = task
@@ -127,6 +131,7 @@ class RunProtocol:
         )
         self._locks = stack
 
+    @unwatched_call
     def begin(self) -> bool:
         """Steps 1-4. True when ``run()`` must be called; False for an early cutoff."""
         self._lock()
@@ -178,6 +183,7 @@ class RunProtocol:
         why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
         logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
 
+    @unwatched_call
     def add_dynamic(self, yielded: Any) -> None:
         """Record one batch of dynamic dependencies, now complete, before ``run()`` reads them."""
         refs = dynamic_inputs(yielded, self._batches)
@@ -216,6 +222,7 @@ class RunProtocol:
 
     # --- steps 6-7 ------------------------------------------------------------------------------
 
+    @unwatched_call
     def adopt(self) -> Record:
         """Record the outputs already on disk as made from the current inputs, without a run.
 
@@ -230,6 +237,7 @@ class RunProtocol:
         finally:
             self.close()
 
+    @unwatched_call
     def finish(self, adopted: bool = False) -> Record:
         """Steps 6-7: verify the inputs did not change, fingerprint the outputs, write records."""
         judge = Judge(self.settings)
@@ -380,6 +388,7 @@ class RunProtocol:
             ),
         )
 
+    @unwatched_call
     def abandon(self) -> None:
         """Luigi dropped a generator ``run()`` to schedule its dynamic dependencies first.
 
@@ -397,6 +406,7 @@ class RunProtocol:
         finally:
             self.close()
 
+    @unwatched_call
     def close(self) -> None:
         """Release the run locks (idempotent) and write what the stat cache learned.
 

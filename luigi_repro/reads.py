@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fnmatch
 import functools
 import os
 import site
@@ -41,14 +42,27 @@ import sys
 import tempfile
 import threading
 import zoneinfo
-from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 from luigi_repro.config import Settings, default_stat_cache_path
 from luigi_repro.localpath import physical_path
 from luigi_repro.statcache import StatKey
 from luigi_repro.targets.base import as_hashable
 
-__all__ = ["ReadWatch", "local_path_of", "unwatched", "watching"]
+__all__ = ["ReadWatch", "local_path_of", "unwatched", "unwatched_call", "watching"]
 
 #: Folders whose files are never the task's data, wherever the interpreter lives.
 _SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
@@ -128,6 +142,20 @@ def unwatched() -> Iterator[None]:
         yield
     finally:
         _suppressed.reset(token)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def unwatched_call(func: F) -> F:
+    """``func`` does luigi_repro's own work: its opens are never counted (see :func:`unwatched`)."""
+
+    @functools.wraps(func)
+    def quietly(*args: Any, **kwargs: Any) -> Any:
+        with unwatched():
+            return func(*args, **kwargs)
+
+    return cast(F, quietly)
 
 
 @contextlib.contextmanager
@@ -223,6 +251,10 @@ def _module_files() -> FrozenSet[str]:
     return frozenset(found)
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
+
+
 def _is_bookkeeping(path: str, record_suffix: str) -> bool:
     """A record, run lock or temporary file of luigi_repro's."""
     if path.endswith(record_suffix):
@@ -256,6 +288,13 @@ class ReadWatch:
         #: Every path seen, with its stat at the first open; None when it is not a data read.
         self._seen: Dict[str, Optional[StatKey]] = {}
         self._lock = threading.Lock()
+        #: ``undeclared_reads_ignore``: folders, and glob patterns matched against a file and
+        #: each folder above it.
+        self._ignored_folders = {p for p in settings.undeclared_reads_ignore if not _is_glob(p)}
+        self._ignored_globs = [p for p in settings.undeclared_reads_ignore if _is_glob(p)]
+        #: The declared and output locations with their symlinks resolved, made when an open is
+        #: not excluded by the path it was opened by (a declared input opened through a link).
+        self._resolved: Optional[Tuple[Set[str], Set[str]]] = None
 
     def exclude_inputs(self, targets: Iterable[Any]) -> None:
         """Declared inputs are not undeclared reads, nor is anything inside a declared folder."""
@@ -263,6 +302,7 @@ class ReadWatch:
         with self._lock:
             self._files.update(paths)
             self._folders.update(paths)
+            self._resolved = None
 
     def exclude_outputs(self, targets: Iterable[Any]) -> None:
         """The task's own outputs: read back, inside an output folder, or temporary names."""
@@ -271,6 +311,7 @@ class ReadWatch:
             self._files.update(paths)
             self._folders.update(paths)
             self._outputs.update(paths)
+            self._resolved = None
 
     def _excluded(self, path: str) -> bool:
         if path in self._files or _is_bookkeeping(path, self._record_suffix):
@@ -281,12 +322,41 @@ class ReadWatch:
             return True  # <output>-luigi-tmp-NNN, or a file inside such a temporary folder
         return _inside(path, self._folders)
 
+    def _excluded_anyhow(self, path: str) -> bool:
+        """Excluded as opened, as the file the symlinks lead to, or by the ignore option."""
+        if self._excluded(path):
+            return True
+        real = os.path.realpath(path)
+        if real != path and self._excluded(real):
+            return True
+        with self._lock:
+            if self._resolved is None:
+                files = {os.path.realpath(p) for p in self._files}
+                self._resolved = (files, {os.path.realpath(p) for p in self._folders} | files)
+            files, folders = self._resolved
+        if real in files or _inside(real, folders):
+            return True
+        return self._ignored(path) or (real != path and self._ignored(real))
+
+    def _ignored(self, path: str) -> bool:
+        if _inside(path, self._ignored_folders):
+            return True
+        if not self._ignored_globs:
+            return False
+        ancestors = [path]
+        while True:
+            parent = os.path.dirname(ancestors[-1])
+            if parent == ancestors[-1]:
+                break
+            ancestors.append(parent)
+        return any(fnmatch.fnmatchcase(a, g) for g in self._ignored_globs for a in ancestors)
+
     def note(self, path: str) -> None:
         """``path`` is being opened for reading (called by the hook, before the open)."""
         if path in self._seen:
             return
         stat: Optional[StatKey] = None
-        if not self._excluded(path):
+        if not self._excluded_anyhow(path):
             try:
                 st = os.stat(path)
             except (OSError, ValueError):
@@ -303,11 +373,13 @@ class ReadWatch:
         opened were loaded by the import system.
         """
         with self._lock:
-            candidates = {
-                path: stat
-                for path, stat in self._seen.items()
-                if stat is not None and not self._excluded(path)
-            }
+            seen = list(self._seen.items())
+        # Checked again: inputs yielded after a file was first opened are excluded now.
+        candidates = {
+            path: stat
+            for path, stat in seen
+            if stat is not None and not self._excluded_anyhow(path)
+        }
         if not candidates:
             return {}
         modules = _module_files()

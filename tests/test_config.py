@@ -299,3 +299,22 @@ def test_huge_racy_window_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> 
     """A racy_window too large to count in nanoseconds is a ConfigError, not an OverflowError."""
     error = config_error(monkeypatch, "racy_window", "1e300")
     assert error.option == "racy_window"
+
+
+def test_undeclared_reads_ignore_defaults_to_system_and_tool_configuration() -> None:
+    """By default /etc and the hidden entries of the home folder are not data."""
+    assert load_settings().undeclared_reads_ignore == ("/etc", os.path.expanduser("~/.*"))
+
+
+def test_undeclared_reads_ignore_takes_a_comma_separated_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Folders and patterns are split at commas, ``~`` expanded, made absolute; empty is none."""
+    monkeypatch.setenv("LUIGI_REPRO_UNDECLARED_READS_IGNORE", " ~/cache/ , /srv/*/conf,, rel")
+    assert load_settings().undeclared_reads_ignore == (
+        os.path.expanduser("~/cache"),
+        "/srv/*/conf",
+        os.path.abspath("rel"),
+    )
+    monkeypatch.setenv("LUIGI_REPRO_UNDECLARED_READS_IGNORE", "")
+    assert load_settings().undeclared_reads_ignore == ()

@@ -565,3 +565,93 @@ def test_a_record_naming_a_pseudo_file_is_refused_quickly(monkeypatch: pytest.Mo
     verdict = status_of(Financials())
     assert [r.kind for r in verdict.reasons] == [ReasonKind.INPUT_CHANGED]
     assert "pseudo-file" in verdict.reasons[0].message
+
+
+class ReadsResolved(TaskWithCheckingInputHash):
+    """Reads its declared input through the path its symlinks resolve to."""
+
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile("data/x.csv")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/resolved.txt")
+
+    def run(self) -> None:
+        with open(Path(self.input().path).resolve()) as source, self.output().open("w") as sink:
+            sink.write(source.read())
+
+
+def test_a_declared_input_opened_by_its_resolved_path_is_not_undeclared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data`` is a symlink to storage elsewhere; opening the resolved path of a declared file
+    reads that declared file, so even ``error`` lets the task run."""
+    use_policy(monkeypatch, "error")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    (storage / "x.csv").write_text("a,b\n1,2\n")
+    shutil.rmtree("data")
+    os.symlink(storage, "data")
+    assert build(ReadsResolved())
+    assert undeclared_entries(record_beside("out/resolved.txt")) == []
+
+
+class ReadsConfiguration(TaskWithCheckingInputHash):
+    """Reads files the way libraries read their configuration."""
+
+    paths = luigi.ListParameter()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/configured.txt")
+
+    def run(self) -> None:
+        sizes = [len(Path(path).read_bytes()) for path in self.paths]
+        with self.output().open("w") as sink:
+            sink.write(str(sizes))
+
+
+def test_configuration_folders_are_not_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files under /etc and under undeclared_reads_ignore (folders or glob patterns, such as the
+    hidden folders of a home) are never counted, even under ``error``."""
+    use_policy(monkeypatch, "error")
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
+    (home / "notes").mkdir()
+    (home / "notes" / "n.txt").write_text("data\n")
+    monkeypatch.setenv("LUIGI_REPRO_UNDECLARED_READS_IGNORE", f"/etc, {home}/.*, {home}/notes")
+    etc = next(p for p in ("/etc/hostname", "/etc/passwd", "/etc/os-release") if Path(p).exists())
+    task = ReadsConfiguration(paths=[etc, str(home / ".aws" / "config"), str(home / "notes/n.txt")])
+    assert build(task)
+    monkeypatch.setenv("LUIGI_REPRO_UNDECLARED_READS_IGNORE", "")
+    Path("out/configured.txt").unlink()
+    error = failure_of(task)
+    assert isinstance(error, UndeclaredRead)
+    assert set(error.paths) == {etc, str(home / ".aws" / "config"), str(home / "notes/n.txt")}
+
+
+class RunsAnother(TaskWithCheckingInputHash):
+    """Audits and runs another task from inside its own run()."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/runs_another.txt")
+
+    def run(self) -> None:
+        Path("out").mkdir(exist_ok=True)
+        Clean("a").run()  # its protocol reads its input and records: luigi_repro's own reads
+        report = audit_paths(["out/clean_a.txt"])
+        with self.output().open("w") as sink:
+            sink.write(str(report.ok))
+
+
+def test_luigi_repro_own_reads_inside_a_run_are_never_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run() that calls another task's run() and a record-only audit is not charged with the
+    files luigi_repro read for them."""
+    use_policy(monkeypatch, "error")
+    make_raw()
+    assert build(RunsAnother())
+    assert Path("out/runs_another.txt").read_text() == "True"
