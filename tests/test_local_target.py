@@ -943,9 +943,10 @@ def test_observe_directory_ignores_bookkeeping_files() -> None:
         _record_of(os.path.abspath("dataset/part-0.csv"))
     )
     Path("dataset/.part-0.csv.repro.lock").write_bytes(LOCK_FILE_MARK)
-    Path("dataset/year=2024/.x.repro.json.repro-tmp-1-ab").write_text("tmp")
-    Path("dataset/.old.repro-tmp-2-cd").mkdir()
-    Path("dataset/.old.repro-tmp-2-cd/inner.csv").write_text("aside")
+    Path("dataset/.part-0.csv.repro.json.repro-tmp").write_text("a record being written")
+    Path("dataset/year=2024/.part-1.csv.repro-tmp-123-0123abcd").write_text("tmp")
+    Path("dataset/.year=2024.repro-tmp-old").mkdir()  # a folder output set aside
+    Path("dataset/.year=2024.repro-tmp-old/inner.csv").write_text("aside")
     cluttered = target.observe(context())
     assert cluttered.manifest == clean.manifest
     assert cluttered.fingerprint == clean.fingerprint
@@ -955,10 +956,12 @@ def test_observe_directory_ignores_bookkeeping_files() -> None:
     ("name", "content"),
     [
         ("part-0.csv.repro.json", b"{}"),  # named like a record, but not one
-        ("part-0.csv.repro.json", None),  # a genuine record, but of a file elsewhere (copied)
+        ("part-0.csv.repro.json", None),  # a genuine record, but of another file
         (".part-0.csv.repro.lock", b""),  # named like a lock, without the lock's mark
         (".part-0.csv.repro.lock", b"user data\n"),
         ("notes.repro.json", b"{}"),  # no sibling it could describe
+        (".notes.repro-tmp", b"cached"),  # named like a temporary, but of nothing here
+        (".part-0.csv.repro-tmp-backup", b"x"),  # not a name luigi_repro gives temporaries
     ],
 )
 def test_files_merely_named_like_bookkeeping_are_data(name: str, content: Optional[bytes]) -> None:
@@ -966,7 +969,7 @@ def test_files_merely_named_like_bookkeeping_are_data(name: str, content: Option
     skipped: a file that merely has their name is content, and editing it changes the folder."""
     _dataset()
     target = HashableLocalTarget("dataset")
-    data = _record_of("/elsewhere/part-0.csv") if content is None else content
+    data = _record_of("/elsewhere/other.csv") if content is None else content
     Path("dataset", name).write_bytes(data)
     first = target.observe(context())
     assert name in (first.manifest or {})

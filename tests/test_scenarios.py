@@ -6,11 +6,22 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import luigi
 import pytest
-from pipelines import Clean, Merge, Report, build, families, make_raw, runs, status_of, write_raw
+from pipelines import (
+    Clean,
+    Merge,
+    Report,
+    build,
+    families,
+    from_scratch,
+    make_raw,
+    runs,
+    status_of,
+    write_raw,
+)
 
 from luigi_repro import (
     HashableExternalFile,
@@ -22,6 +33,7 @@ from luigi_repro import (
 )
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
+from luigi_repro.targets import base
 
 
 @pytest.fixture
@@ -458,3 +470,50 @@ def test_two_tasks_writing_one_path_are_named() -> None:
     assert "come from different runs" in message
     assert "model.txt recorded by TrainModel(date=2024-03-02)" in message
     assert "score.txt recorded by Evaluate()" in message
+
+
+class Day(TaskWithCheckingInputHash):
+    """Writes one file (and so its record and lock) into the shared data folder."""
+
+    n = luigi.IntParameter()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"data/day-{self.n}.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(f"day {self.n}\n")
+
+
+class Aggregate(TaskWithCheckingInputHash):
+    """Reads the whole data folder, where Day tasks keep their outputs and records."""
+
+    folder = luigi.Parameter(default="data")
+
+    def requires(self) -> List[luigi.Task]:
+        return [HashableExternalFile(self.folder), Day(1), Day(2)]
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"out/aggregate-{self.folder}.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as sink:
+            sink.write(str(sorted(os.listdir(self.input()[0].path))))
+
+
+def test_records_inside_a_folder_input_stay_bookkeeping_when_the_project_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Day records in data/ describe the files beside them by name: after the project is
+    moved, or when the folder is read through a symlink, they are still not data."""
+    assert build(Day(1), Day(2))
+    os.symlink("data", "data_link")
+    assert build(Aggregate(), Aggregate("data_link"))
+    moved = tmp_path / "moved"
+    os.rename(os.getcwd(), moved)
+    monkeypatch.chdir(moved)
+    base._recognitions.clear()  # as in a new process
+    assert from_scratch(Aggregate())
+    assert from_scratch(Aggregate("data_link"))
+    assert build(Day(1))  # nothing to do: no new record or lock appears either
+    assert from_scratch(Aggregate())

@@ -17,6 +17,7 @@ import collections
 import importlib
 import json
 import os
+import re
 import stat as stat_module
 import sys
 import threading
@@ -27,7 +28,7 @@ import attrs
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
-from luigi_repro.localpath import is_pseudo_file, physical_path
+from luigi_repro.localpath import is_pseudo_file
 from luigi_repro.locking import LOCK_FILE_MARK, LOCK_SUFFIX, TMP_MARK, lock_file_for_uri
 from luigi_repro.record import Record, dump_record, parse_record
 from luigi_repro.statcache import PersistentStatCache
@@ -93,13 +94,29 @@ def is_bookkeeping(entry: os.DirEntry[str], record_suffix: str, siblings: Frozen
     """
     name = entry.name
     if name.endswith(record_suffix) and name[: -len(record_suffix)] in siblings:
-        output = os.path.join(os.path.dirname(entry.path), name[: -len(record_suffix)])
-        return _recognised(entry, lambda data: _describes(data, physical_path(output)))
+        output = name[: -len(record_suffix)]
+        return _recognised(entry, lambda data: _describes(data, output))
     if not name.startswith("."):
         return False
     if name.endswith(LOCK_SUFFIX):
         return _recognised(entry, lambda data: data == LOCK_FILE_MARK)
-    return TMP_MARK.rstrip("-") in name
+    return _is_temporary(entry, record_suffix, siblings)
+
+
+def _is_temporary(entry: os.DirEntry[str], record_suffix: str, siblings: FrozenSet[str]) -> bool:
+    """A temporary luigi_repro writes beside ``<x>``: ``.<x>.repro-tmp`` (a record being
+    written), ``.<x>.repro-tmp-<pid>-<hex>``, or ``.<x>.repro-tmp-old`` (a folder output set
+    aside while it is replaced) — only beside an ``<x>`` (or its record) that is there."""
+    match = _TEMPORARY.fullmatch(entry.name)
+    if match is None:
+        return False
+    stem = match.group(1)
+    if stem.endswith(record_suffix):
+        stem = stem[: -len(record_suffix)]
+    return stem in siblings
+
+
+_TEMPORARY = re.compile(r"\.(.+)" + re.escape(TMP_MARK.rstrip("-")) + r"(?:-old|-\d+-[0-9a-f]{8})?")
 
 
 #: Files read to recognise them as records or locks: larger ones are data.
@@ -116,7 +133,7 @@ def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
         return False
     if not stat_module.S_ISREG(st.st_mode) or st.st_size > _RECOGNISE_LIMIT:
         return False  # a link, a pipe, a device or a huge file is never one of ours
-    key = (entry.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    key = (entry.name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     with _recognitions_lock:
         known = _recognitions.get(key)
     if known is not None:
@@ -142,7 +159,11 @@ def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
 
 
 def _describes(data: bytes, output: str) -> bool:
-    """Is ``data`` a luigi_repro record with an entry for the output at ``output``?"""
+    """Is ``data`` a luigi_repro record with an entry for an output named ``output``?
+
+    By name, not by absolute location: a project moved or copied (or a folder reached through
+    a symlink) keeps its records, and they still describe the files beside them.
+    """
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
@@ -152,7 +173,12 @@ def _describes(data: bytes, output: str) -> bool:
     outputs = doc.get("outputs")
     if not isinstance(outputs, list):
         return False
-    return any(isinstance(o, dict) and o.get("uri") == output for o in outputs)
+    return any(
+        isinstance(o, dict)
+        and isinstance(o.get("uri"), str)
+        and o["uri"].rstrip("/").rsplit("/", 1)[-1] == output
+        for o in outputs
+    )
 
 
 #: Records up to this size are also remembered by their bytes (big manifests are not kept twice).
