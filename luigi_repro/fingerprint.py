@@ -261,13 +261,16 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
     """Walk ``root``; yield ``(relative posix path, absolute path, described)`` per entry.
 
     Regular files and symlinks to files are yielded with ``False``, to be hashed by content.
-    Symlinks to folders are followed, except into a folder already being walked (a loop).
+    Symlinks to folders are followed, except into a folder already being walked (a loop) or
+    already walked by another path (each folder's content is counted once; the walk goes in
+    name order, so every copy of a tree makes the same choice).
     Anything else (a link loop, a dangling symlink, a FIFO or device, an empty folder) is
     yielded with ``True``: it belongs to the manifest but is described rather than read, so
     that pipes cannot hang a check. ``exclude`` receives each entry and its siblings' names and
     drops bookkeeping files.
     """
-    stack: List[Tuple[str, str, FrozenSet[str]]] = [(root, "", frozenset({_real(root)}))]
+    walked = {_real(root)}
+    stack: List[Tuple[str, str, FrozenSet[str]]] = [(root, "", frozenset(walked))]
     while stack:
         folder, prefix, ancestors = stack.pop()
         for entry, rel in _listing(folder, prefix, exclude):
@@ -279,9 +282,14 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
                 real = _real(entry.path)
                 if real in ancestors:
                     yield rel, entry.path, True  # a loop: described, never followed
+                elif real in walked:
+                    # Another way into a folder already walked (symlinks can form a DAG whose
+                    # paths double with every level): described, its content counted once.
+                    yield rel, entry.path, True
                 elif not any(_listing(entry.path, "", exclude)):
                     yield rel + "/", entry.path, True  # an empty folder is content too
                 else:
+                    walked.add(real)
                     stack.append((entry.path, rel + "/", ancestors | {real}))
                 continue
             try:
@@ -299,7 +307,7 @@ def _listing(
     folder: str, prefix: str, exclude: Optional[Exclude]
 ) -> List[Tuple[os.DirEntry[str], str]]:
     with os.scandir(folder) as entries:
-        found = list(entries)
+        found = sorted(entries, key=lambda entry: entry.name)  # the same walk on every copy
     names = frozenset(entry.name for entry in found)
     return [
         (entry, prefix + entry.name)
