@@ -166,8 +166,11 @@ def _offset(dev: int, path: str) -> int:
 
 
 def _measure(dev: int, path: str) -> Optional[int]:
-    """The file system's clock minus the host's (rounded down), from a file created on it."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """The file system's clock minus the host's (rounded down), from a file created on it.
+
+    Probed beside the file the path leads to: a symlink may sit on another file system.
+    """
+    folder = os.path.dirname(os.path.realpath(path))
     while True:
         offset = _probe(folder, dev)
         if offset is not None:

@@ -131,3 +131,24 @@ def test_a_read_only_folder_falls_back_to_the_host_clock_with_one_warning(
         fsclock.fs_now_ns("data.txt", dev)
     warnings = [r for r in caplog.records if "clock of the file system" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_the_clock_is_read_beside_the_file_a_symlink_leads_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A symlink may sit on another file system than its file: the probe goes beside the file."""
+    monkeypatch.setattr(fsclock, "LOCAL_TYPES", frozenset())
+    tried = []
+    real_probe = fsclock._probe
+
+    def spy(folder: str, dev: int) -> Any:
+        tried.append(folder)
+        return real_probe(folder, dev)
+
+    monkeypatch.setattr(fsclock, "_probe", spy)
+    Path("real").mkdir()
+    Path("links").mkdir()
+    Path("real/data.txt").write_text("x")
+    os.symlink(os.path.abspath("real/data.txt"), "links/data.txt")
+    fsclock.fs_now_ns("links/data.txt", os.stat("links/data.txt").st_dev)
+    assert tried[0] == os.path.abspath("real")
