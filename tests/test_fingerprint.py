@@ -8,6 +8,7 @@ import io
 import os
 import random
 import re
+import shutil
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -534,3 +535,25 @@ def test_directory_fingerprint_sees_every_kind_of_change(
     found = diff_manifests(before.manifest(), after.manifest())
     assert (found.added, found.removed, found.changed) == diff
     assert after.fingerprint == manifest_fingerprint(after.manifest(), DEFAULT_ALGORITHM)
+
+
+def test_a_folder_reached_by_many_symlinks_is_walked_once() -> None:
+    """Symlinks forming a DAG (two links per level to the next level, 16 levels: 65536 paths)
+    are walked once per real folder, each further way in described; every copy of the tree
+    makes the same choice."""
+    levels = 16
+    for level in range(levels):
+        os.makedirs(f"root/l{level}")
+        write(f"root/l{level}/data.txt", str(level).encode())
+    for level in range(levels - 1):
+        for name in ("a", "b"):
+            os.symlink(os.path.abspath(f"root/l{level + 1}"), f"root/l{level}/{name}")
+    first = walk("root/l0")
+    assert sum(1 for rel in first if rel.endswith("data.txt")) == levels
+    assert len(first) < 4 * levels
+    shutil.copytree("root", "copy", symlinks=True)
+    for level in range(levels - 1):  # the copy's links point into the copy
+        for name in ("a", "b"):
+            os.remove(f"copy/l{level}/{name}")
+            os.symlink(os.path.abspath(f"copy/l{level + 1}"), f"copy/l{level}/{name}")
+    assert walk("copy/l0") == first
