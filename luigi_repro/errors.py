@@ -115,7 +115,9 @@ class RunProtocolError(ReproError, RuntimeError):
 class InputChangedDuringRun(RunProtocolError):
     """An input's content changed between the start and the end of ``run()``."""
 
-    def __init__(self, task_id: str, input_uri: str, before: str, after: Optional[str]) -> None:
+    def __init__(
+        self, task_id: str, input_uri: str, before: str, after: Optional[str], hint: str = ""
+    ) -> None:
         self.task_id = task_id
         self.input_uri = input_uri
         self.before = before
@@ -123,7 +125,9 @@ class InputChangedDuringRun(RunProtocolError):
         now = after if after is not None else "missing"
         super().__init__(
             f"input {input_uri} of task {task_id} changed while the task was running "
-            f"({before} -> {now}); no record was written, so the task will run again."
+            f"({before} -> {now}); no record was written, so the task will run again"
+            + (f" ({hint})" if hint else "")
+            + "."
         )
 
 

@@ -310,7 +310,14 @@ class RunProtocol:
         if isinstance(outcome, Missing) or now != first:
             # Fingerprinted under another stat than the one it was read with: not what was read.
             after = None if isinstance(outcome, Missing) else _describe(now)
-            raise InputChangedDuringRun(self.task.task_id, path, _describe(first), after)
+            raise InputChangedDuringRun(
+                self.task.task_id,
+                path,
+                _describe(first),
+                after,
+                "it was read without being declared; if the task writes it itself, it is an "
+                "output: declare it in output()",
+            )
         return InputEntry(
             key=(f"undeclared:{path}",),
             output_key=(),

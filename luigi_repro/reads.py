@@ -17,8 +17,10 @@ reads. luigi_repro's own reads while a watch is active (user code calling ``comp
 
 What the hook cannot see: reads by native code that does not go through Python's ``open``
 (pyarrow's C++ readers, e.g. ``pyarrow.parquet.read_table(path)``; SQLite; C extensions), reads by
-subprocesses (and by forked children, whose notes stay in their own memory), and ``mmap`` of a
-file that was already open before the watch started.
+subprocesses (and by forked children, whose notes stay in their own memory), ``mmap`` of a
+file that was already open before the watch started, and data the process read earlier and kept
+in memory (a ``functools.lru_cache`` loader shared by two tasks: only the task that opened the
+file first is charged with it, and with ``--workers N`` each task is).
 
 Attribution: a context variable names the watch of the task whose code runs in this context.
 Threads do not inherit context variables, so an open from a context without a watch goes to every
