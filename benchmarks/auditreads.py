@@ -123,17 +123,19 @@ def _build_times(count: int, repeats: int) -> Dict[str, float]:
         try:
             dag.set_folder(os.path.join(folder, "dag"))
             tasks = dag.roots(dag.CheckedNode, 2, width)
+            plain = dag.roots(dag.PlainNode, 2, width)
 
             def from_scratch(policy: str) -> Callable[[], None]:
                 def action() -> None:
                     shutil.rmtree(os.path.join(folder, "dag"), ignore_errors=True)
                     with environment(LUIGI_REPRO_UNDECLARED_READS=policy):
-                        _build(tasks)
+                        _build(plain if policy == "plain Luigi" else tasks)
 
                 return action
 
             return median_times(
-                [(policy, from_scratch(policy)) for policy in ("ignore", "warn")], repeats
+                [(policy, from_scratch(policy)) for policy in ("plain Luigi", "ignore", "warn")],
+                repeats,
             )
         finally:
             tempfile.tempdir = saved_tempdir
@@ -160,15 +162,28 @@ def build_growth(results: Results, small: int, large: int, repeats: int) -> None
             target="<= 1.1",
             ok=ratio <= 1.1,
         )
+    for count in (small, large):
+        results.add(
+            "auditreads", f"build {count} tasks, plain Luigi", times[count]["plain Luigi"], "s"
+        )
+    slopes = {
+        policy: math.log(times[large][policy] / times[small][policy]) / math.log(large / small)
+        for policy in ("plain Luigi", "ignore", "warn")
+    }
+    results.add(
+        "auditreads", "build time growth with tasks, plain Luigi", slopes["plain Luigi"], ""
+    )
     for policy in ("ignore", "warn"):
-        slope = math.log(times[large][policy] / times[small][policy]) / math.log(large / small)
+        # Measured against plain Luigi's own growth in the same run: Luigi's scheduler is not
+        # linear either, and this machine is noisy.
+        excess = slopes[policy] - slopes["plain Luigi"]
         results.add(
             "auditreads",
             f"build time growth with tasks, {policy} (log-log slope)",
-            slope,
+            slopes[policy],
             "",
-            target="<= 1.2",
-            ok=slope <= 1.2,
+            target="<= plain + 0.2",
+            ok=excess <= 0.2,
         )
 
 
