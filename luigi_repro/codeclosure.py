@@ -1100,7 +1100,7 @@ def _imported_as(value: Any, name: str) -> bool:
     """Is ``name`` what ``import <module>`` binds for the module ``value``?"""
     if not issubclass(type(value), types.ModuleType):
         return False
-    module = str(getattr(value, "__name__", ""))
+    module = str(_attribute(value, "__name__"))
     return name in (module.rpartition(".")[2], module.partition(".")[0])
 
 

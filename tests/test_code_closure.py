@@ -1425,6 +1425,21 @@ class AsAttribute:
         return self.engine.compute(21)
 
 
+def make(engine):
+    def compute(x):
+        return engine.compute(x)
+
+    return compute
+
+
+compute_fast = make(backend)
+
+
+class FromFactory:
+    def run(self):
+        return compute_fast(21)
+
+
 class ByName:
     def run(self, name):
         return (
@@ -1436,10 +1451,10 @@ class ByName:
 """
 
 
-@pytest.mark.parametrize("name", ["InTable", "AsAttribute"])
+@pytest.mark.parametrize("name", ["InTable", "AsAttribute", "FromFactory"])
 def test_a_module_held_as_a_value_counts_whole(project: Project, name: str) -> None:
-    """A user module in a container or in a class attribute counts whole: which of its
-    attributes is used is not known."""
+    """A user module in a container, a class attribute or a closure cell (a factory's argument)
+    counts whole: which of its attributes is used is not known."""
     project.write(backend=PREPROC.replace("PKG.config", "PKG.limits"), limits=CONFIG)
     project.write(pipeline=BACKENDS)
     keys = project.keys(project.closure(name=name))
