@@ -890,9 +890,9 @@ def _reach_of_value(value: Any, depth: int = 0, modules: bool = False) -> _Reach
         return _NOTHING
     if _is_code(value):
         return _reach_of_object(value)
-    if kind.__module__ != "builtins" and not _is_task_class(kind) and _class_is_users(kind):
-        return _Reach((_part_of_class(kind),))
-    return _NOTHING
+    if _attribute(kind, "__module__") == "builtins" or _is_task_class(kind):
+        return _NOTHING
+    return _Reach((_part_of_class(kind),)) if _class_is_users(kind) else _NOTHING
 
 
 def _reach_of_items(container: Any, depth: int) -> _Reach:
@@ -1404,8 +1404,8 @@ def _spec_is_users(name: str) -> Tuple[bool, Optional[str]]:
         spec = importlib.util.find_spec(name)
     except KeyboardInterrupt:
         raise
-    except BaseException:  # noqa: BLE001 - finding ``a.b`` runs ``a``: it may fail in any way
-        spec = None
+    except BaseException as exc:  # noqa: BLE001 - finding ``a.b`` runs ``a``: it may fail
+        return False, f"finding it failed: {type(exc).__name__}: {exc}"
     if spec is None:
         return False, "it cannot be found"
     origin = spec.origin
