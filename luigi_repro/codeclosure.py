@@ -19,7 +19,15 @@ Each piece reached is one *part* with its own digest, so a report can name what 
   tests around them, and whatever names they use in turn; a value bound where the source does
   not show it is described by its value when it is plain data (numbers, strings, and tuples,
   lists, dicts and sets of them);
-* code without source (``exec``, a REPL) is described by its bytecode, constants and names.
+* code without source (``exec``, a REPL) is described by its bytecode, constants and names;
+* plain data that other code changed counts by its value (see :mod:`luigi_repro.codevalues`).
+
+Values hold code too: a registry ``HANDLERS = {}`` filled by a decorator, a table of backend
+modules, a class attribute holding a module, the implementations registered on a
+``functools.singledispatch`` function. What such containers hold is followed, a few levels deep;
+a user module held as a value counts whole (which of its attributes is used is not known).
+Methods that attrs, dataclasses or ``namedtuple`` write for a class are not parts of their own:
+the class statement (its decorators included) and the library's recorded version decide them.
 
 Other task classes are pipeline steps with records of their own: code that merely instantiates
 or names them (``requires()``, ``@requires(Clean)``, ``yield Clean(…)``) does not take in their
@@ -33,14 +41,21 @@ what they reach. A class that sets ``code_version = "…"`` contributes that str
 source and of everything reached from it.
 
 The closure is computed the first time it is needed (helpers defined below a class do not exist
-when the class is created) and cached per class, algorithm and ``code_version`` values, so asking
-again is a dictionary lookup: ``complete()`` asks on every check.
+when the class is created) and cached per class, algorithm and ``code_version`` values, with the
+``__spec__`` of every module it read (``importlib.reload`` replaces it), so asking again is a
+dictionary lookup and a few identity checks: ``complete()`` asks on every check.
+
+Computing a closure never raises: objects of the user's are probed defensively (a lazy proxy
+whose every attribute raises is no code), a module imported for the walk may even exit, and any
+other failure makes the fingerprint one that no record matches, logged once, so the task runs
+again and ``verify`` says why, rather than a closure that is silently smaller.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import functools
 import importlib
 import importlib.util
@@ -48,7 +63,19 @@ import sys
 import threading
 import types
 import weakref
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
+from typing import (
+    Any,
+    Dict,
+    Generic,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import attrs
 import luigi
@@ -59,6 +86,7 @@ from luigi_repro.coderefs import (
     bound_names,
     bytecode_uses,
     definition_names,
+    static_chain,
 )
 from luigi_repro.codesource import (
     Binding,
@@ -67,10 +95,18 @@ from luigi_repro.codesource import (
     first_line,
     is_stdlib_path,
     is_user_namespace,
+    mutation_receiver,
     note_task_module,
     on_reload,
     snapshot_imported_modules,
     source_of_namespace,
+)
+from luigi_repro.codetext import describe_code, describe_value, dump
+from luigi_repro.codevalues import (
+    changed_constant,
+    class_literals,
+    class_values,
+    literal_matches,
 )
 from luigi_repro.fingerprint import hash_bytes
 from luigi_repro.log import logger
@@ -87,8 +123,8 @@ __all__ = [
 ]
 
 _OUR_PACKAGES = frozenset({"luigi", "luigi_repro", "builtins"})
-_FORMAT = "luigi_repro code closure 1"
-_MISSING = object()
+_FORMAT = "luigi_repro code closure 2"
+_MISSING: Any = object()
 
 
 @attrs.frozen
@@ -98,12 +134,71 @@ class CodeClosure:
     ``parts`` maps each piece (``"function utils.preproc.impute"``, ``"constant
     utils.config.THRESHOLD"``, ``"class pipeline.Train"``) to the digest of its normalized
     source; ``fingerprint`` covers them all; ``unresolved`` lists the references the closure
-    could not follow, each with where it is.
+    could not follow, each with where it is. ``error`` says why the closure could not be
+    computed at all; the fingerprint then matches no record.
     """
 
     fingerprint: str
     parts: Mapping[str, str]
     unresolved: Tuple[str, ...]
+    error: Optional[str] = None
+
+
+# --- probing the user's objects ------------------------------------------------------------------
+
+
+def _attribute(obj: Any, name: str) -> Any:
+    """``getattr(obj, name)``, or ``_MISSING`` when it is absent or looking it up raises anything.
+
+    Objects of the user's may refuse every attribute (a lazy proxy raises until configured).
+    """
+    try:
+        return getattr(obj, name, _MISSING)
+    except Exception:  # noqa: BLE001 - any error means "not something to follow"
+        return _MISSING
+
+
+def _is_class(value: Any) -> bool:
+    """By the object's real type: a proxy that claims another ``__class__`` is not asked."""
+    return issubclass(type(value), type)
+
+
+def _own_items(cls: type) -> List[Tuple[str, Any]]:
+    """``vars(cls).items()``; empty when the class will not say (a metaclass may refuse)."""
+    try:
+        return [(str(name), value) for name, value in vars(cls).items()]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+V = TypeVar("V")
+
+
+class _ClassMemo(Generic[V]):
+    """Something learned per class: weakly keyed, or by identity (keeping the class alive) for a
+    class that cannot be hashed (its metaclass defines ``__eq__`` without ``__hash__``)."""
+
+    def __init__(self) -> None:
+        self._weak: weakref.WeakKeyDictionary[type, V] = weakref.WeakKeyDictionary()
+        self._pinned: Dict[int, Tuple[type, V]] = {}
+
+    def get(self, cls: type) -> Optional[V]:
+        try:
+            return self._weak.get(cls)
+        except TypeError:
+            entry = self._pinned.get(id(cls))
+            return entry[1] if entry is not None and entry[0] is cls else None
+
+    def set(self, cls: type, value: V) -> V:
+        """Keep ``value`` for ``cls`` unless one is kept already; the one kept."""
+        try:
+            return self._weak.setdefault(cls, value)
+        except TypeError:
+            return self._pinned.setdefault(id(cls), (cls, value))[1]
+
+    def clear(self) -> None:
+        self._weak.clear()
+        self._pinned.clear()
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -122,7 +217,9 @@ def _own_code_version(cls: type) -> Optional[str]:
     return None if version is None else str(version)
 
 
-_closures: Dict[Tuple[type, str, Tuple[Optional[str], ...]], CodeClosure] = {}
+#: (id of the task class, algorithm, code versions) -> (the class, its closure, modules read).
+_Entry = Tuple[type, CodeClosure, Tuple[ModuleSource, ...]]
+_closures: Dict[Tuple[int, str, Tuple[Optional[str], ...]], _Entry] = {}
 _closures_lock = threading.Lock()
 _compute_lock = threading.RLock()
 
@@ -132,20 +229,44 @@ def code_closure(task_cls: type, algorithm: str) -> CodeClosure:
 
     Each user class of the task (the class and its user base classes) contributes its own
     ``code_version`` when it sets one, else its source and everything reached from it: a
-    subclass of a versioned base still has its own changes seen.
+    subclass of a versioned base still has its own changes seen. The cached closure is used
+    while every module it read is the one it read (not reloaded since).
     """
-    classes = _user_classes(task_cls)
-    cache_key = (task_cls, algorithm, tuple(_own_code_version(cls) for cls in classes))
-    cached = _closures.get(cache_key)
-    if cached is not None:
-        return cached
-    with _compute_lock:  # one walk at a time: a walk leaves half-built entries behind it
-        closure = _closures.get(cache_key) or _compute(task_cls, classes, algorithm)
-    with _closures_lock:
-        closure = _closures.setdefault(cache_key, closure)
+    try:
+        classes = _user_classes(task_cls)
+        cache_key = (id(task_cls), algorithm, tuple(_own_code_version(c) for c in classes))
+    except Exception as exc:  # noqa: BLE001 - a check never crashes on the user's classes
+        return _failed(task_cls, algorithm, exc)
+    entry = _closures.get(cache_key)
+    if entry is None or entry[0] is not task_cls or not _current(entry[2]):
+        with _compute_lock:  # one walk at a time: a walk leaves half-built entries behind it
+            entry = _closures.get(cache_key)
+            if entry is None or entry[0] is not task_cls or not _current(entry[2]):
+                if entry is not None:
+                    _notice_reloads(entry[2])
+                closure, sources = _computed(task_cls, classes, algorithm)
+                entry = (task_cls, closure, sources)
+                with _closures_lock:
+                    _closures[cache_key] = entry
+    closure = entry[1]
     if closure.unresolved:
         _warn_unresolved(task_cls, closure.unresolved)
     return closure
+
+
+def _current(sources: Tuple[ModuleSource, ...]) -> bool:
+    """Is every module a closure read still the one it read? (``reload`` replaces ``__spec__``)"""
+    for source in sources:  # noqa: SIM110 - a loop is quicker than all() on this hot path
+        if source.namespace.get("__spec__") is not source.spec:
+            return False
+    return True
+
+
+def _notice_reloads(sources: Tuple[ModuleSource, ...]) -> None:
+    """Take new snapshots of reloaded modules, which drops everything learned from old ones."""
+    for source in sources:
+        if source.namespace.get("__spec__") is not source.spec:
+            source_of_namespace(source.namespace)
 
 
 def code_fingerprint(task_cls: type, algorithm: str) -> str:
@@ -159,31 +280,55 @@ def capture_code(task_cls: type) -> None:
     The fingerprint must describe the code that runs, not files edited on disk later. The
     closure itself is computed on first use, when the module has finished executing.
     """
-    note_task_module(task_cls.__module__)
-    namespace = _namespace_of_class(task_cls)
-    if namespace is not None:
-        source_of_namespace(namespace)
-    snapshot_imported_modules()
+    try:
+        note_task_module(task_cls.__module__)
+        namespace = _namespace_of_class(task_cls)
+        if namespace is not None:
+            source_of_namespace(namespace)
+        snapshot_imported_modules()
+    except Exception as exc:  # noqa: BLE001 - the text is then read when first needed
+        logger.debug("luigi_repro: could not keep the source of %r: %s", task_cls, exc)
 
 
 def legacy_code_fingerprint(task_cls: type, algorithm: str) -> str:
     """The fingerprint earlier versions recorded: the task's user classes only, no helpers.
 
     It tells whether a record written before the closure existed saw the same classes, so
-    that such a record can be told apart from a real change.
+    that such a record can be told apart from a real change. Written exactly as they wrote it.
     """
-    signatures = []
-    for cls in _user_classes(task_cls):
-        version = _own_code_version(cls)
-        if version is not None:
-            signatures.append(f"{cls.__qualname__}:code_version:{version}")
-            continue
-        part = _part_of_class(cls)
-        if isinstance(part.node, ast.ClassDef):
-            signatures.append(f"{cls.__qualname__}:ast:{_dump(part.node)}")
-        else:
-            signatures.append(f"{cls.__qualname__}:bytecode:{_bytecode_signature(cls)}")
+    try:
+        signatures = []
+        for cls in _user_classes(task_cls):
+            version = _own_code_version(cls)
+            if version is not None:
+                signatures.append(f"{cls.__qualname__}:code_version:{version}")
+                continue
+            part = _part_of_class(cls)
+            if isinstance(part.node, ast.ClassDef):
+                text = ast.dump(part.node, annotate_fields=False, include_attributes=False)
+                signatures.append(f"{cls.__qualname__}:ast:{text}")
+            else:
+                signatures.append(f"{cls.__qualname__}:bytecode:{_legacy_bytecode(cls)}")
+    except Exception as exc:  # noqa: BLE001 - then no earlier record can match
+        return _unfingerprintable(algorithm, _one_line(exc))
     return hash_bytes("\0".join(signatures).encode(), algorithm)
+
+
+def _legacy_bytecode(cls: type) -> str:
+    parts = []
+    for name, value in sorted(_own_items(cls)):
+        func = _function_in(value)
+        if func is not None:
+            parts.append(f"{name}=" + _legacy_describe_code(func.__code__))
+    return ";".join(parts)
+
+
+def _legacy_describe_code(code: types.CodeType) -> str:
+    consts: Iterable[Any] = (
+        _legacy_describe_code(c) if isinstance(c, types.CodeType) else repr(c)
+        for c in code.co_consts
+    )
+    return f"{code.co_code.hex()}|{','.join(consts)}|{','.join(code.co_names)}"
 
 
 def relative_part_key(key: str, module: str) -> str:
@@ -223,20 +368,62 @@ def diff_parts(
     }
 
 
-_warned: weakref.WeakSet[type] = weakref.WeakSet()
+_warned: _ClassMemo[bool] = _ClassMemo()
+_failures: _ClassMemo[bool] = _ClassMemo()
 _warned_lock = threading.Lock()
 
 
-def _warn_unresolved(task_cls: type, unresolved: Tuple[str, ...]) -> None:
+def _first_time(memo: _ClassMemo[bool], task_cls: type) -> bool:
     with _warned_lock:
-        if task_cls in _warned:
-            return
-        _warned.add(task_cls)
+        if memo.get(task_cls):
+            return False
+        memo.set(task_cls, True)
+        return True
+
+
+def _warn_unresolved(task_cls: type, unresolved: Tuple[str, ...]) -> None:
+    if not _first_time(_warned, task_cls):
+        return
     logger.warning(
         "luigi_repro: the code fingerprint of %s cannot follow %s; code reached only through "
         "them is not checked (set code_version on the class to decide yourself when it changes).",
         task_cls.__name__,
         "; ".join(unresolved),
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _unfingerprintable(algorithm: str, error: str) -> str:
+    """A fingerprint no record holds: digests are hex, this is words."""
+    return f"{algorithm}:unfingerprintable ({error})"
+
+
+def _computed(
+    task_cls: type, classes: Tuple[type, ...], algorithm: str
+) -> Tuple[CodeClosure, Tuple[ModuleSource, ...]]:
+    try:
+        return _compute(task_cls, classes, algorithm)
+    except Exception as exc:  # noqa: BLE001 - a check never crashes: the task reruns instead
+        return _failed(task_cls, algorithm, exc), ()
+
+
+def _failed(task_cls: type, algorithm: str, exc: Exception) -> CodeClosure:
+    """The closure of a class whose code could not be walked: it matches no record."""
+    error = _one_line(exc)
+    if _first_time(_failures, task_cls):
+        logger.warning(
+            "luigi_repro: the code fingerprint of %s cannot be computed (%s); the task runs "
+            "again on every build until this is fixed (or set code_version on the class).",
+            getattr(task_cls, "__name__", task_cls),
+            error,
+            exc_info=exc,
+        )
+    return CodeClosure(
+        fingerprint=_unfingerprintable(algorithm, error), parts={}, unresolved=(), error=error
     )
 
 
@@ -254,7 +441,7 @@ on_reload(_forget_everything)
 # --- which classes are the task's own ------------------------------------------------------------
 
 
-_user_class_cache: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+_user_class_cache: _ClassMemo[bool] = _ClassMemo()
 
 
 def _is_user_class(cls: type) -> bool:
@@ -266,13 +453,14 @@ def _is_user_class(cls: type) -> bool:
     """
     known = _user_class_cache.get(cls)
     if known is None:
-        known = _user_class_cache[cls] = _locate_user_class(cls)
+        known = _user_class_cache.set(cls, _locate_user_class(cls))
     return known
 
 
 def _locate_user_class(cls: type) -> bool:
-    module = getattr(cls, "__module__", "") or ""
-    if module.split(".", 1)[0] in _OUR_PACKAGES or "__wrapped__" in cls.__dict__:
+    module = _attribute(cls, "__module__")
+    module = module if isinstance(module, str) else ""
+    if module.split(".", 1)[0] in _OUR_PACKAGES or "__wrapped__" in dict(_own_items(cls)):
         return False
     namespace = _namespace_of_class(cls)
     if namespace is None:
@@ -286,52 +474,118 @@ def _locate_user_class(cls: type) -> bool:
     return not is_stdlib_path(filename)
 
 
-_user_mro: weakref.WeakKeyDictionary[type, Tuple[type, ...]] = weakref.WeakKeyDictionary()
+_user_mro: _ClassMemo[Tuple[type, ...]] = _ClassMemo()
 
 
 def _user_classes(task_cls: type) -> Tuple[type, ...]:
     """The user classes of a task's MRO, looked up once per class (``complete()`` asks often)."""
     found = _user_mro.get(task_cls)
     if found is None:
-        found = _user_mro[task_cls] = tuple(c for c in task_cls.__mro__ if _is_user_class(c))
+        found = _user_mro.set(task_cls, tuple(c for c in task_cls.__mro__ if _is_user_class(c)))
     return found
 
 
 def _namespace_of_class(cls: type) -> Optional[Dict[str, Any]]:
-    """The globals of the module that made ``cls``: its functions know them best."""
-    module_name = getattr(cls, "__module__", None)
-    for value in vars(cls).values():
+    """The globals of the module that made ``cls``: its functions know them best.
+
+    Not the functions a library generated for the class (attrs gives them globals of their
+    own), unless nothing else tells.
+    """
+    module_name = _attribute(cls, "__module__")
+    fallback: Optional[Dict[str, Any]] = None
+    for name, value in _own_items(cls):
         func = _function_in(value)
-        if func is not None and func.__globals__.get("__name__") == module_name:
-            return func.__globals__
-    module = sys.modules.get(module_name or "")
+        if func is None or func.__globals__.get("__name__") != module_name:
+            continue
+        if _generated_method(cls, name, func, has_source=False):
+            fallback = fallback if fallback is not None else func.__globals__
+            continue
+        return func.__globals__
+    module = sys.modules.get(module_name) if isinstance(module_name, str) else None
     namespace = getattr(module, "__dict__", None)
-    return namespace if isinstance(namespace, dict) else None
+    if not isinstance(namespace, dict) or _made_by_metaclass_call(cls, namespace):
+        return fallback
+    return namespace
+
+
+def _made_by_metaclass_call(cls: type, namespace: Dict[str, Any]) -> bool:
+    """Was ``cls`` made by calling its metaclass (``type("T", (Base,), {…})``)?
+
+    Python then names the module whose code called ``type.__new__``: for a Luigi task that is
+    ``abc`` (``ABCMeta.__new__``), a module that never defined the class. Where the class was
+    made is not known; it is described by itself, as code without source.
+    """
+    module_name = namespace.get("__name__")
+    if not any(_attribute(meta, "__module__") == module_name for meta in _mro(type(cls))):
+        return False
+    value: Any = namespace
+    for step, name in enumerate(str(_attribute(cls, "__qualname__")).split(".")):
+        value = value.get(name, _MISSING) if step == 0 else _attribute(value, name)
+    return value is not cls
 
 
 def _function_in(value: Any) -> Optional[types.FunctionType]:
     """The plain function behind a class attribute (method, static/class method, property)."""
-    if isinstance(value, (staticmethod, classmethod)):
+    kind = type(value)
+    if issubclass(kind, (staticmethod, classmethod)):
         value = value.__func__
-    elif isinstance(value, property):
+    elif issubclass(kind, property):
         value = value.fget
     for _ in range(16):
-        if isinstance(value, types.FunctionType) and "__wrapped__" not in vars(value):
+        if type(value) is types.FunctionType and "__wrapped__" not in vars(value):
             return value
-        wrapped = getattr(value, "__wrapped__", None)
-        if wrapped is None:
+        wrapped = _attribute(value, "__wrapped__")
+        if wrapped is _MISSING or wrapped is None:
             break
         value = wrapped
-    return value if isinstance(value, types.FunctionType) else None
+    return value if type(value) is types.FunctionType else None
+
+
+def _mro(cls: type) -> Tuple[type, ...]:
+    try:
+        return tuple(cls.__mro__)
+    except Exception:  # noqa: BLE001 - a metaclass may refuse
+        return ()
 
 
 def _is_task_class(value: Any) -> bool:
-    """A pipeline step other than configuration: its code reaches others through its outputs."""
-    return (
-        isinstance(value, type)
-        and issubclass(value, luigi.Task)
-        and not issubclass(value, luigi.Config)
-    )
+    """A pipeline step other than configuration: its code reaches others through its outputs.
+
+    Decided from the MRO by identity: ``issubclass`` against Luigi's ABC-based classes hashes
+    the class, which some metaclasses forbid.
+    """
+    if not _is_class(value):
+        return False
+    mro = _mro(value)
+    return any(c is luigi.Task for c in mro) and not any(c is luigi.Config for c in mro)
+
+
+#: Where a library keeps what it generated a class's methods from.
+_GENERATOR_MARKERS = ("__attrs_attrs__", "__dataclass_fields__", "_fields")
+
+
+def _generated_method(cls: type, name: str, func: types.FunctionType, has_source: bool) -> bool:
+    """A method a library wrote for the class (attrs, dataclasses, ``namedtuple``).
+
+    Its code has no file (``<attrs generated …>``, ``<string>``) and may hold values that
+    differ in every process (attrs salts ``__hash__`` with a string hash). When the class has
+    source, its statement (decorators included) and the library's version decide such methods;
+    without source, only those a known library wrote are left to it.
+    """
+    filename = func.__code__.co_filename
+    if not (filename.startswith("<") and filename.endswith(">")):
+        return False
+    qualname = getattr(func, "__qualname__", None)
+    # dataclasses wraps ``__repr__`` around a function its ``__create_fn__`` made.
+    if qualname not in (
+        f"{_attribute(cls, '__qualname__')}.{name}",
+        f"__create_fn__.<locals>.{name}",
+    ):
+        return False
+    if has_source or filename.startswith("<attrs generated"):
+        return True
+    own = dict(_own_items(cls))
+    return filename == "<string>" and any(marker in own for marker in _GENERATOR_MARKERS)
 
 
 # --- parts ---------------------------------------------------------------------------------------
@@ -374,14 +628,38 @@ class _Part:
     def material(self) -> str:
         """The normalized text whose digest stands for this part."""
         if self._material is None:
-            node = self.node
-            if isinstance(node, tuple):
-                self._material = "\n".join(_binding_text(binding) for binding in node)
-            elif node is not None:
-                self._material = _dump(node)
-            else:
-                self._material = ""
+            self._material = _material_of(self)
         return self._material
+
+
+def _material_of(part: _Part) -> str:
+    node = part.node
+    if isinstance(node, tuple):  # a constant: its statements, and its value if changed since
+        text = "\n".join(_binding_text(binding) for binding in node)
+        value = part.source.namespace.get(part.name, _MISSING)
+        changed = None
+        if value is not _MISSING:
+            changed = changed_constant(part.name, [b.statement for b in node], value)
+        return text if changed is None else f"{text}\nnow:{changed}"
+    if node is None:
+        return ""
+    text = dump(node)
+    if isinstance(node, ast.ClassDef) and _is_class(part.obj):
+        nested = _in_function(part.source, node)
+        values = class_values(part.obj, class_literals(node), nested)
+        if values:
+            text += "\nvalues:" + values
+    return text
+
+
+def _in_function(source: ModuleSource, node: ast.AST) -> bool:
+    """Does this ``class`` statement run inside a function (a class factory)?"""
+    index = source.index
+    scope = index.scope_of(node) if index is not None else None
+    return scope is not None and any(
+        isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for parent in scope.parents
+    )
 
 
 @attrs.frozen
@@ -414,9 +692,17 @@ def _part(
     obj: Any = None,
     material: Optional[str] = None,
 ) -> _Part:
-    """The one part for this piece of this module's source (parts are shared by all closures)."""
-    parts: Dict[Tuple[str, str, int], _Part] = source.analyses.setdefault("parts", {})
-    cache_key = (kind, name, id(node) if isinstance(node, ast.AST) else 0)
+    """The one part for this piece of this module's source (parts are shared by all closures).
+
+    A class statement run more than once (in a factory) makes several classes: each is a part
+    of its own, described with its own values.
+    """
+    if kind == "class" and obj is None:
+        found_object = _object_at(source, name)
+        obj = found_object if _is_class(found_object) else None
+    parts: Dict[Tuple[str, str, int, int], _Part] = source.analyses.setdefault("parts", {})
+    node_id = id(node) if isinstance(node, ast.AST) else 0
+    cache_key = (kind, name, node_id, id(obj) if kind == "class" and obj is not None else 0)
     found = parts.get(cache_key)
     if found is None:
         found = parts.setdefault(cache_key, _Part(kind, source, name, node, obj, material))
@@ -428,7 +714,9 @@ def _part(
 # --- the walk ------------------------------------------------------------------------------------
 
 
-def _compute(task_cls: type, classes: Tuple[type, ...], algorithm: str) -> CodeClosure:
+def _compute(
+    task_cls: type, classes: Tuple[type, ...], algorithm: str
+) -> Tuple[CodeClosure, Tuple[ModuleSource, ...]]:
     roots = [_part_of_class(cls) for cls in classes]
     materials: Dict[_Part, str] = {}
     unresolved: Dict[str, None] = {}
@@ -457,18 +745,19 @@ def _compute(task_cls: type, classes: Tuple[type, ...], algorithm: str) -> CodeC
         relative[part.key] = f"{part.kind} {'' if own else part.module}.{part.name}"
     lines = sorted(f"{relative[key]}={value}" for key, value in digests.items())
     fingerprint = hash_bytes("\n".join([_FORMAT, *lines]).encode(), algorithm)
-    return CodeClosure(
+    closure = CodeClosure(
         fingerprint=fingerprint,
         parts=dict(sorted(digests.items())),
         unresolved=tuple(sorted(unresolved)),
     )
+    return closure, tuple(dict.fromkeys(part.source for part in materials))
 
 
 def _version_of(part: _Part) -> Optional[str]:
     if part.kind != "class":
         return None
     cls = part.obj if part.obj is not None else _object_at(part.source, part.name)
-    return _own_code_version(cls) if isinstance(cls, type) else None
+    return _own_code_version(cls) if _is_class(cls) else None
 
 
 def _expand(part: _Part) -> _Reach:
@@ -504,23 +793,27 @@ def _expansion(part: _Part) -> _Reach:
         assert isinstance(node, ast.AST)
         reaches.append(_references(source, node, _where_of(part), None))
     obj = part.obj if part.obj is not None else _object_at(source, part.name)
-    if part.kind == "class" and isinstance(obj, type):
+    if part.kind == "class" and _is_class(obj):
         reaches.extend(_reach_of_object(base) for base in obj.__bases__)
         reaches.extend(_reach_of_attributes(obj, source, node))
-    elif part.kind == "function" and isinstance(obj, types.FunctionType):
+    elif part.kind == "function" and type(obj) is types.FunctionType:
         reaches.append(_runtime_reach(obj))
     return _joined(reaches)
 
 
 def _reach_of_attributes(cls: type, source: ModuleSource, node: Node) -> Iterable[_Reach]:
-    """Class attributes whose code is not in the class statement (``Task.run = helper``)."""
-    for value in list(vars(cls).values()):
+    """Class attributes whose code is not in the class statement (``Task.run = helper``), and
+    the code that class attributes hold (a module, a table of handlers)."""
+    for name, value in _own_items(cls):
         func = _function_in(value)
-        if func is not None and source.holds(func.__code__) and isinstance(node, ast.AST):
-            line = func.__code__.co_firstlineno
-            if first_line(node) <= line <= (getattr(node, "end_lineno", None) or line):
-                continue  # a method written in the class: its source is part of the class's
-        yield _reach_of_value(value)
+        if func is not None and isinstance(node, ast.AST):
+            if _generated_method(cls, name, func, has_source=True):
+                continue
+            if source.holds(func.__code__):
+                line = func.__code__.co_firstlineno
+                if first_line(node) <= line <= (getattr(node, "end_lineno", None) or line):
+                    continue  # a method written in the class: its source is part of the class's
+        yield _reach_of_value(value, modules=True)
 
 
 def _where_of(part: _Part) -> str:
@@ -531,69 +824,115 @@ def _where_of(part: _Part) -> str:
 
 
 _function_reach: weakref.WeakKeyDictionary[types.FunctionType, _Reach] = weakref.WeakKeyDictionary()
-_class_reach: weakref.WeakKeyDictionary[type, _Part] = weakref.WeakKeyDictionary()
+_class_reach: _ClassMemo[_Part] = _ClassMemo()
+
+#: Scalars never hold code: skipped at once when walking a container.
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+#: Containers whose items are followed (``HANDLERS = {"scale": scale}``, ``BACKENDS = [mod]``).
+_CONTAINERS = (dict, list, tuple, set, frozenset, types.MappingProxyType)
+_MAPPINGS = (dict, types.MappingProxyType)
+#: How deep into nested containers code is looked for.
+_CONTAINER_DEPTH = 4
+#: Values that a module-level ``X.append(…)`` (or another mutator call) really changes.
+_MUTABLE = (list, dict, set, bytearray, collections.deque)
 
 
 def _reach_of_object(obj: Any, depth: int = 0) -> _Reach:
     """The parts a class, function or other callable object stands for (none if not user code)."""
     if depth > 16:
         return _NOTHING
-    if isinstance(obj, (staticmethod, classmethod)):
+    kind = type(obj)
+    if issubclass(kind, (staticmethod, classmethod)):
         return _reach_of_object(obj.__func__, depth + 1)
-    if isinstance(obj, property):
+    if issubclass(kind, property):
         return _joined(
             _reach_of_object(f, depth + 1) for f in (obj.fget, obj.fset, obj.fdel) if f is not None
         )
-    if isinstance(obj, functools.cached_property):
+    if issubclass(kind, functools.cached_property):
         return _reach_of_object(obj.func, depth + 1)
-    if isinstance(obj, functools.partial):
+    if issubclass(kind, functools.singledispatchmethod):
+        return _reach_of_object(obj.dispatcher, depth + 1)
+    if issubclass(kind, functools.partial):
         values = (*obj.args, *obj.keywords.values())
         return _joined(
-            [_reach_of_object(obj.func, depth + 1), *(_reach_of_value(v) for v in values)]
+            [
+                _reach_of_object(obj.func, depth + 1),
+                *(_reach_of_value(v, modules=True) for v in values),
+            ]
         )
-    if isinstance(obj, types.MethodType):
+    if issubclass(kind, types.MethodType):
         return _joined([_reach_of_object(obj.__func__, depth + 1), _reach_of_value(obj.__self__)])
-    if isinstance(obj, types.FunctionType):
+    if kind is types.FunctionType:
         return _reach_of_function(obj)
-    if isinstance(obj, type):
+    if _is_class(obj):
         if not _class_is_users(obj):
             return _NOTHING
         return _Reach((_part_of_class(obj),))
-    wrapped = getattr(obj, "__wrapped__", None)
-    if wrapped is not None and not isinstance(obj, types.ModuleType):
+    wrapped = _attribute(obj, "__wrapped__")
+    if wrapped is not _MISSING and wrapped is not None and not issubclass(kind, types.ModuleType):
         return _reach_of_object(wrapped, depth + 1)
     return _NOTHING
 
 
-def _reach_of_value(value: Any) -> _Reach:
-    """The parts a value held at run time reaches (a closure cell, a default argument…)."""
-    if isinstance(value, types.ModuleType) or _is_task_class(value):
+def _reach_of_value(value: Any, depth: int = 0, modules: bool = False) -> _Reach:
+    """The parts a value held at run time reaches (a closure cell, a default argument…).
+
+    Containers are looked into; a user module held as a value (``modules``) counts whole.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return _NOTHING
+    if issubclass(kind, types.ModuleType):
+        return _reach_of_module_value(value) if modules else _NOTHING
+    if issubclass(kind, _CONTAINERS):
+        return _reach_of_items(value, depth)
+    if _is_task_class(value):
         return _NOTHING
     if _is_code(value):
         return _reach_of_object(value)
-    kind = type(value)
-    if kind.__module__ != "builtins" and not _is_task_class(kind) and _class_is_users(kind):
-        return _Reach((_part_of_class(kind),))
-    return _NOTHING
+    if _attribute(kind, "__module__") == "builtins" or _is_task_class(kind):
+        return _NOTHING
+    return _Reach((_part_of_class(kind),)) if _class_is_users(kind) else _NOTHING
+
+
+def _reach_of_items(container: Any, depth: int) -> _Reach:
+    """The code a container holds: a registry of handlers, a table of backend modules."""
+    if depth >= _CONTAINER_DEPTH:
+        return _NOTHING
+    try:
+        if issubclass(type(container), _MAPPINGS):
+            items = [*container.keys(), *container.values()]
+        else:
+            items = list(container)
+    except Exception:  # noqa: BLE001 - a container of the user's may refuse to be listed
+        return _NOTHING
+    return _joined(
+        _reach_of_value(item, depth + 1, modules=True)
+        for item in items
+        if type(item) not in _SCALARS
+    )
 
 
 def _is_code(value: Any) -> bool:
-    return isinstance(
-        value,
+    kind = type(value)
+    return issubclass(
+        kind,
         (
             type,
             types.FunctionType,
             types.MethodType,
             functools.partial,
+            functools.singledispatchmethod,
             staticmethod,
             classmethod,
             property,
         ),
-    ) or (callable(value) and hasattr(value, "__wrapped__"))
+    ) or (callable(value) and _attribute(value, "__wrapped__") is not _MISSING)
 
 
 def _class_is_users(cls: type) -> bool:
-    module = getattr(cls, "__module__", "") or ""
+    module = _attribute(cls, "__module__")
+    module = module if isinstance(module, str) else ""
     if module.partition(".")[0] in _OUR_PACKAGES:
         return False
     namespace = _namespace_of_class(cls)
@@ -608,28 +947,26 @@ def _part_of_class(cls: type) -> _Part:
     if found is not None:
         return found
     namespace = _namespace_of_class(cls)
-    source = source_of_namespace(namespace if namespace is not None else _detached(cls.__module__))
+    module = _attribute(cls, "__module__")
+    if namespace is None:
+        namespace = _detached(module if isinstance(module, str) else "")
+    source = source_of_namespace(namespace)
     index = source.index
+    qualname = str(_attribute(cls, "__qualname__"))
     node: Optional[ast.ClassDef] = None
     if index is not None:
         candidates = [
             scope.node
-            for scope in index.by_qualname.get(cls.__qualname__, ())
+            for scope in index.by_qualname.get(qualname, ())
             if isinstance(scope.node, ast.ClassDef)
         ]
         node = _pick_class_node(cls, candidates, source)
     if node is None:
-        part = _part(
-            source,
-            "class",
-            cls.__qualname__,
-            None,
-            cls,
-            "bytecode:" + _bytecode_signature(cls),
-        )
+        material = "bytecode:" + _class_without_source(cls)
+        part = _part(source, "class", qualname, None, cls, material)
     else:
-        part = _part(source, "class", cls.__qualname__, node, cls)
-    return _class_reach.setdefault(cls, part)
+        part = _part(source, "class", qualname, node, cls)
+    return _class_reach.set(cls, part)
 
 
 _detached_namespaces: Dict[str, Dict[str, Any]] = {}
@@ -646,18 +983,19 @@ def _pick_class_node(
     """The ``class`` statement that made ``cls`` when its module has several of that name.
 
     With ``if fast: class T…  else: class T…``, the statement holding the class's own
-    functions is the one.
+    functions is the one; failing that, the one whose literal attributes (``LIMIT = 2``) are
+    the class's values, the later one when they tie (a name bound twice keeps the last).
     """
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
-    first = getattr(cls, "__firstlineno__", None)  # Python 3.13+
+    first = _attribute(cls, "__firstlineno__")  # Python 3.13+
     if isinstance(first, int):
         for node in candidates:
             if first in (node.lineno, *(d.lineno for d in node.decorator_list)):
                 return node
     lines = [
         func.__code__.co_firstlineno
-        for value in vars(cls).values()
+        for name, value in _own_items(cls)
         for func in [_function_in(value)]
         if func is not None and source.holds(func.__code__)
     ]
@@ -666,22 +1004,65 @@ def _pick_class_node(
         for node in candidates:
             if node.lineno <= inside <= (node.end_lineno or node.lineno):
                 return node
-    return candidates[0]
+    scores = [literal_matches(cls, class_literals(node)) for node in candidates]
+    best = min(range(len(candidates)), key=lambda i: (scores[i][0], -scores[i][1], -i))
+    return candidates[best]
+
+
+def _class_without_source(cls: type) -> str:
+    """A class made by ``exec``, ``type(…)`` or in a notebook: its functions and plain values.
+
+    Methods a library generated for it count by their plain default values only (their code
+    is the library's, and may differ in every process).
+    """
+    described = []
+    for name, value in sorted(_own_items(cls), key=lambda item: item[0]):
+        func = _function_in(value)
+        if func is None:
+            continue
+        if _generated_method(cls, name, func, has_source=False):
+            described.append(f"{name}=generated:{_describe_defaults(func)}")
+        else:
+            described.append(f"{name}={_describe_function(func)}")
+    values = class_values(cls, None, nested=True)
+    return ";".join(described) + ("\nvalues:" + values if values else "")
+
+
+def _describe_function(func: types.FunctionType) -> str:
+    return describe_code(func.__code__) + "|" + _describe_defaults(func)
+
+
+def _describe_defaults(func: types.FunctionType) -> str:
+    """Plain default values, which code without source does not show ("" for other objects)."""
+    defaults = describe_value(tuple(func.__defaults__ or ()))
+    keywords = describe_value(dict(func.__kwdefaults__ or {}))
+    return f"{defaults or ''}|{keywords or ''}"
 
 
 def _reach_of_function(func: types.FunctionType) -> _Reach:
     found = _function_reach.get(func)
     if found is None:
         _function_reach[func] = _NOTHING  # functions holding each other end here
-        found = _function_reach[func] = _locate_function(func)
+        try:
+            found = _locate_function(func)
+        except BaseException:
+            del _function_reach[func]  # never leave the placeholder for a later walk
+            raise
+        _function_reach[func] = found
     return found
 
 
 def _locate_function(func: types.FunctionType) -> _Reach:
-    wrapped = vars(func).get("__wrapped__")
+    own = vars(func)
+    wrapped = own.get("__wrapped__")
     if not is_user_namespace(func.__globals__):
-        # Luigi's or our wrappers (the run() protocol) stand for the user function inside.
-        return _reach_of_object(wrapped, 1) if wrapped is not None else _NOTHING
+        # Luigi's or our wrappers (the run() protocol) stand for the user function inside;
+        # ``functools.singledispatch`` for the implementations registered on it too.
+        reaches = [_reach_of_object(wrapped, 1)] if wrapped is not None else []
+        registry = own.get("registry")
+        if issubclass(type(registry), _MAPPINGS) and callable(own.get("dispatch")):
+            reaches.append(_reach_of_items(registry, 0))
+        return _joined(reaches)
     source = source_of_namespace(func.__globals__)
     code = func.__code__
     scope = _scope_of_code(source, code)
@@ -689,26 +1070,38 @@ def _locate_function(func: types.FunctionType) -> _Reach:
         parts = _parts_of_scope(source, scope, func)
     else:
         name = getattr(code, "co_qualname", func.__qualname__)
-        material = "bytecode:" + _describe_code(code)
+        material = "bytecode:" + _describe_function(func)
         parts = [_part(source, "function", name, None, func, material)]
     return _joined([_Reach(tuple(parts)), _runtime_reach(func)])
 
 
 def _runtime_reach(func: types.FunctionType) -> _Reach:
-    """What a function holds at run time: closure cells, default values, the function it wraps."""
-    values: List[Any] = []
-    for cell in func.__closure__ or ():
+    """What a function holds at run time: closure cells, default values, the function it wraps.
+
+    A user module in a cell counts whole (a factory's argument), unless the cell is the name
+    an ``import`` in the enclosing function binds: its source says which attributes are used.
+    """
+    reaches: List[_Reach] = []
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
         try:
-            values.append(cell.cell_contents)
+            value = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-    values.extend(func.__defaults__ or ())
-    values.extend((func.__kwdefaults__ or {}).values())
-    reaches = [_reach_of_value(value) for value in values]
+        reaches.append(_reach_of_value(value, modules=not _imported_as(value, name)))
+    values = [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]
+    reaches.extend(_reach_of_value(value, modules=True) for value in values)
     wrapped = vars(func).get("__wrapped__")
     if wrapped is not None:
         reaches.append(_reach_of_object(wrapped, 1))
     return _joined(reaches)
+
+
+def _imported_as(value: Any, name: str) -> bool:
+    """Is ``name`` what ``import <module>`` binds for the module ``value``?"""
+    if not issubclass(type(value), types.ModuleType):
+        return False
+    module = str(_attribute(value, "__name__"))
+    return name in (module.rpartition(".")[2], module.partition(".")[0])
 
 
 def _scope_of_code(source: ModuleSource, code: types.CodeType) -> Optional[Scope]:
@@ -751,13 +1144,9 @@ def _parts_of_scope(source: ModuleSource, scope: Scope, obj: Any) -> List[_Part]
     top = scope.parents[0] if scope.parents else node
     if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef)) and top is scope.statement:
         return [_part(source, "function", top.name, top, obj if top is node else None)]
-    names = [
-        name
-        for name, bindings in index.bindings.items()
-        if any(b.statement is scope.statement for b in bindings)
-    ]
+    names = index.names_bound_by(scope.statement)
     if names:
-        return [_constant_part(source, name) for name in sorted(names)]
+        return [_constant_part(source, name) for name in sorted(set(names))]
     return [_part(source, "function", scope.qualname, scope.statement)]
 
 
@@ -767,8 +1156,8 @@ def _object_at(source: ModuleSource, qualname: str) -> Any:
         return None
     value: Any = source.namespace
     for step, name in enumerate(qualname.split(".")):
-        value = value.get(name) if step == 0 else getattr(value, name, None)
-        if value is None:
+        value = value.get(name, _MISSING) if step == 0 else _attribute(value, name)
+        if value is _MISSING or value is None:
             return None
     return value
 
@@ -784,7 +1173,12 @@ def _reach_of_name(source: ModuleSource, name: str, bare: bool) -> _Reach:
     found = cache.get((name, bare))
     if found is None:
         cache[(name, bare)] = _NOTHING  # a module-level cycle ends here
-        found = cache[(name, bare)] = _resolve_name(source, name, bare)
+        try:
+            found = _resolve_name(source, name, bare)
+        except BaseException:
+            del cache[(name, bare)]  # never leave the placeholder for a later walk
+            raise
+        cache[(name, bare)] = found
     return found
 
 
@@ -794,9 +1188,8 @@ def _resolve_name(source: ModuleSource, name: str, bare: bool) -> _Reach:
         if hasattr(builtins, name):
             return _NOTHING
         return _from_star_imports(source, name, bare) or _NOTHING
-    index = source.index
-    bindings = index.bindings.get(name, []) if index is not None else []
-    if isinstance(value, types.ModuleType):
+    bindings = _bindings_of(source, name)
+    if issubclass(type(value), types.ModuleType):
         # Its attributes are followed one by one; statements here that set them
         # (``config.MODE = "fast"``) count as this name's.
         if any(not _imports(b.statement) for b in bindings):
@@ -817,21 +1210,46 @@ def _resolve_name(source: ModuleSource, name: str, bare: bool) -> _Reach:
             reaches.append(_through_import(source, statement, name, bare))
     if any(not _imports(b.statement) for b in bindings):
         reaches.append(_Reach((_constant_part(source, name),)))
+        reaches.append(_reach_of_value(value, modules=True))  # the code a registry holds
     if not bindings:
         star = _from_star_imports(source, name, bare)
         if star is not None:
             return star
-        description = _describe_value(value)
+        description = describe_value(value)
         if description is None:
-            return _Reach(
-                unresolved=(
-                    f"constant {source.name}.{name} (bound where the source does not show it, "
-                    f"and not plain data: a {type(value).__name__})",
-                )
+            unresolved = (
+                f"constant {source.name}.{name} (bound where the source does not show it, "
+                f"and not plain data: a {type(value).__name__})"
             )
+            return _joined([_Reach(unresolved=(unresolved,)), _reach_of_value(value, modules=True)])
         material = "value:" + description
         reaches.append(_Reach((_part(source, "constant", name, None, None, material),)))
     return _joined(reaches)
+
+
+def _bindings_of(source: ModuleSource, name: str) -> List[Binding]:
+    """The module-level statements that bind ``name`` or change its value.
+
+    ``X.update(…)`` changes ``X`` only when ``X`` is a container: on a logger, a settings
+    object or a library module it changes no constant.
+    """
+    index = source.index
+    if index is None:
+        return []
+    return [b for b in index.bindings.get(name, []) if _changes_value(source, b.statement)]
+
+
+def _changes_value(source: ModuleSource, statement: ast.stmt) -> bool:
+    receiver = mutation_receiver(statement)
+    chain = static_chain(receiver) if receiver is not None else None
+    if receiver is None or chain is None:
+        return True
+    value = source.namespace.get(chain[0], _MISSING)
+    for attribute in chain[1]:
+        if value is _MISSING:
+            break
+        value = _attribute(value, attribute)
+    return value is _MISSING or issubclass(type(value), _MUTABLE)
 
 
 def _assigns(statement: ast.stmt) -> bool:
@@ -848,9 +1266,8 @@ def _imports(statement: ast.stmt) -> bool:
 
 def _constant_part(source: ModuleSource, name: str) -> _Part:
     """The part of a module-level name: every statement binding it but imports."""
-    index = source.index
-    bindings = index.bindings.get(name, []) if index is not None else []
-    return _part(source, "constant", name, tuple(b for b in bindings if not _imports(b.statement)))
+    bindings = tuple(b for b in _bindings_of(source, name) if not _imports(b.statement))
+    return _part(source, "constant", name, bindings)
 
 
 def _through_import(
@@ -862,7 +1279,7 @@ def _through_import(
         return _NOTHING
     for alias in statement.names:
         if (alias.asname or alias.name) == name:
-            if isinstance(vars(module).get(alias.name), types.ModuleType):
+            if issubclass(type(vars(module).get(alias.name)), types.ModuleType):
                 return _NOTHING
             return _reach_of_name(source_of_namespace(vars(module)), alias.name, bare)
     return _NOTHING
@@ -882,7 +1299,7 @@ def _from_star_imports(source: ModuleSource, name: str, bare: bool) -> Optional[
 def _reach_of_chain(source: ModuleSource, name: str, chain: Tuple[str, ...]) -> _Reach:
     """What ``name.a.b…`` reaches: through user modules down to the name they define."""
     value = source.namespace.get(name, _MISSING)
-    if isinstance(value, types.ModuleType):
+    if issubclass(type(value), types.ModuleType):
         return _joined([_reach_in_module(value, chain), _reach_of_name(source, name, False)])
     return _reach_of_name(source, name, bare=False)
 
@@ -896,7 +1313,7 @@ def _reach_in_module(module: types.ModuleType, chain: Tuple[str, ...]) -> _Reach
         value = namespace.get(attribute, _MISSING)
         if value is _MISSING:
             value = sys.modules.get(f"{current.__name__}.{attribute}", _MISSING)
-        if isinstance(value, types.ModuleType):
+        if issubclass(type(value), types.ModuleType):
             current = value
             continue
         if value is _MISSING:
@@ -916,16 +1333,35 @@ def _reach_of_module(name: str, where: str) -> _Reach:
         return _Reach(unresolved=(f"import {name} in {where} ({problem})",))
     if module is None:
         return _NOTHING
-    source = source_of_namespace(vars(module))
+    return _whole_module(source_of_namespace(vars(module)))
+
+
+def _reach_of_module_value(module: types.ModuleType) -> _Reach:
+    """A user module held as a value: which of its attributes is used is not known."""
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict) or not is_user_namespace(namespace):
+        return _NOTHING
+    return _whole_module(source_of_namespace(namespace))
+
+
+def _whole_module(source: ModuleSource) -> _Reach:
+    """Every top-level function, class and constant of a user module."""
     cache: Dict[str, _Reach] = source.analyses.setdefault("whole", {})
     found = cache.get("")
     if found is None:
         cache[""] = _NOTHING  # a cycle of such modules ends here
-        index = source.index
-        names: Iterable[str] = (
-            index.bindings if index is not None else (n for n in vars(module) if n[:2] != "__")
-        )
-        found = cache[""] = _joined(_reach_of_name(source, n, bare=True) for n in list(names))
+        try:
+            index = source.index
+            names: Iterable[str] = (
+                index.bindings
+                if index is not None
+                else (n for n in source.namespace if n[:2] != "__")
+            )
+            found = _joined(_reach_of_name(source, n, bare=True) for n in list(names))
+        except BaseException:
+            del cache[""]  # never leave the placeholder for a later walk
+            raise
+        cache[""] = found
     return found
 
 
@@ -934,27 +1370,53 @@ def _import_user_module(name: str) -> Tuple[Optional[types.ModuleType], Optional
 
     A module imported inside a function may not be imported yet when the fingerprint is
     taken; it is the code the function will run, so it is imported (as the function would).
+    Whether it is the user's is decided from its top-level package's location first: finding
+    ``pkg.sub`` imports ``pkg``, and an installed package is never imported for a fingerprint.
     """
     module = sys.modules.get(name)
     if module is not None:
         return (module if is_user_namespace(vars(module)) else None), None
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError, AttributeError):
-        spec = None
-    if spec is None:
-        return None, "it cannot be found"
-    origin = spec.origin
-    if spec.has_location and isinstance(origin, str):
-        if not is_user_namespace({"__name__": name, "__file__": origin}):
-            return None, None
-    elif origin in ("built-in", "frozen"):
-        return None, None
+    top = name.partition(".")[0]
+    if top != name:
+        parent = sys.modules.get(top)
+        if parent is not None:
+            if not is_user_namespace(vars(parent)):
+                return None, None
+        else:
+            users, problem = _spec_is_users(top)
+            if not users:
+                return None, problem
+    users, problem = _spec_is_users(name)
+    if not users:
+        return None, problem
     try:
         module = importlib.import_module(name)
-    except Exception as exc:  # noqa: BLE001 - a fingerprint never crashes the scheduler
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - even sys.exit() at import must not end a check
         return None, f"importing it failed: {type(exc).__name__}: {exc}"
     return (module if is_user_namespace(vars(module)) else None), None
+
+
+def _spec_is_users(name: str) -> Tuple[bool, Optional[str]]:
+    """Is the module ``name`` (found, not imported) the user's? With why not, if it is missing."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - finding ``a.b`` runs ``a``: it may fail
+        return False, f"finding it failed: {type(exc).__name__}: {exc}"
+    if spec is None:
+        return False, "it cannot be found"
+    origin = spec.origin
+    if spec.has_location and isinstance(origin, str):
+        return is_user_namespace({"__name__": name, "__file__": origin}), None
+    if origin in ("built-in", "frozen"):
+        return False, None
+    folders = spec.submodule_search_locations
+    if folders is not None:  # a namespace package: only folders
+        return is_user_namespace({"__name__": name, "__path__": list(folders)}), None
+    return True, None
 
 
 # --- references in source ------------------------------------------------------------------------
@@ -998,10 +1460,10 @@ def _references(
                 reaches.append(_reach_of_name(source, name, bare=name not in bases))
     for root, attributes, text, at in visitor.lookups:
         target = _static_value(source, visitor.aliases, root, attributes, root in global_names)
-        if isinstance(target, types.ModuleType):
+        if issubclass(type(target), types.ModuleType):
             if is_user_namespace(vars(target)):
                 reaches.append(_Reach(unresolved=(f"{text} in {at}",)))
-        elif isinstance(target, type) and _class_is_users(target):
+        elif _is_class(target) and _class_is_users(target):
             reaches.append(_Reach(unresolved=(f"{text} in {at}",)))
     reaches.extend(_reach_of_module(name, at) for name, at in visitor.whole_modules)
     return _joined(reaches)
@@ -1022,7 +1484,7 @@ def _through_local_import(alias: Tuple[str, Optional[str]], use: Use, where: str
         value, problem = _import_user_module(f"{module_name}.{attribute}")
         if problem is not None:
             return _Reach(unresolved=(f"import {module_name}.{attribute} in {where} ({problem})",))
-    if isinstance(value, types.ModuleType):
+    if issubclass(type(value), types.ModuleType):
         return _joined(_reach_in_module(value, chain) for chain in sorted(use.chains))
     source = source_of_namespace(vars(module))
     reaches = [_reach_of_name(source, attribute, bare=False)] if use.chains else []
@@ -1043,13 +1505,13 @@ def _static_value(
     alias = aliases.get(root)
     if alias is not None:
         module = sys.modules.get(alias[0])
-        value = module if alias[1] is None else getattr(module, alias[1], _MISSING)
+        value = module if alias[1] is None else _attribute(module, alias[1])
     elif is_global:
         value = source.namespace.get(root, _MISSING)
     for attribute in attributes:
         if value is _MISSING:
             break
-        value = getattr(value, attribute, _MISSING)
+        value = _attribute(value, attribute)
     return None if value is _MISSING else value
 
 
@@ -1069,15 +1531,17 @@ def _bytecode_expansion(part: _Part) -> _Reach:
     obj = part.obj
     functions: List[types.FunctionType] = []
     reaches: List[_Reach] = []
-    if isinstance(obj, types.FunctionType):
+    if type(obj) is types.FunctionType:
         functions.append(obj)
-    elif isinstance(obj, type):
-        for value in vars(obj).values():
+    elif _is_class(obj):
+        for name, value in _own_items(obj):
             func = _function_in(value)
+            if func is not None and _generated_method(obj, name, func, has_source=False):
+                continue  # the library's code, counted by the class's defaults
             if func is not None and func.__globals__ is part.source.namespace:
                 functions.append(func)  # made with the class: in the class's own description
             else:
-                reaches.append(_reach_of_value(value))
+                reaches.append(_reach_of_value(value, modules=True))
         reaches.extend(_reach_of_object(base) for base in obj.__bases__)
     for func in functions:
         where = f"function {part.module}.{getattr(func.__code__, 'co_qualname', func.__name__)}"
@@ -1093,66 +1557,9 @@ def _bytecode_expansion(part: _Part) -> _Reach:
     return _joined(reaches)
 
 
-def _bytecode_signature(cls: type) -> str:
-    """A deterministic description of a class's functions: bytecode, constants and names.
-
-    Used only when the source is unavailable (a class made in a notebook cell or by ``exec``);
-    line numbers are left out, docstrings are not.
-    """
-    parts = []
-    for name, value in sorted(vars(cls).items()):
-        func = _function_in(value)
-        if func is not None:
-            parts.append(f"{name}=" + _describe_code(func.__code__))
-    return ";".join(parts)
-
-
-def _describe_code(code: types.CodeType) -> str:
-    consts: Iterable[Any] = (
-        _describe_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts
-    )
-    return f"{code.co_code.hex()}|{','.join(consts)}|{','.join(code.co_names)}"
-
-
 # --- normalized text -----------------------------------------------------------------------------
 
 
-def _dump(node: ast.AST) -> str:
-    """The AST without line numbers (docstrings were removed when the module was parsed)."""
-    return ast.dump(node, annotate_fields=False, include_attributes=False)
-
-
 def _binding_text(binding: Binding) -> str:
-    headers = (f"{label}:{_dump(expression)}" for label, expression in binding.headers)
-    return " / ".join([*headers, _dump(binding.statement)])
-
-
-_PLAIN_SCALARS = (type(None), bool, int, float, str, bytes)
-
-
-def _describe_value(value: Any, depth: int = 0) -> Optional[str]:
-    """A deterministic text for plain data (numbers, strings, containers of them), else None."""
-    if depth > 32:
-        return None
-    kind = type(value)
-    if kind in _PLAIN_SCALARS:
-        return f"{kind.__name__}:{value!r}"
-    if kind in (tuple, list):
-        items = [_describe_value(item, depth + 1) for item in value]
-        if any(item is None for item in items):
-            return None
-        return f"{kind.__name__}[{','.join(str(item) for item in items)}]"
-    if kind in (set, frozenset):
-        members = [_describe_value(item, depth + 1) for item in value]
-        if any(member is None for member in members):
-            return None
-        return f"{kind.__name__}{{{','.join(sorted(str(m) for m in members))}}}"
-    if kind is dict:
-        pairs = []
-        for key, item in value.items():
-            described = (_describe_value(key, depth + 1), _describe_value(item, depth + 1))
-            if None in described:
-                return None
-            pairs.append(f"{described[0]}:{described[1]}")
-        return f"dict{{{','.join(sorted(pairs))}}}"
-    return None
+    headers = (f"{label}:{dump(expression)}" for label, expression in binding.headers)
+    return " / ".join([*headers, dump(binding.statement)])

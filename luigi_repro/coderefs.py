@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import dis
 import importlib
+import operator
 import sys
 import types
 from typing import Dict, List, Optional, Set, Tuple, Union
@@ -40,8 +41,17 @@ class Use:
     chains: Set[Tuple[str, ...]] = attrs.field(factory=set)
 
 
-class References(ast.NodeVisitor):
-    """Names, attribute chains, imports and dynamic look-ups in a piece of source."""
+#: Pushed on the walk's stack to leave a ``def``/``class`` once its body has been looked at.
+_LEAVE = object()
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+class References:
+    """Names, attribute chains, imports and dynamic look-ups in a piece of source.
+
+    The source is walked with a stack of its own rather than by recursion: a 400-branch
+    ``elif`` chain or a 1,000-term expression is as easy to follow as a flat one.
+    """
 
     def __init__(self, source: ModuleSource, where: str) -> None:
         self.source = source
@@ -62,42 +72,59 @@ class References(ast.NodeVisitor):
             found = self.uses[name] = Use()
         return found
 
-    # scopes, for the "where" of what cannot be followed
-    def _scoped(self, node: Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]) -> None:
+    def visit(self, node: ast.AST) -> None:
+        """Gather what ``node`` and everything inside it refers to, in source order."""
+        stack: List[object] = [node]
+        while stack:
+            item = stack.pop()
+            if item is _LEAVE:
+                self.where.pop()
+                continue
+            assert isinstance(item, ast.AST)
+            if isinstance(item, _SCOPES) and self._enter(item):
+                stack.append(_LEAVE)
+            children = self._look(item)
+            if children is None:
+                children = list(ast.iter_child_nodes(item))
+            stack.extend(reversed(children))
+
+    def _enter(self, node: Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]) -> bool:
+        """Note the scope a ``def``/``class`` opens, for the "where" of what cannot be followed."""
         index = self.source.index
         scope = index.scope_of(node) if index is not None else None
         if scope is None:
-            self.generic_visit(node)
-            return
+            return False
         kind = "class" if isinstance(node, ast.ClassDef) else "function"
         self.where.append(f"{kind} {self.source.name}.{scope.qualname}")
-        try:
-            self.generic_visit(node)
-        finally:
-            self.where.pop()
+        return True
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._scoped(node)
+    def _look(self, node: ast.AST) -> Optional[List[ast.AST]]:
+        """Note what one node refers to; the nodes inside it to look at (None: all of them)."""
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                self.use(node.id).bare = True
+            return []
+        if isinstance(node, ast.Attribute):
+            chain = static_chain(node)
+            if chain is None:
+                return None
+            root, attributes = chain
+            self.use(root).chains.add(attributes)
+            return []
+        if isinstance(node, ast.Import):
+            self._import(node)
+            return []
+        if isinstance(node, ast.ImportFrom):
+            self._import_from(node)
+            return []
+        if isinstance(node, ast.Call):
+            self._call(node)
+            return None
+        if isinstance(node, ast.Subscript):
+            return self._subscript(node)
+        return None
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
-        self._scoped(node)
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self._scoped(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Load):
-            self.use(node.id).bare = True
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        chain = static_chain(node)
-        if chain is None:
-            self.generic_visit(node)
-            return
-        root, attributes = chain
-        self.use(root).chains.add(attributes)
-
-    def visit_Import(self, node: ast.Import) -> None:
+    def _import(self, node: ast.Import) -> None:
         for alias in node.names:
             if alias.asname:
                 self.aliases[alias.asname] = (alias.name, None)
@@ -106,7 +133,7 @@ class References(ast.NodeVisitor):
                 self.aliases[top] = (top, None)
                 self.imported.append((alias.name, self.where[-1]))
 
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+    def _import_from(self, node: ast.ImportFrom) -> None:
         module = self.source.absolute(node.module, node.level)
         for alias in node.names:
             if alias.name == "*":
@@ -114,7 +141,7 @@ class References(ast.NodeVisitor):
             else:
                 self.aliases[alias.asname or alias.name] = (module, alias.name)
 
-    def visit_Call(self, node: ast.Call) -> None:
+    def _call(self, node: ast.Call) -> None:
         func = node.func
         if isinstance(func, ast.Name) and func.id not in self.source.namespace:
             if func.id in ("exec", "eval"):
@@ -125,11 +152,19 @@ class References(ast.NodeVisitor):
                 self._import_call("__import__", node)
         elif self._is_import_module(func):
             self._import_call("importlib.import_module", node)
+        elif self._is_operator_getter(func):
+            self._getter(node)
         if _is_globals_lookup(func, self.source):
             self.unresolved.append(f"globals()[...] in {self.where[-1]}")
-        self.generic_visit(node)
+        if isinstance(func, ast.Call) and self._is_operator_getter(func.func) and node.args:
+            # ``attrgetter("compute")(backend)``: ``backend.compute``, when the names are constant.
+            names = _constant_strings(func.args)
+            chain = static_chain(node.args[0])
+            if names is not None and chain is not None:
+                for name in names:
+                    self.use(chain[0]).chains.add((*chain[1], *name.split(".")))
 
-    def visit_Subscript(self, node: ast.Subscript) -> None:
+    def _subscript(self, node: ast.Subscript) -> Optional[List[ast.AST]]:
         value = node.value
         if (
             isinstance(value, ast.Call)
@@ -146,7 +181,32 @@ class References(ast.NodeVisitor):
                 self.whole_modules.append((key.value, self.where[-1]))
             else:
                 self.unresolved.append(f"sys.modules[...] in {self.where[-1]}")
-        self.generic_visit(node)
+        else:
+            namespace_of = self._namespace_lookup(value)
+            if namespace_of is not None:
+                # ``vars(module)[name]`` / ``module.__dict__[name]``: a getattr by another name.
+                root, attributes = namespace_of
+                key = node.slice
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    self.use(root).chains.add((*attributes, key.value))
+                else:
+                    self.lookups.append((root, attributes, _text(node), self.where[-1]))
+                return [node.slice]
+        return None
+
+    def _namespace_lookup(self, value: ast.expr) -> Optional[Tuple[str, Tuple[str, ...]]]:
+        """``x.y`` in ``vars(x.y)`` or ``x.y.__dict__``: the object whose namespace is read."""
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Name)
+            and value.func.id == "vars"
+            and "vars" not in self.source.namespace
+            and len(value.args) == 1
+        ):
+            return static_chain(value.args[0])
+        if isinstance(value, ast.Attribute) and value.attr == "__dict__":
+            return static_chain(value.value)
+        return None
 
     def _getattr(self, node: ast.Call) -> None:
         chain = static_chain(node.args[0])
@@ -157,8 +217,30 @@ class References(ast.NodeVisitor):
         if isinstance(name, ast.Constant) and isinstance(name.value, str):
             self.use(root).chains.add((*attributes, name.value))
         else:
-            text = _shorten(ast.unparse(node))
-            self.lookups.append((root, attributes, text, self.where[-1]))
+            self.lookups.append((root, attributes, _text(node), self.where[-1]))
+
+    def _getter(self, node: ast.Call) -> None:
+        """``operator.attrgetter(name)`` with a name only known at run time: listed."""
+        if _constant_strings(node.args) is None or node.keywords:
+            self.unresolved.append(f"{_text(node)} in {self.where[-1]}")
+
+    def _is_operator_getter(self, func: ast.expr) -> bool:
+        """``operator.attrgetter`` / ``operator.methodcaller``, however it was imported."""
+        getters = (operator.attrgetter, operator.methodcaller)
+        if isinstance(func, ast.Name):
+            alias = self.aliases.get(func.id)
+            if alias is not None:
+                return alias[0] == "operator" and alias[1] in ("attrgetter", "methodcaller")
+            return any(self.source.namespace.get(func.id) is g for g in getters)
+        chain = static_chain(func)
+        return (
+            chain is not None
+            and chain[1] in (("attrgetter",), ("methodcaller",))
+            and (
+                self.source.namespace.get(chain[0]) is operator
+                or self.aliases.get(chain[0]) == ("operator", None)
+            )
+        )
 
     def _is_import_module(self, func: ast.expr) -> bool:
         if isinstance(func, ast.Name):
@@ -185,6 +267,24 @@ class References(ast.NodeVisitor):
             self.whole_modules.append((first.value, self.where[-1]))
         else:
             self.unresolved.append(f"{callee}(<non-constant>) in {self.where[-1]}")
+
+
+def _constant_strings(arguments: List[ast.expr]) -> Optional[List[str]]:
+    """The values of arguments that are all string constants, else None."""
+    names = []
+    for argument in arguments:
+        if not (isinstance(argument, ast.Constant) and isinstance(argument.value, str)):
+            return None
+        names.append(argument.value)
+    return names
+
+
+def _text(node: ast.AST) -> str:
+    """Source text of a look-up, shortened, for a message."""
+    try:
+        return _shorten(ast.unparse(node))
+    except (RecursionError, ValueError):
+        return type(node).__name__
 
 
 def _is_globals_lookup(func: ast.expr, source: ModuleSource) -> bool:
@@ -266,7 +366,10 @@ def bytecode_uses(code: types.CodeType) -> Dict[str, Use]:
     while stack:
         current_code = stack.pop()
         chain: List[str] = []
-        for instruction in dis.get_instructions(current_code):
+        # ``dis`` writes every constant with repr(), which refuses ints of over 4,300 digits;
+        # only names matter here.
+        blank = current_code.replace(co_consts=(None,) * len(current_code.co_consts))
+        for instruction in dis.get_instructions(blank):
             if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
                 if chain:
                     flush(chain)

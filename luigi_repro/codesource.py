@@ -7,18 +7,24 @@ from disk): when a task class is created, for the class's own module and every u
 already imported, and otherwise the first time the text is needed. It is read again only when
 the module is executed again (``importlib.reload`` gives it a new ``__spec__``).
 
-User code is code the user wrote: not the standard library, not installed packages
-(site-packages, dist-packages), not Luigi, not luigi_repro. Installed packages count through the
-environment check instead (their versions are recorded). The decision is made per module, by
-where its file lives rather than by its name, so a pipeline module called like a standard-library
-one (``profile.py``) is still the user's. A module without a file is the user's (code typed into
-``__main__``, a namespace made by ``exec``) unless Python built it in. The package of a task
-class that itself lives in site-packages (an installed pipeline) counts as the user's too.
+User code is code the user wrote: not the standard library, not installed packages (in a
+folder called site-packages or dist-packages, not merely one whose name contains the words),
+not Luigi, not luigi_repro. Installed packages count through the environment check instead
+(their versions are recorded). The decision is made per module, by where its file lives rather
+than by its name, so a pipeline module called like a standard-library one (``profile.py``) is
+still the user's. A module without a file is the user's (code typed into ``__main__``, a
+namespace made by ``exec``) unless Python built it in or a library made it to evaluate code it
+generates (``namedtuple``'s). The package of a task class that itself lives in site-packages
+(an installed pipeline) counts as the user's too.
+
+The module-level statements that bind or change each name are indexed here; the walks over
+them use stacks of their own, so a long ``elif`` chain is no deeper for Python than a flat one.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import os
 import site
@@ -40,6 +46,7 @@ __all__ = [
     "first_line",
     "is_stdlib_path",
     "is_user_namespace",
+    "mutation_receiver",
     "note_task_module",
     "snapshot_imported_modules",
     "source_of_namespace",
@@ -83,20 +90,24 @@ def _stdlib_prefixes() -> Tuple[str, ...]:
     return tuple({os.path.join(os.path.realpath(f), "") for f in folders if f})
 
 
+_PACKAGE_FOLDERS = frozenset({"site-packages", "dist-packages"})
+
+
+def _in_package_folder(path: str) -> bool:
+    """Is one of the path's folders ``site-packages``/``dist-packages`` (not merely a name
+    containing those words, such as a project checked out in ``site-packages-audit/``)?"""
+    return not _PACKAGE_FOLDERS.isdisjoint(path.replace("\\", "/").split("/"))
+
+
 def is_stdlib_path(path: str) -> bool:
     """Is ``path`` a file of the standard library (and not of an installed package)?"""
     real = os.path.realpath(path)
-    in_packages = "site-packages" in real or "dist-packages" in real
-    return not in_packages and real.startswith(_stdlib_prefixes())
+    return not _in_package_folder(real) and real.startswith(_stdlib_prefixes())
 
 
 def _is_installed_path(path: str) -> bool:
     def installed(candidate: str) -> bool:
-        return (
-            "site-packages" in candidate
-            or "dist-packages" in candidate
-            or candidate.startswith(_installed_prefixes())
-        )
+        return _in_package_folder(candidate) or candidate.startswith(_installed_prefixes())
 
     return installed(path) or installed(os.path.realpath(path))
 
@@ -123,11 +134,27 @@ def is_user_namespace(namespace: Mapping[str, Any]) -> bool:
     """Is the module whose globals are ``namespace`` the user's code?"""
     name = str(namespace.get("__name__") or "")
     filename = namespace.get("__file__")
+    if not isinstance(filename, str) and _is_library_sandbox(namespace):
+        return False
     cache_key = (name, filename if isinstance(filename, str) else None)
     known = _namespace_verdicts.get(cache_key)
     if known is None:
         known = _namespace_verdicts[cache_key] = _decide_namespace(name, namespace)
     return known
+
+
+def _is_library_sandbox(namespace: Mapping[str, Any]) -> bool:
+    """A namespace a library evaluates code it generates in, such as ``namedtuple``'s.
+
+    It is no module (nothing in ``sys.modules`` has it as globals) and it was given builtins
+    of its own (none at all for ``namedtuple``), which code typed or ``exec``-ed by the user,
+    even in a namespace of its own, never is.
+    """
+    given = namespace.get("__builtins__", builtins)
+    if given is builtins or given is vars(builtins):
+        return False
+    module = sys.modules.get(str(namespace.get("__name__") or ""))
+    return getattr(module, "__dict__", None) is not namespace
 
 
 def _decide_namespace(name: str, namespace: Mapping[str, Any]) -> bool:
@@ -186,6 +213,7 @@ class SourceIndex:
         self.by_qualname: Dict[str, List[Scope]] = {}
         self.by_first_line: Dict[int, List[Scope]] = {}
         self.bindings: Dict[str, List[Binding]] = {}
+        self._names_by_statement: Dict[int, List[str]] = {}
         self.star_imports: List[ast.ImportFrom] = []
         self._tables: Optional[Dict[Tuple[Tuple[str, int], ...], symtable.SymbolTable]] = None
         for headers, statement in _module_statements(tree.body, ()):
@@ -196,6 +224,7 @@ class SourceIndex:
         binding = Binding(headers, statement)
         for name in _names_bound_by(statement):
             self.bindings.setdefault(name, []).append(binding)
+            self._names_by_statement.setdefault(id(statement), []).append(name)
         if isinstance(statement, ast.ImportFrom) and any(a.name == "*" for a in statement.names):
             self.star_imports.append(statement)
 
@@ -217,6 +246,10 @@ class SourceIndex:
                 if node is statement and isinstance(child, ast.stmt) and _is_compound(node):
                     continue  # the statements of a module-level block are indexed on their own
                 stack.append((child, prefix, parents))
+
+    def names_bound_by(self, statement: ast.stmt) -> List[str]:
+        """The module-level names a module-level statement binds (looked up, not searched)."""
+        return self._names_by_statement.get(id(statement), [])
 
     def scope_of(self, node: ast.AST) -> Optional[Scope]:
         """The scope entry of a ``def``/``class``/``lambda`` node of this module."""
@@ -261,7 +294,7 @@ class SourceIndex:
         """
         try:
             top = symtable.symtable(self._text, self._filename, "exec")
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             return {}
         tables: Dict[Tuple[Tuple[str, int], ...], symtable.SymbolTable] = {}
         stack: List[Tuple[Tuple[Tuple[str, int], ...], symtable.SymbolTable]] = [((), top)]
@@ -298,43 +331,101 @@ _BLOCKS: Tuple[type, ...] = (
 )
 
 
+#: The tests of the blocks around a module-level statement (``("if", test)``…).
+_Headers = Tuple[Tuple[str, ast.AST], ...]
+
+
 def _module_statements(
-    body: List[ast.stmt], headers: Tuple[Tuple[str, ast.AST], ...]
-) -> Iterator[Tuple[Tuple[Tuple[str, ast.AST], ...], ast.stmt]]:
+    body: List[ast.stmt], headers: _Headers
+) -> Iterator[Tuple[_Headers, ast.stmt]]:
     """Every module-level statement, looking inside ``if``/``for``/``try``/``with`` blocks.
 
     Each comes with the headers of the blocks around it (``("if", test)`` for the body of an
     ``if``, ``("else", test)`` for its ``else``…), since they decide whether it runs. A ``for``
-    or ``with`` is also yielded itself: it binds its targets.
+    or ``with`` is also yielded itself: it binds its targets. Walked with a stack of its own, so
+    a long ``elif`` chain at module level is no deeper for Python than a flat one.
     """
-    for statement in body:
+    stack: List[Tuple[_Headers, Iterator[ast.stmt]]] = [(headers, iter(body))]
+    while stack:
+        around, statements = stack[-1]
+        statement = next(statements, None)
+        if statement is None:
+            stack.pop()
+            continue
+        blocks: List[Tuple[_Headers, List[ast.stmt]]] = []
         if isinstance(statement, ast.If):
-            yield from _module_statements(statement.body, (*headers, ("if", statement.test)))
-            yield from _module_statements(statement.orelse, (*headers, ("else", statement.test)))
+            blocks.append(((*around, ("if", statement.test)), statement.body))
+            blocks.append(((*around, ("else", statement.test)), statement.orelse))
         elif isinstance(statement, (ast.For, ast.AsyncFor, ast.While)):
             if not isinstance(statement, ast.While):
-                yield headers, statement
+                yield around, statement
             header = statement.test if isinstance(statement, ast.While) else statement.iter
-            yield from _module_statements(statement.body, (*headers, ("loop", header)))
-            yield from _module_statements(statement.orelse, (*headers, ("loop-else", header)))
+            blocks.append(((*around, ("loop", header)), statement.body))
+            blocks.append(((*around, ("loop-else", header)), statement.orelse))
         elif isinstance(statement, (ast.With, ast.AsyncWith)):
-            yield headers, statement
+            yield around, statement
             items = ast.Tuple(elts=[item.context_expr for item in statement.items], ctx=ast.Load())
-            yield from _module_statements(statement.body, (*headers, ("with", items)))
+            blocks.append(((*around, ("with", items)), statement.body))
         elif isinstance(statement, _BLOCKS):  # try / match: every branch may run
             for field in ("body", "orelse", "finalbody"):
-                yield from _module_statements(getattr(statement, field, []), headers)
+                blocks.append((around, getattr(statement, field, [])))
             for handler in getattr(statement, "handlers", []):
                 caught = handler.type or ast.Constant(value=None)
-                yield from _module_statements(handler.body, (*headers, ("except", caught)))
+                blocks.append(((*around, ("except", caught)), handler.body))
             for case in getattr(statement, "cases", []):
-                yield from _module_statements(case.body, (*headers, ("case", case.pattern)))
+                blocks.append(((*around, ("case", case.pattern)), case.body))
         else:
-            yield headers, statement
+            yield around, statement
+        stack.extend((inner, iter(block)) for inner, block in reversed(blocks))
+
+
+#: Methods that change a list, dict, set or deque in place: ``COLUMNS.append("x")`` at module
+#: level changes ``COLUMNS``; ``log.info("…")`` or ``pd.set_option(…)`` changes no constant.
+MUTATORS = frozenset(
+    {
+        "__setitem__",
+        "__delitem__",
+        "__iadd__",
+        "add",
+        "append",
+        "appendleft",
+        "clear",
+        "discard",
+        "extend",
+        "extendleft",
+        "insert",
+        "pop",
+        "popitem",
+        "popleft",
+        "remove",
+        "reverse",
+        "rotate",
+        "setdefault",
+        "sort",
+        "update",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+    }
+)
+
+
+def mutation_receiver(statement: ast.stmt) -> Optional[ast.expr]:
+    """``COLUMNS`` in a module-level ``COLUMNS.append(…)``: what a mutator call changes."""
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+        func = statement.value.func
+        if isinstance(func, ast.Attribute) and func.attr in MUTATORS:
+            return func.value
+    return None
 
 
 def _names_bound_by(statement: ast.stmt) -> Iterator[str]:
-    """Module-level names a statement binds, or mutates in place (``X.append(…)``, ``X[k] = v``)."""
+    """Module-level names a statement binds, or may mutate in place (``X.append(…)``, ``X[k] = v``).
+
+    Whether a mutator call really changes a container is decided with the value at run time
+    (:mod:`luigi_repro.codeclosure`): ``parser.add(…)`` on an object that is no container
+    changes no constant.
+    """
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         yield statement.name
     elif isinstance(statement, ast.Import):
@@ -358,10 +449,10 @@ def _names_bound_by(statement: ast.stmt) -> Iterator[str]:
         for item in statement.items:
             if item.optional_vars is not None:
                 yield from _target_roots(item.optional_vars)
-    elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
-        func = statement.value.func
-        if isinstance(func, ast.Attribute):
-            root = _chain_root(func.value)
+    else:
+        receiver = mutation_receiver(statement)
+        if receiver is not None:
+            root = _chain_root(receiver)
             if root is not None:
                 yield root
 
@@ -403,12 +494,14 @@ class ModuleSource:
     """The text of one module as it was when first needed, and what was learned from it.
 
     ``analyses`` belongs to the code closure: what it worked out from this text, dropped with
-    it when the module is executed again.
+    it when the module is executed again. ``spec`` is the ``__spec__`` the module had when the
+    text was read: ``importlib.reload`` replaces it.
     """
 
     name: str
     namespace: Dict[str, Any]
     user: bool
+    spec: Any = None
     filename: Optional[str] = None
     text: Optional[str] = None
     analyses: Dict[Any, Any] = attrs.field(factory=dict)
@@ -456,8 +549,8 @@ class ModuleSource:
             if self.text is not None:
                 try:
                     tree = ast.parse(self.text, self.filename or "<unknown>")
-                except (SyntaxError, ValueError):
-                    tree = None
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    tree = None  # described by its bytecode, as code without source
                 if tree is not None:
                     strip_docstrings(tree)
                     self._index = SourceIndex(tree, self.text, self.filename or "<unknown>")
@@ -490,19 +583,23 @@ def source_of_namespace(namespace: Dict[str, Any]) -> ModuleSource:
     entry = _snapshots.get(id(namespace))
     if entry is not None and entry[0] is spec and entry[1] is namespace:
         return entry[2]
-    source = _snapshot(namespace)
+    source = _snapshot(namespace, spec)
     with _lock:
         _snapshots[id(namespace)] = (spec, namespace, source)
     if entry is not None and entry[1] is namespace:
+        # What was learned from any module may lead into the old text of this one.
+        for _, _, other in list(_snapshots.values()):
+            other.analyses.clear()
         for listener in _snapshot_listeners:
             listener()
     return source
 
 
-def _snapshot(namespace: Dict[str, Any]) -> ModuleSource:
+def _snapshot(namespace: Dict[str, Any], spec: Any) -> ModuleSource:
     """A snapshot: the text of a user module is read now, an installed one's when needed."""
     name = str(namespace.get("__name__") or "")
-    source = ModuleSource(name=name, namespace=namespace, user=is_user_namespace(namespace))
+    user = is_user_namespace(namespace)
+    source = ModuleSource(name=name, namespace=namespace, user=user, spec=spec)
     if source.user:
         source.read()
     return source

@@ -628,9 +628,18 @@ class Judge:
         current = code_closure(cls, algorithm)
         if self.exhaustive and current.unresolved:
             found.note(unresolved_code_note(current.unresolved))
-        if record.task.code_fingerprint == current.fingerprint:
+        if current.error is not None:  # no record can vouch for code that was not seen
+            reason = Reason(
+                ReasonKind.CODE_CHANGED,
+                f"the code of {family} cannot be fingerprinted ({current.error})",
+                {"old": record.task.code_fingerprint, "new": None, "error": current.error},
+            )
+        elif record.task.code_fingerprint == current.fingerprint:
             return
-        reason = _code_changed(family, cls, record, current.fingerprint, current.parts, algorithm)
+        else:
+            reason = _code_changed(
+                family, cls, record, current.fingerprint, current.parts, algorithm
+            )
         message = reason.message
         if policy == "rerun":
             add(reason)

@@ -7,10 +7,12 @@ import importlib.util
 import itertools
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Set, Tuple
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from pipelines import build, families, from_scratch, runs
 from strategies import json_values
 
-from luigi_repro import ReasonKind, audit_paths, judging, verify
+from luigi_repro import ReasonKind, audit_paths, codeclosure, judging, verify
 from luigi_repro.cli.adopt import plan
 from luigi_repro.codeclosure import (
     CodeClosure,
@@ -603,7 +605,8 @@ def test_methods_attached_after_the_class_statement_are_followed(project: Projec
 
 
 def test_module_attributes_set_by_the_importing_module_count(project: Project) -> None:
-    """`config.MODE = "fast"` where the task's module uses config is part of the closure."""
+    """`config.MODE = "fast"` where the task's module uses config is part of the closure, and
+    config.MODE counts by the value it was changed to."""
     project.write(
         config="MODE = 'slow'\n",
         pipeline="from PKG import config\n\nconfig.MODE = 'fast'\n\n"
@@ -611,7 +614,10 @@ def test_module_attributes_set_by_the_importing_module_count(project: Project) -
     )
     before = project.closure()
     project.edit("pipeline", "config.MODE = 'fast'", "config.MODE = 'faster'")
-    assert project.changed(before, project.closure()) == ["constant PKG.pipeline.config changed"]
+    assert project.changed(before, project.closure()) == [
+        "constant PKG.config.MODE changed",
+        "constant PKG.pipeline.config changed",
+    ]
 
 
 def test_a_base_task_made_by_a_factory_counts_with_its_arguments(project: Project) -> None:
@@ -1107,3 +1113,684 @@ def test_a_multi_module_project_reruns_exactly_what_an_edit_reaches() -> None:
     ]
     assert ran == ["CleanOrders", "Report", "Totals"]
     assert shop_step() == (0, {"CleanOrders": [], "Totals": [], "Report": []}, [])
+
+
+# --- the same code, the same fingerprint in every process ----------------------------------------
+
+SEEDED = """
+import dataclasses
+
+import attrs
+
+
+@attrs.frozen
+class Frozen:
+    factor: int = 2
+
+    def scale(self, x):
+        return x * self.factor
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Point:
+    x: int = 0
+
+
+class Task:
+    def run(self):
+        return Frozen().scale(2), Point(1)
+"""
+
+SEEDED_RUNNER = r"""
+import importlib, sys
+from luigi_repro.codeclosure import code_closure
+namespace = {"__name__": "cc_seeded_cell"}
+exec(
+    "KINDS = frozenset({'alpha', 'beta', 'gamma', 'delta'})\n"
+    "class Cell:\n"
+    "    def run(self, kind):\n"
+    "        return kind in {'alpha', 'beta', 'gamma'} and kind in KINDS\n",
+    namespace,
+)
+for cls in (importlib.import_module(sys.argv[1]).Task, namespace["Cell"]):
+    closure = code_closure(cls, "xxh3_128")
+    print(closure.fingerprint, sorted(closure.parts), closure.unresolved, closure.error)
+"""
+
+
+def test_the_fingerprint_does_not_depend_on_the_hash_seed(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """attrs and dataclass classes (whose generated methods hold hash-seeded salts) and sets in
+    code without source give the same fingerprints in processes with other hash seeds."""
+    project.write(helpers=SEEDED)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(project.folder), os.environ["PYTHONPATH"]])
+    )
+    outputs = []
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", SEEDED_RUNNER, f"{project.package}.helpers"],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    task_line = outputs[0].splitlines()[0].replace(project.package, "PKG")
+    assert (
+        "['class PKG.helpers.Frozen', 'class PKG.helpers.Point', 'class PKG.helpers.Task'] ()"
+        in (task_line)
+    )
+
+
+# --- never a crash, never a closure silently smaller ---------------------------------------------
+
+
+def test_deeply_nested_code_is_fingerprinted(project: Project) -> None:
+    """A 400-branch elif chain and a 1,000-term sum are walked like flat code (no
+    RecursionError), and an edit deep inside them is seen."""
+    chain = "def lookup(code):\n    if code == 0:\n        return 'c0'\n" + "".join(
+        f"    elif code == {i}:\n        return 'c{i}'\n" for i in range(1, 400)
+    )
+    total = "QUERY = 'select'" + "".join(f" + ' col{i},'" for i in range(1000)) + "\n"
+    project.write(
+        helpers=chain + total,
+        pipeline="from PKG import helpers\n\nclass Task:\n    def run(self):\n"
+        "        return helpers.lookup(7), helpers.QUERY\n",
+    )
+    before = project.closure()
+    assert before.error is None
+    project.edit("helpers", "return 'c399'", "return 'C399'")
+    project.edit("helpers", "' col999,'", "' col1000,'")
+    assert project.changed(before, project.closure()) == [
+        "constant PKG.helpers.QUERY changed",
+        "function PKG.helpers.lookup changed",
+    ]
+
+
+PROXY = """
+class LazyClient:
+    @property
+    def __class__(self):
+        raise RuntimeError("working outside of application context")
+
+    def __getattr__(self, name):
+        raise RuntimeError("the client is not configured yet")
+
+    def __call__(self, x):
+        return x * 2
+
+
+client = LazyClient()
+"""
+
+
+def test_objects_that_refuse_every_attribute_are_no_code(project: Project) -> None:
+    """An object whose every attribute look-up raises (a lazy proxy) counts by its statement
+    and its class, the same every time: nothing raises, nothing is left half-done."""
+    project.write(
+        clients=PROXY,
+        pipeline="from PKG.clients import client\n\nclass Task:\n    def run(self):\n"
+        "        return client(21)\n\nclass Twin:\n    def run(self):\n        return client(2)\n",
+    )
+    task_cls = project.load()
+    twin = sys.modules[task_cls.__module__].Twin
+    expected = {"constant PKG.clients.client", "class PKG.clients.LazyClient"}
+    for cls in (task_cls, twin, task_cls):
+        closure = code_closure(cls, DEFAULT_ALGORITHM)
+        assert closure.error is None
+        assert project.keys(closure) == expected | {f"class PKG.pipeline.{cls.__name__}"}
+
+
+def test_a_module_that_exits_when_imported_is_listed(project: Project) -> None:
+    """A module imported inside a function that calls sys.exit() when imported is listed as
+    unresolved, saying so; the fingerprint is still computed."""
+    project.write(
+        gpu="import sys\n\nsys.exit('needs the gpu extra')\n",
+        pipeline="class Task:\n    def run(self):\n        import PKG.gpu\n\n"
+        "        return PKG.gpu.compute(1)\n",
+    )
+    closure = project.closure()
+    assert closure.error is None
+    assert any(
+        "importing it failed: SystemExit: needs the gpu extra" in line
+        for line in closure.unresolved
+    ), closure.unresolved
+
+
+SCHEMA = """
+class Meta(type):
+    def __eq__(cls, other):
+        return cls is other
+
+
+class Record(metaclass=Meta):
+    def describe(self):
+        return "record"
+"""
+
+
+def test_classes_that_cannot_be_hashed_are_followed(project: Project) -> None:
+    """A helper class whose metaclass defines __eq__ (so it cannot be hashed) is part of the
+    closure, its edits are seen, and it can be the root of a closure itself."""
+    project.write(
+        schema=SCHEMA,
+        pipeline="from PKG import schema\n\nclass Task:\n    def run(self):\n"
+        "        return schema.Record().describe()\n",
+    )
+    before = project.closure()
+    assert "class PKG.schema.Record" in project.keys(before)
+    project.edit("schema", '"record"', '"row"')
+    assert project.changed(before, project.closure()) == ["class PKG.schema.Record changed"]
+    record = project.load("schema", "Record")
+    assert code_closure(record, DEFAULT_ALGORITHM) is code_closure(record, DEFAULT_ALGORITHM)
+
+
+def test_huge_integers_are_described() -> None:
+    """Ints beyond Python's 4,300-digit repr limit, as a value or a constant of code without
+    source, are described (in hex): a different one gives a different digest."""
+    digests = []
+    for value in ("f" * 5000, "f" * 4999 + "e"):
+        namespace: Dict[str, Any] = {"__name__": f"cc_big_{next(_counter)}"}
+        exec(
+            f"MODULUS = 0x{value}\nclass Cell:\n    def run(self, x):\n"
+            f"        return x % MODULUS, x % 0x{value}\n",
+            namespace,
+        )
+        closure = code_closure(namespace["Cell"], DEFAULT_ALGORITHM)
+        assert closure.error is None
+        digests.append(sorted(closure.parts.values()))
+    assert all(one != two for one, two in zip(*digests))
+
+
+TWIN = """
+
+class Twin(TaskWithCheckingInputHash):
+    def run(self):
+        return helpers.value()
+"""
+
+
+def test_an_unexpected_failure_makes_a_fingerprint_no_record_matches(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If walking the code fails unexpectedly, complete() answers False without raising,
+    verify says why (CODE_CHANGED), it is logged once, and a later walk is not smaller."""
+    project.write(helpers=HELPERS, pipeline=CHECKED + TWIN)
+    assert build(project.load()())
+    task_cls = project.load()
+    real = codeclosure._resolve_name
+
+    def failing(source: Any, name: str, bare: bool) -> Any:
+        if name == "first":
+            raise RuntimeError("boom")
+        return real(source, name, bare)
+
+    monkeypatch.setattr(codeclosure, "_resolve_name", failing)
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+        assert not task_cls().complete()
+        assert not task_cls().complete()
+    failures = [r for r in caplog.records if "cannot be computed" in r.getMessage()]
+    assert len(failures) == 1
+    closure = code_closure(task_cls, DEFAULT_ALGORITHM)
+    assert closure.error == "RuntimeError: boom"
+    assert "unfingerprintable" in closure.fingerprint
+    (reason,) = code_reasons(task_cls())
+    assert reason.kind == ReasonKind.CODE_CHANGED
+    assert reason.message == "the code of Task cannot be fingerprinted (RuntimeError: boom)"
+    monkeypatch.undo()
+    twin = code_closure(sys.modules[task_cls.__module__].Twin, DEFAULT_ALGORITHM)
+    assert "function PKG.helpers.first" in project.keys(twin)
+
+
+def test_many_module_level_lambdas_take_linear_time(project: Project) -> None:
+    """The first fingerprint of a module of n named lambdas grows linearly with n (each lambda
+    finds the names its statement binds without scanning every binding)."""
+
+    def seconds(count: int) -> float:
+        rules = "".join(f"RULE_{i} = lambda row: row + {i}\n" for i in range(count))
+        rules += "RULES = [" + ", ".join(f"RULE_{i}" for i in range(count)) + "]\n"
+        project.write(
+            rules=rules,
+            pipeline="from PKG import rules\n\nclass Task:\n    def run(self):\n"
+            "        return [rule(1) for rule in rules.RULES]\n",
+        )
+        best = float("inf")
+        for _ in range(2):
+            task_cls = project.load()
+            started = time.perf_counter()
+            code_closure(task_cls, DEFAULT_ALGORITHM)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    small, large = seconds(1000), seconds(2000)
+    assert large / small < 3.0, (small, large)  # quadratic time would be about 4
+
+
+# --- code held by values -------------------------------------------------------------------------
+
+REGISTRY = """
+HANDLERS = {}
+
+
+def register(func):
+    HANDLERS[func.__name__] = func
+    return func
+"""
+
+HANDLERS_MODULE = """
+from PKG.registry import register
+
+
+@register
+def scale(x):
+    return x * 2
+"""
+
+
+def test_code_in_a_registry_is_followed(project: Project) -> None:
+    """A function that a decorator stores in a module-level dict is reached through the dict."""
+    project.write(
+        registry=REGISTRY,
+        handlers=HANDLERS_MODULE,
+        pipeline="from PKG import handlers, registry\n\nclass Task:\n    def run(self):\n"
+        "        return registry.HANDLERS['scale'](21)\n",
+    )
+    before = project.closure()
+    assert "function PKG.handlers.scale" in project.keys(before)
+    project.edit("handlers", "x * 2", "x * 3")
+    assert project.changed(before, project.closure()) == ["function PKG.handlers.scale changed"]
+
+
+BACKENDS = """
+import operator
+
+from PKG import backend
+
+BACKENDS = {"fast": [backend]}
+
+
+class InTable:
+    def run(self):
+        return BACKENDS["fast"][0].compute(21)
+
+
+class AsAttribute:
+    engine = backend
+
+    def run(self):
+        return self.engine.compute(21)
+
+
+def make(engine):
+    def compute(x):
+        return engine.compute(x)
+
+    return compute
+
+
+compute_fast = make(backend)
+
+
+class FromFactory:
+    def run(self):
+        return compute_fast(21)
+
+
+class ByName:
+    def run(self, name):
+        return (
+            vars(backend)["compute"](21),
+            vars(backend)[name],
+            backend.__dict__[name],
+            operator.attrgetter(name)(backend),
+        )
+"""
+
+
+@pytest.mark.parametrize("name", ["InTable", "AsAttribute", "FromFactory"])
+def test_a_module_held_as_a_value_counts_whole(project: Project, name: str) -> None:
+    """A user module in a container, a class attribute or a closure cell (a factory's argument)
+    counts whole: which of its attributes is used is not known."""
+    project.write(backend=PREPROC.replace("PKG.config", "PKG.limits"), limits=CONFIG)
+    project.write(pipeline=BACKENDS)
+    keys = project.keys(project.closure(name=name))
+    assert {"function PKG.backend.impute", "function PKG.backend.unused"} <= keys
+    assert "constant PKG.limits.THRESHOLD" in keys
+
+
+def test_a_module_namespace_read_by_name_is_followed_or_listed(project: Project) -> None:
+    """vars(module)["name"] is followed like getattr with a constant name; vars(module)[name],
+    module.__dict__[name] and operator.attrgetter(name) are listed as unresolved."""
+    project.write(backend="def compute(x):\n    return x\n\n\ndef other(x):\n    return x\n")
+    project.write(pipeline=BACKENDS)
+    closure = project.closure(name="ByName")
+    assert "function PKG.backend.compute" in project.keys(closure)
+    assert "function PKG.backend.other" not in project.keys(closure)
+    where = "in function PKG.pipeline.ByName.run"
+    assert [line.replace(project.package, "PKG") for line in closure.unresolved] == [
+        f"backend.__dict__[name] {where}",
+        f"operator.attrgetter(name) {where}",
+        f"vars(backend)[name] {where}",
+    ]
+
+
+CONVERT = """
+import functools
+
+
+@functools.singledispatch
+def convert(value):
+    return str(value)
+
+
+@convert.register(int)
+def _(value):
+    return value * 2
+"""
+
+
+def test_singledispatch_implementations_are_followed(project: Project) -> None:
+    """The implementations registered on a singledispatch function are part of the closure."""
+    project.write(
+        convert=CONVERT,
+        pipeline="from PKG.convert import convert\n\nclass Task:\n    def run(self):\n"
+        "        return convert(21)\n",
+    )
+    before = project.closure()
+    project.edit("convert", "value * 2", "value * 3")
+    assert project.changed(before, project.closure()) == ["function PKG.convert._ changed"]
+
+
+# --- values changed by other code ----------------------------------------------------------------
+
+MUTATED = """
+import os
+
+MODE = "slow"
+LIMIT = 1
+COLUMNS = ["a"]
+SEED = int(os.environ.get("CC_SEED", "1"))
+
+
+def _setup():
+    global LIMIT
+    LIMIT = 5
+
+
+def _extend():
+    COLUMNS.append("b")
+
+
+_setup()
+_extend()
+"""
+
+
+def test_literal_constants_changed_by_other_code_count_by_value(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A literal constant changed at import (by a settings module, a setup function, a helper
+    that extends it) counts by its value; one bound to a non-literal expression does not."""
+    project.write(
+        config=MUTATED,
+        settings="from PKG import config\n\nconfig.MODE = 'fast'\n",
+        pipeline="from PKG import config, settings\n\nclass Task:\n    def run(self):\n"
+        "        return config.MODE, config.LIMIT, config.COLUMNS, config.SEED\n",
+    )
+    before = project.closure()
+    project.edit("settings", "'fast'", "'faster'")
+    project.edit("config", "LIMIT = 5", "LIMIT = 6")
+    project.edit("config", 'COLUMNS.append("b")', 'COLUMNS.append("c")')
+    after = project.closure()
+    assert project.changed(before, after) == [
+        "constant PKG.config.COLUMNS changed",
+        "constant PKG.config.LIMIT changed",
+        "constant PKG.config.MODE changed",
+    ]
+    monkeypatch.setenv("CC_SEED", "2")
+    assert project.closure().fingerprint == after.fingerprint
+
+
+CLASSES = """
+import os
+
+
+class Base:
+    def run(self):
+        return self.LIMIT
+
+
+class Later(Base):
+    pass
+
+
+Later.LIMIT = 5
+Made = type("Made", (Base,), {"LIMIT": 5})
+
+
+def make(limit):
+    class Built(Base):
+        LIMIT = limit
+
+    return Built
+
+
+Built = make(limit=5)
+
+if os.environ.get("CC_NEVER_SET"):
+
+    class Branch(Base):
+        LIMIT = 1
+        KIND = str
+
+else:
+
+    class Branch(Base):
+        LIMIT = 2
+        KIND = bytes
+
+
+class Twice(Base):
+    LIMIT = 1
+    KIND = str
+
+
+class Twice(Base):  # noqa: F811
+    LIMIT = 2
+    KIND = memoryview
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        ("Later", "Later.LIMIT = 5", "Later.LIMIT = 6"),
+        ("Made", '{"LIMIT": 5}', '{"LIMIT": 6}'),
+        ("Built", "make(limit=5)", "make(limit=6)"),
+        ("Branch", "KIND = bytes", "KIND = bytearray"),
+        ("Twice", "KIND = memoryview", "KIND = bytearray"),
+    ],
+)
+def test_a_class_counts_by_what_made_it(project: Project, name: str, old: str, new: str) -> None:
+    """A class counts by the plain values its statement does not show (set after it, given to
+    type(), bound from a factory's argument), and by the statement that made it when several
+    share its name (the if/else branch that ran, the later of two)."""
+    project.write(pipeline=CLASSES)
+    before = project.closure(name=name)
+    project.edit("pipeline", old, new)
+    after = project.closure(name=name)
+    assert after.fingerprint != before.fingerprint
+
+
+def test_a_class_without_source_counts_by_its_plain_attributes() -> None:
+    """A notebook class (made by exec) counts by its plain-data class attributes too."""
+    cell = "class FpNotebookTask(luigi.Task):\n    LIMIT = {}\n\n    def run(self):\n        pass\n"
+    five = code_fingerprint(_exec_class(cell.format(5), "fp_cell_limit_a"), DEFAULT_ALGORITHM)
+    same = code_fingerprint(_exec_class(cell.format(5), "fp_cell_limit_b"), DEFAULT_ALGORITHM)
+    six = code_fingerprint(_exec_class(cell.format(6), "fp_cell_limit_c"), DEFAULT_ALGORITHM)
+    assert five == same != six
+
+
+def test_private_attributes_set_at_run_time_are_not_code(load_module: LoadModule) -> None:
+    """What Luigi and luigi_repro cache on a task class while it runs (private names such as
+    _unconsumed_params) does not change the class's fingerprint."""
+    clean = fingerprint_of(load_module(STATEMENT_BASE), "FpStatementTask")
+    used = load_module(STATEMENT_BASE).FpStatementTask
+    used._unconsumed_params = {"other_task_param"}
+    used._luigi_repro_params = ((1, 2), ())
+    assert code_fingerprint(used, DEFAULT_ALGORITHM) == clean
+
+
+# --- what is not code ----------------------------------------------------------------------------
+
+LOGGED = """
+import logging
+
+
+class Options:
+    def update(self, **values):
+        pass
+
+
+log = logging.getLogger(__name__)
+logging.basicConfig(format="%(message)s")
+log.info("loaded")
+options = Options()
+options.update(width=80)
+TABLE = {}
+TABLE.update(a=1)
+
+
+class Task:
+    def run(self):
+        log.info("computing")
+        return logging.getLogger("x"), options, TABLE
+"""
+
+
+def test_calls_that_change_no_container_are_not_part_of_a_constant(project: Project) -> None:
+    """A module-level log call, logging setup or update() of an object that is no container
+    is not code of the name it is called on; TABLE.update(...) on a dict is."""
+    project.write(pipeline=LOGGED)
+    before = project.closure()
+    project.edit("pipeline", '"loaded"', '"loaded (v2)"')
+    project.edit("pipeline", '"%(message)s"', '"%(asctime)s %(message)s"')
+    project.edit("pipeline", "width=80", "width=120")
+    middle = project.closure()
+    assert middle.fingerprint == before.fingerprint
+    project.edit("pipeline", "TABLE.update(a=1)", "TABLE.update(a=2)")
+    assert project.changed(middle, project.closure()) == ["constant PKG.pipeline.TABLE changed"]
+
+
+SHAPES = """
+import collections
+import dataclasses
+from typing import NamedTuple
+
+import attrs
+
+Pair = collections.namedtuple("Pair", "left right")
+
+
+class Point(NamedTuple):
+    x: int
+    y: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    size: int = 1
+
+
+@attrs.frozen
+class Settings:
+    factor: int = 2
+
+
+def corner():
+    return Point(1, 2), Pair(3, 4), Box(), Settings()
+"""
+
+
+def test_methods_a_library_writes_are_not_parts(project: Project) -> None:
+    """namedtuple, NamedTuple, dataclass and attrs classes count by their statements: no
+    generated method is a part, no library internals are unresolved."""
+    project.write(
+        shapes=SHAPES,
+        pipeline="from PKG import shapes\n\nclass Task:\n    def run(self):\n"
+        "        return shapes.corner()\n",
+    )
+    before = project.closure()
+    assert before.unresolved == ()
+    assert project.keys(before) == {
+        "class PKG.pipeline.Task",
+        "function PKG.shapes.corner",
+        "class PKG.shapes.Point",
+        "class PKG.shapes.Pair",
+        "constant PKG.shapes.Pair",
+        "class PKG.shapes.Box",
+        "class PKG.shapes.Settings",
+    }
+    project.edit("shapes", "size: int = 1", "size: int = 2")
+    assert project.changed(before, project.closure()) == ["class PKG.shapes.Box changed"]
+
+
+# --- reloads, and where user code lives ----------------------------------------------------------
+
+
+def test_a_reloaded_helper_changes_the_cached_closure(project: Project) -> None:
+    """importlib.reload of an edited helper changes the fingerprint of a class whose closure
+    was computed (and cached) before."""
+    project.write(preproc=PREPROC, config=CONFIG, pipeline=PIPELINE)
+    task_cls = project.load()
+    before = code_closure(task_cls, DEFAULT_ALGORITHM)
+    project.edit("preproc", "else 0.0", "else 1.0")
+    importlib.reload(sys.modules[f"{project.package}.preproc"])
+    after = code_closure(task_cls, DEFAULT_ALGORITHM)
+    assert project.changed(before, after) == ["function PKG.preproc.impute changed"]
+    assert code_closure(task_cls, DEFAULT_ALGORITHM) is after
+
+
+def test_a_project_in_a_folder_named_like_site_packages_is_user_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a folder called site-packages or dist-packages holds installed code, not a folder
+    whose name merely contains those words."""
+    folder = tmp_path / "my-site-packages-tools"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    project = Project(folder)
+    try:  # a plain class: the package of a checked task's module would count as the user's
+        project.write(
+            preproc=PREPROC,
+            config=CONFIG,
+            pipeline=PIPELINE.replace("(TaskWithCheckingInputHash)", ""),
+        )
+        assert "function PKG.preproc.impute" in project.keys(project.closure())
+    finally:
+        project.forget()
+
+
+def test_an_installed_package_imported_lazily_is_not_imported(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`import heavy.models` inside a function does not import the installed package `heavy`
+    when the fingerprint is computed."""
+    heavy = f"cc_heavy{next(_counter)}"
+    package = tmp_path / "venv" / "lib" / "site-packages" / heavy
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text("def fit(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(package.parent))
+    project.write(
+        pipeline=f"class Task:\n    def run(self):\n        import {heavy}.models\n\n"
+        f"        return {heavy}.models.fit(1)\n"
+    )
+    closure = project.closure()
+    assert (closure.error, closure.unresolved) == (None, ())
+    assert heavy not in sys.modules
