@@ -1,4 +1,4 @@
-"""The run protocol: what happens around a task's ``run()`` (DESIGN §6).
+"""The run protocol: what happens around a task's ``run()``.
 
 1. Take the run lock of every output (sorted order; a timeout is a clear error).
 2. Fingerprint the inputs.

@@ -1,4 +1,4 @@
-"""A task's code is part of what its record vouches for (DESIGN §5, policies of §4)."""
+"""A task's code is part of what its record vouches for."""
 
 from __future__ import annotations
 

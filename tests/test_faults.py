@@ -1,4 +1,4 @@
-"""SIGKILL at every step of the run protocol, many times over (DESIGN §6).
+"""SIGKILL at every step of the run protocol, many times over.
 
 After each crash: no record vouches for content it did not see, no task is wrongly complete,
 and the next build recovers with no manual clean-up. ``LUIGI_REPRO_STRESS=1`` runs many more

@@ -1,4 +1,4 @@
-"""Fingerprints of bytes, streams, files and directory manifests (DESIGN §3)."""
+"""Fingerprints of bytes, streams, files and directory manifests."""
 
 from __future__ import annotations
 

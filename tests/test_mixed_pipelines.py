@@ -1,4 +1,4 @@
-"""Pipelines that mix luigi_repro tasks with plain Luigi tasks and targets (DESIGN §4)."""
+"""Pipelines that mix luigi_repro tasks with plain Luigi tasks and targets."""
 
 from __future__ import annotations
 

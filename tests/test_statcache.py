@@ -1,4 +1,4 @@
-"""Reusing fingerprints when a file's stat proves it unchanged (DESIGN §3, "Stat cache")."""
+"""Reusing fingerprints when a file's stat proves it unchanged."""
 
 from __future__ import annotations
 
