@@ -238,16 +238,12 @@ def _scope_of_code(source: ModuleSource, code: types.CodeType) -> Optional[Scope
     candidates = [
         scope
         for scope in index.by_first_line.get(code.co_firstlineno, ())
-        if _name_of(scope.node) == code.co_name
+        if scope.qualname.rpartition(".")[2] == code.co_name
     ]
     if len(candidates) > 1:
         qualname = getattr(code, "co_qualname", None)
         candidates = [s for s in candidates if s.qualname == qualname] or candidates
     return candidates[0] if candidates else None
-
-
-def _name_of(node: ast.AST) -> str:
-    return "<lambda>" if isinstance(node, ast.Lambda) else str(getattr(node, "name", ""))
 
 
 def reach_of_name(source: ModuleSource, name: str, bare: bool) -> Reach:

@@ -211,7 +211,6 @@ class SourceIndex:
         self.tree = tree
         self._text = text
         self._filename = filename
-        self.scopes: List[Scope] = []
         self.by_qualname: Dict[str, List[Scope]] = {}
         self.by_first_line: Dict[int, List[Scope]] = {}
         self.bindings: Dict[str, List[Binding]] = {}
@@ -239,7 +238,6 @@ class SourceIndex:
                 name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
                 qualname = prefix + name
                 scope = Scope(qualname, node, first_line(node), parents, statement)
-                self.scopes.append(scope)
                 self.by_qualname.setdefault(qualname, []).append(scope)
                 self.by_first_line.setdefault(scope.first_line, []).append(scope)
                 prefix = qualname + (".<locals>." if isinstance(node, _FUNCTION_NODES) else ".")
