@@ -1,6 +1,6 @@
 """What a piece of code refers to: names, attribute chains, imports, dynamic look-ups.
 
-Only what the code *says* is gathered here; :mod:`luigi_repro.codeclosure` decides what each
+Only what the code *says* is gathered here; :mod:`luigi_repro.codereach` decides what each
 name stands for. A name is used *bare* (``impute(x)``, ``Clean()``) or through attributes
 (``preproc.impute``, ``cfg.THRESHOLD``): the chain matters, since ``utils.config.THRESHOLD``
 reaches one constant of a module, not the whole module. Look-ups whose target is only known at

@@ -39,6 +39,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Uni
 import attrs
 
 __all__ = [
+    "OUR_PACKAGES",
     "Binding",
     "ModuleSource",
     "Scope",
@@ -52,7 +53,8 @@ __all__ = [
     "source_of_namespace",
 ]
 
-_OUR_PACKAGES = frozenset({"luigi", "luigi_repro", "builtins"})
+#: Top-level packages that are never the user's code, whatever their location.
+OUR_PACKAGES = frozenset({"luigi", "luigi_repro", "builtins"})
 
 #: Nodes that open a scope of their own (and so a step of ``__qualname__``).
 ScopeNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda]
@@ -120,7 +122,7 @@ _namespace_verdicts: Dict[Tuple[str, Optional[str]], bool] = {}
 def note_task_module(module_name: str) -> None:
     """Count the package of a task class's module as user code even if it is installed."""
     top = module_name.partition(".")[0]
-    if top in _OUR_PACKAGES or top in _home_packages:
+    if top in OUR_PACKAGES or top in _home_packages:
         return
     module = sys.modules.get(module_name)
     filename = getattr(module, "__file__", None)
@@ -159,7 +161,7 @@ def _is_library_sandbox(namespace: Mapping[str, Any]) -> bool:
 
 def _decide_namespace(name: str, namespace: Mapping[str, Any]) -> bool:
     top = name.partition(".")[0]
-    if top in _OUR_PACKAGES:
+    if top in OUR_PACKAGES:
         return False
     if top in _home_packages:
         return True
@@ -209,7 +211,6 @@ class SourceIndex:
         self.tree = tree
         self._text = text
         self._filename = filename
-        self.scopes: List[Scope] = []
         self.by_qualname: Dict[str, List[Scope]] = {}
         self.by_first_line: Dict[int, List[Scope]] = {}
         self.bindings: Dict[str, List[Binding]] = {}
@@ -237,7 +238,6 @@ class SourceIndex:
                 name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
                 qualname = prefix + name
                 scope = Scope(qualname, node, first_line(node), parents, statement)
-                self.scopes.append(scope)
                 self.by_qualname.setdefault(qualname, []).append(scope)
                 self.by_first_line.setdefault(scope.first_line, []).append(scope)
                 prefix = qualname + (".<locals>." if isinstance(node, _FUNCTION_NODES) else ".")
@@ -423,7 +423,7 @@ def _names_bound_by(statement: ast.stmt) -> Iterator[str]:
     """Module-level names a statement binds, or may mutate in place (``X.append(…)``, ``X[k] = v``).
 
     Whether a mutator call really changes a container is decided with the value at run time
-    (:mod:`luigi_repro.codeclosure`): ``parser.add(…)`` on an object that is no container
+    (:mod:`luigi_repro.codeparts`): ``parser.add(…)`` on an object that is no container
     changes no constant.
     """
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -17,7 +17,6 @@ from typing import Any, List, Optional, Tuple
 __all__ = ["describe_code", "describe_value", "dump", "literal_value"]
 
 _PLAIN_SCALARS = (type(None), bool, int, float, str, bytes)
-_CLOSE = object()
 
 
 def _scalar(value: Any) -> str:

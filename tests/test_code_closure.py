@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pipelines import build, families, from_scratch, runs
 from strategies import json_values
 
-from luigi_repro import ReasonKind, audit_paths, codeclosure, judging, verify
+from luigi_repro import ReasonKind, audit_paths, codereach, judging, verify
 from luigi_repro.cli.adopt import plan
 from luigi_repro.codeclosure import (
     CodeClosure,
@@ -1322,14 +1322,14 @@ def test_an_unexpected_failure_makes_a_fingerprint_no_record_matches(
     project.write(helpers=HELPERS, pipeline=CHECKED + TWIN)
     assert build(project.load()())
     task_cls = project.load()
-    real = codeclosure._resolve_name
+    real = codereach._resolve_name
 
     def failing(source: Any, name: str, bare: bool) -> Any:
         if name == "first":
             raise RuntimeError("boom")
         return real(source, name, bare)
 
-    monkeypatch.setattr(codeclosure, "_resolve_name", failing)
+    monkeypatch.setattr(codereach, "_resolve_name", failing)
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         assert not task_cls().complete()
         assert not task_cls().complete()
