@@ -11,8 +11,14 @@ walked with a stack of its own, never by recursion).
 from __future__ import annotations
 
 import ast
+import datetime
+import decimal
+import enum
+import fractions
+import pathlib
 import types
-from typing import Any, List, Optional, Tuple
+import uuid
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 __all__ = ["describe_code", "describe_value", "dump", "literal_value"]
 
@@ -38,7 +44,12 @@ def dump(root: ast.AST) -> str:
             out.append(type(item).__name__ + "(")
             stack.append((True, ")"))
             for name in reversed(item._fields):
-                stack.append((False, getattr(item, name, None)))
+                value = getattr(item, name, None)
+                if value is None or (isinstance(value, list) and not value):
+                    # Newer Pythons add optional fields (3.12: ``type_params=[]`` on every def
+                    # and class): an empty one is left out, so that an upgrade is no code change.
+                    continue
+                stack.append((False, value))
                 stack.append((True, name + "="))
         elif isinstance(item, list):
             out.append("[")
@@ -49,31 +60,83 @@ def dump(root: ast.AST) -> str:
     return "".join(out)
 
 
-def describe_value(value: Any, depth: int = 0) -> Optional[str]:
-    """A deterministic text for plain data (numbers, strings, containers of them), else None."""
-    if depth > 32:
-        return None
-    kind = type(value)
-    if kind in _PLAIN_SCALARS:
-        return f"{kind.__name__}:{_scalar(value)}"
-    if kind in (tuple, list):
-        items = [describe_value(item, depth + 1) for item in value]
+#: How many items a value may hold to be described (a bigger one is not plain configuration).
+_VALUE_BUDGET = 20_000
+
+
+def describe_value(value: Any) -> Optional[str]:
+    """A deterministic text for plain data, else None.
+
+    Plain data: numbers, strings, bytes, dates and times, decimals, paths, UUIDs, enum members,
+    and lists, tuples, sets and dicts of them. A value that holds itself (a tree with parent
+    links), nests deeper than 32 levels or holds more than 20,000 items is not plain data; each
+    shared object is described once per value, so the work is linear in its size.
+    """
+    return _Describer().describe(value, 0)
+
+
+class _Describer:
+    def __init__(self) -> None:
+        self.budget = _VALUE_BUDGET
+        self.path: Set[int] = set()
+        self.done: Dict[int, Optional[str]] = {}
+
+    def describe(self, value: Any, depth: int) -> Optional[str]:
+        self.budget -= 1
+        if self.budget < 0 or depth > 32:
+            return None
+        kind = type(value)
+        if kind in _PLAIN_SCALARS:
+            return f"{kind.__name__}:{_scalar(value)}"
+        special = _describe_special(value)
+        if special is not None:
+            return special
+        if kind not in (tuple, list, set, frozenset, dict):
+            return None
+        key = id(value)
+        if key in self.done:
+            return self.done[key]
+        if key in self.path:
+            return None  # it holds itself
+        self.path.add(key)
+        try:
+            text = self._container(value, kind, depth)
+        finally:
+            self.path.discard(key)
+        self.done[key] = text
+        return text
+
+    def _container(self, value: Any, kind: type, depth: int) -> Optional[str]:
+        if kind is dict:
+            pairs = []
+            for key, item in value.items():
+                described = (self.describe(key, depth + 1), self.describe(item, depth + 1))
+                if None in described:
+                    return None
+                pairs.append(f"{described[0]}:{described[1]}")
+            return f"dict{{{','.join(sorted(pairs))}}}"
+        items = [self.describe(item, depth + 1) for item in value]
         if any(item is None for item in items):
             return None
-        return f"{kind.__name__}[{','.join(str(item) for item in items)}]"
-    if kind in (set, frozenset):
-        members = [describe_value(item, depth + 1) for item in value]
-        if any(member is None for member in members):
-            return None
-        return f"{kind.__name__}{{{','.join(sorted(str(m) for m in members))}}}"
-    if kind is dict:
-        pairs = []
-        for key, item in value.items():
-            described = (describe_value(key, depth + 1), describe_value(item, depth + 1))
-            if None in described:
-                return None
-            pairs.append(f"{described[0]}:{described[1]}")
-        return f"dict{{{','.join(sorted(pairs))}}}"
+        texts = [str(item) for item in items]
+        if kind in (set, frozenset):
+            return f"{kind.__name__}{{{','.join(sorted(texts))}}}"
+        return f"{kind.__name__}[{','.join(texts)}]"
+
+
+def _describe_special(value: Any) -> Optional[str]:
+    """Values of the standard library with one exact text of their own."""
+    kind = type(value)
+    if isinstance(value, enum.Enum):
+        return f"enum:{kind.__module__}.{kind.__qualname__}.{value.name}"
+    if kind in (datetime.date, datetime.datetime, datetime.time):
+        return f"{kind.__name__}:{value.isoformat()}"
+    if kind is datetime.timedelta:
+        return f"timedelta:{value.days},{value.seconds},{value.microseconds}"
+    if kind in (decimal.Decimal, fractions.Fraction, complex, uuid.UUID, range):
+        return f"{kind.__name__}:{value!s}"
+    if isinstance(value, pathlib.PurePath):
+        return f"{kind.__name__}:{value}"
     return None
 
 

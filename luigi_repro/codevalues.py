@@ -27,11 +27,16 @@ from luigi_repro.codetext import describe_value, literal_value
 
 __all__ = [
     "ClassLiterals",
+    "UNDESCRIBABLE",
     "changed_constant",
     "class_literals",
     "class_values",
     "literal_matches",
 ]
+
+
+#: What :func:`changed_constant` says of a value other code set that cannot be described.
+UNDESCRIBABLE = "undescribable:"
 
 
 def changed_constant(name: str, statements: Collection[ast.stmt], value: Any) -> Optional[str]:
@@ -53,7 +58,11 @@ def changed_constant(name: str, statements: Collection[ast.stmt], value: Any) ->
     if not literals:
         return None
     now = describe_value(value)
-    return None if now is None or now in literals else now
+    if now is None:
+        # Changed by other code to something that is not plain data (an object, a structure
+        # holding itself): it cannot be followed by value, and the caller lists it.
+        return UNDESCRIBABLE + type(value).__qualname__
+    return None if now in literals else now
 
 
 def _literal_assigned(statement: ast.stmt, name: str) -> Optional[ast.expr]:

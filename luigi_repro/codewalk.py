@@ -31,6 +31,7 @@ from luigi_repro.codereach import (
 )
 from luigi_repro.coderefs import References, Use, bound_names, bytecode_uses, definition_names
 from luigi_repro.codesource import ModuleSource, first_line, is_user_namespace, source_of_namespace
+from luigi_repro.codevalues import UNDESCRIBABLE, changed_constant
 
 __all__ = ["walk"]
 
@@ -81,7 +82,15 @@ def _expansion(part: Part) -> Reach:
     if isinstance(node, tuple):  # a constant: its binding statements
         pieces = [h for binding in node for _, h in binding.headers]
         pieces.extend(binding.statement for binding in node)
-        return joined(_references(source, piece, part.key, None) for piece in pieces)
+        reach = joined(_references(source, piece, part.key, None) for piece in pieces)
+        value = source.namespace.get(part.name, MISSING)
+        changed = None
+        if value is not MISSING:
+            changed = changed_constant(part.name, [b.statement for b in node], value)
+        if changed is not None and changed.startswith(UNDESCRIBABLE):
+            unresolved = f"{part.key}: other code set it to a {changed[len(UNDESCRIBABLE) :]}"
+            reach = joined([reach, Reach(unresolved=(unresolved,))])
+        return reach
     if node is None:  # no source: its bytecode
         return _bytecode_expansion(part)
     reaches: List[Reach] = []

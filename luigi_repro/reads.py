@@ -115,6 +115,15 @@ def _is_read(mode: Any, flags: Any) -> bool:
     return False
 
 
+def _is_write(mode: Any, flags: Any) -> bool:
+    """Does an open with this mode and these flags write (create, truncate, append)?"""
+    if isinstance(flags, int):
+        return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR) or bool(flags & os.O_CREAT)
+    if isinstance(mode, str):
+        return any(char in mode for char in "wax+")
+    return False
+
+
 def _absolute(path: Any) -> Optional[str]:
     """``path`` made absolute against the working folder now; None for a file descriptor."""
     if isinstance(path, int):
@@ -126,14 +135,18 @@ def _note_open(args: Tuple[Any, ...]) -> None:
     if _suppressed.get() or len(args) != 3:
         return
     path, mode, flags = args
-    if not _is_read(mode, flags):
+    reads = _is_read(mode, flags)
+    if not reads and not _is_write(mode, flags):
         return
     absolute = _absolute(path)
     if absolute is None:
         return
     watch = _current.get()
     for target in (watch,) if watch is not None else tuple(_active):
-        target.note(absolute)
+        if reads:
+            target.note(absolute)
+        else:
+            target.note_written(absolute)
 
 
 @contextlib.contextmanager
@@ -277,10 +290,18 @@ class ReadWatch:
     def __init__(self, task_id: str, settings: Settings) -> None:
         self.task_id = task_id
         self._record_suffix = settings.record_suffix
-        #: Files and folders not counted: declared inputs, outputs, the system's folders.
+        #: Files and folders not counted: declared inputs and outputs.
         self._files: Set[str] = set()
-        self._folders: Set[str] = _system_folders()
+        self._folders: Set[str] = set()
         self._outputs: Set[str] = set()
+        #: The system's folders (interpreter, temp folder…), never data — but for a project
+        #: that lives inside one of them (a checkout under /tmp, an app under /usr/src): files
+        #: under the working folder then count, as anywhere else.
+        self._system = _system_folders()
+        project = physical_path(os.getcwd())
+        self._project: Optional[str] = project if _inside(project, self._system) else None
+        #: Files this run opened for writing before any read: its own scratch files.
+        self._written: Set[str] = set()
         #: The stat cache, as a prefix that also covers SQLite's ``-wal`` and ``-shm`` files.
         self._stat_cache = (
             os.path.normpath(os.path.abspath(settings.stat_cache_path))
@@ -322,7 +343,11 @@ class ReadWatch:
             return True
         if _LUIGI_TMP in path and path.partition(_LUIGI_TMP)[0] in self._outputs:
             return True  # <output>-luigi-tmp-NNN, or a file inside such a temporary folder
-        return _inside(path, self._folders)
+        if _inside(path, self._folders):
+            return True
+        if not _inside(path, self._system):
+            return False
+        return self._project is None or not _inside(path, {self._project})
 
     def _excluded_anyhow(self, path: str) -> bool:
         """Excluded as opened, as the file the symlinks lead to, or by the ignore option."""
@@ -353,12 +378,19 @@ class ReadWatch:
             ancestors.append(parent)
         return any(fnmatch.fnmatchcase(a, g) for g in self._ignored_globs for a in ancestors)
 
+    def note_written(self, path: str) -> None:
+        """``path`` is being opened for writing: if it was not read before in this run, what
+        the run reads from it later is its own scratch data, not an input."""
+        with self._lock:
+            if path not in self._seen:
+                self._written.add(path)
+
     def note(self, path: str) -> None:
         """``path`` is being opened for reading (called by the hook, before the open)."""
         if path in self._seen:
             return
         stat: Optional[StatKey] = None
-        if not self._excluded_anyhow(path):
+        if path not in self._written and not self._excluded_anyhow(path):
             try:
                 st = os.stat(path)
             except (OSError, ValueError):

@@ -1794,3 +1794,59 @@ def test_an_installed_package_imported_lazily_is_not_imported(
     closure = project.closure()
     assert (closure.error, closure.unresolved) == (None, ())
     assert heavy not in sys.modules
+
+
+def test_constants_set_to_dates_enums_and_paths_count_by_value(project: Project) -> None:
+    """A literal constant that other code sets to a date (or an enum member, a path) counts by
+    that value; one set to an object that cannot be described is listed, never dropped."""
+    project.write(
+        config="CUTOFF = None\nKIND = None\nOTHER = None\n",
+        settings="import datetime, enum, pathlib\nfrom PKG import config\n\n"
+        "class Kind(enum.Enum):\n    A = 1\n    B = 2\n\n"
+        "class Opaque:\n    pass\n\n"
+        "config.CUTOFF = datetime.date(2024, 3, 1)\nconfig.KIND = Kind.A\n"
+        "config.OTHER = Opaque()\n",
+        pipeline="from PKG import config, settings\n\nclass Task:\n    def run(self):\n"
+        "        return config.CUTOFF, config.KIND, config.OTHER\n",
+    )
+    before = project.closure()
+    assert any("config.OTHER: other code set it to a Opaque" in u for u in before.unresolved), (
+        before.unresolved
+    )
+    project.edit("settings", "datetime.date(2024, 3, 1)", "datetime.date(2024, 3, 2)")
+    project.edit("settings", "Kind.A", "Kind.B")
+    after = project.closure()
+    assert project.changed(before, after) == [
+        "constant PKG.config.CUTOFF changed",
+        "constant PKG.config.KIND changed",
+    ]
+
+
+def test_values_that_hold_themselves_or_share_parts_are_described_in_linear_time() -> None:
+    """A tree with parent links is no plain data (described as None at once); a value whose
+    parts are shared many times over is described once per part."""
+    from luigi_repro.codetext import describe_value
+
+    tree: Dict[str, Any] = {"children": []}
+    for index in range(50):
+        tree["children"].append({"parent": tree, "name": str(index)})
+    started = time.perf_counter()
+    assert describe_value(tree) is None
+    shared: Any = ["leaf"]
+    for _ in range(30):  # 2**30 paths, 30 distinct objects
+        shared = [shared, shared]
+    assert describe_value(shared) is not None
+    assert time.perf_counter() - started < 2.0
+
+
+def test_empty_optional_ast_fields_are_left_out_so_a_python_upgrade_is_no_code_change() -> None:
+    """Python 3.12 added ``type_params=[]`` to every def and class: empty or missing optional
+    fields never reach the text a digest is made of."""
+    import ast
+
+    from luigi_repro.codetext import dump
+
+    text = dump(ast.parse("@decorate\ndef f(x):\n    return x\n"))
+    assert "type_params" not in text
+    assert "returns=" not in text
+    assert "decorator_list=[Name(" in text

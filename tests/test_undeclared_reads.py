@@ -655,3 +655,40 @@ def test_luigi_repro_own_reads_inside_a_run_are_never_counted(
     make_raw()
     assert build(RunsAnother())
     assert Path("out/runs_another.txt").read_text() == "True"
+
+
+class Unpacks(TaskWithCheckingInputHash):
+    """Writes a scratch file, reads it back, deletes it."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/unpacked.txt")
+
+    def run(self) -> None:
+        os.makedirs("scratch", exist_ok=True)
+        Path("scratch/unpacked.csv").write_text("a,b\n1,2\n")
+        rows = Path("scratch/unpacked.csv").read_text().splitlines()
+        os.remove("scratch/unpacked.csv")
+        with self.output().open("w") as sink:
+            sink.write(str(len(rows)))
+
+
+def test_a_scratch_file_the_run_wrote_first_is_not_an_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a run reads back from a file it created itself is its own data, under every policy."""
+    use_policy(monkeypatch, "track")
+    assert build(Unpacks())
+    assert undeclared_entries(record_beside("out/unpacked.txt")) == []
+    assert Unpacks().complete()
+
+
+def test_a_project_inside_the_temp_folder_still_has_its_reads_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files under the temp folder are never data — except under the working folder of a
+    project that lives there (a checkout in /tmp)."""
+    use_policy(monkeypatch, "track")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the project is inside it now
+    assert build(Financials())
+    [entry] = undeclared_entries(record_beside("out/summary.txt"))
+    assert entry.uri == os.path.abspath(DATA)
