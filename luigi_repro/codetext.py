@@ -62,6 +62,8 @@ def dump(root: ast.AST) -> str:
 
 #: How many items a value may hold to be described (a bigger one is not plain configuration).
 _VALUE_BUDGET = 20_000
+#: How long its description may grow, in characters.
+_TEXT_BUDGET = 4_000_000
 
 
 def describe_value(value: Any) -> Optional[str]:
@@ -69,8 +71,9 @@ def describe_value(value: Any) -> Optional[str]:
 
     Plain data: numbers, strings, bytes, dates and times, decimals, paths, UUIDs, enum members,
     and lists, tuples, sets and dicts of them. A value that holds itself (a tree with parent
-    links), nests deeper than 32 levels or holds more than 20,000 items is not plain data; each
-    shared object is described once per value, so the work is linear in its size.
+    links), nests deeper than 32 levels, holds more than 20,000 items or describes to more than
+    4 million characters is not plain data; each shared object is described once per value, so
+    the work stays linear.
     """
     return _Describer().describe(value, 0)
 
@@ -78,6 +81,7 @@ def describe_value(value: Any) -> Optional[str]:
 class _Describer:
     def __init__(self) -> None:
         self.budget = _VALUE_BUDGET
+        self.characters = _TEXT_BUDGET
         self.path: Set[int] = set()
         self.done: Dict[int, Optional[str]] = {}
 
@@ -95,7 +99,7 @@ class _Describer:
             return None
         key = id(value)
         if key in self.done:
-            return self.done[key]
+            return self._charged(self.done[key])
         if key in self.path:
             return None  # it holds itself
         self.path.add(key)
@@ -104,7 +108,15 @@ class _Describer:
         finally:
             self.path.discard(key)
         self.done[key] = text
-        return text
+        return self._charged(text)
+
+    def _charged(self, text: Optional[str]) -> Optional[str]:
+        """``text``, unless the description has grown past its size limit (a value whose parts
+        are shared over and over can describe to a text exponentially longer than itself)."""
+        if text is None:
+            return None
+        self.characters -= len(text)
+        return text if self.characters >= 0 else None
 
     def _container(self, value: Any, kind: type, depth: int) -> Optional[str]:
         if kind is dict:
