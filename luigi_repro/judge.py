@@ -193,6 +193,8 @@ class Judge:
         counters: Optional[Counters] = None,
     ) -> None:
         self.settings = settings
+        #: Read from the environment once per call (it keys the digests of secret parameters).
+        self.signing_key = settings.signing_key
         self.exhaustive = exhaustive
         self.context = FingerprintContext(
             algorithm=settings.hash_algorithm,
@@ -319,7 +321,7 @@ class Judge:
         if not self.reuse_verdicts:
             return self._decide(task, requirements)
         key: _VerdictKey = (task.task_id, type(task), self.settings, self.exhaustive)
-        params = canonical_params(task, self.settings.signing_key)
+        params = canonical_params(task, self.signing_key)
         code = code_fingerprint(type(task), self.settings.hash_algorithm)
         requirement_ids = tuple(upstream.task_id for _, upstream in requirements)
         shape = self._shape_of(task, requirements)
@@ -586,7 +588,7 @@ class Judge:
         found: _Findings,
     ) -> None:
         add = found.add
-        changed = diff_params(record.task.params, canonical_params(task, self.settings.signing_key))
+        changed = diff_params(record.task.params, canonical_params(task, self.signing_key))
         # Another task id made the output: parameters changed, or two tasks write one path.
         by = "" if record.task.task_id == task.task_id else f"; recorded by {record.task.label}"
         if changed:

@@ -25,7 +25,7 @@ def physical_path(path: str) -> str:
     beside the name the user wrote.
     """
     joined = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
-    if ".." not in joined.split(os.sep):
+    if ".." not in joined or ".." not in joined.split(os.sep):
         return os.path.normpath(joined)
     head, tail = os.path.split(joined.rstrip(os.sep))
     if tail in ("..", "."):
