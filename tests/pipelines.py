@@ -10,8 +10,9 @@ import inspect
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
+import attrs
 import luigi
 
 from luigi_repro import (
@@ -21,6 +22,7 @@ from luigi_repro import (
     WrapperTask,
     judging,
 )
+from luigi_repro.record import InputEntry, dump_record, parse_record
 from luigi_repro.status import TaskStatus
 
 RUNS_LOG = "runs.log"
@@ -81,6 +83,15 @@ def failure_of(task: luigi.Task) -> BaseException:
     except Exception as exc:  # noqa: BLE001 - each caller checks the type
         return exc
     raise AssertionError(f"{task!r}.run() raised nothing")
+
+
+def edit_record_inputs(output: str, edit: Callable[[InputEntry], InputEntry]) -> None:
+    """Rewrite the record beside ``output`` with ``edit`` applied to each of its inputs (a
+    hand-made or hostile record)."""
+    path = Path(output + ".repro.json")
+    record = parse_record(path.read_bytes(), str(path))
+    inputs = tuple(edit(entry) for entry in record.inputs)
+    path.write_bytes(dump_record(attrs.evolve(record, inputs=inputs)))
 
 
 def from_scratch(task: luigi.Task) -> bool:
