@@ -224,6 +224,18 @@ class Judge:
         #: How many own-verdicts were reused from an earlier call (their evidence still held).
         self.verdicts_reused = 0
 
+    def exhaustive_sibling(self) -> Judge:
+        """A judge that looks for every reason, reusing what this one has read and fingerprinted
+        in this call (records and fingerprints do not depend on how many reasons are wanted)."""
+        sibling = Judge(self.settings, exhaustive=True, counters=self.counters)
+        sibling.context = self.context
+        sibling._contexts = self._contexts
+        sibling._records = self._records
+        sibling._observations = self._observations
+        sibling._settled = self._settled
+        sibling._outputs = self._outputs
+        return sibling
+
     @property
     def counters(self) -> Counters:
         return self.context.counters

@@ -149,7 +149,7 @@ class RunProtocol:
                 )
                 self.close()
                 return False
-            self._say_why(verdict)
+            self._say_why(judge, verdict)
             for key, target in self.outputs:
                 self._tokens[key] = target.change_token()
                 with contextlib.suppress(OSError, ValueError):
@@ -168,16 +168,16 @@ class RunProtocol:
         self._started_clock = time.monotonic()
         return True
 
-    def _say_why(self, verdict: TaskStatus) -> None:
+    def _say_why(self, judge: Judge, verdict: TaskStatus) -> None:
         """Log, before ``run()``, every reason the task runs, as ``verify`` words them.
 
         The check that decided to run stops at its first reason; the task's own state is judged
-        again exhaustively (cheap: its files were just fingerprinted, and upstream tasks are
-        complete by now, or Luigi would not run it).
+        again exhaustively, from what that check already read (its files were just
+        fingerprinted, and upstream tasks are complete by now, or Luigi would not run it).
         """
         if not logger.isEnabledFor(logging.INFO):
             return
-        reasons = list(Judge(self.settings, exhaustive=True).own(self.task).reasons)
+        reasons = list(judge.exhaustive_sibling().own(self.task).reasons)
         known = {reason.kind for reason in reasons}
         reasons += [r for r in verdict.reasons if r.kind not in known]
         why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
