@@ -140,14 +140,8 @@ def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
         return known
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(entry.path, flags)
-        try:
-            with os.fdopen(fd, "rb") as stream:
-                fd = -1
-                data = stream.read(_RECOGNISE_LIMIT + 1)
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        with os.fdopen(os.open(entry.path, flags), "rb") as stream:
+            data = stream.read(_RECOGNISE_LIMIT + 1)
     except OSError:
         return False
     answer = test(data)
