@@ -128,14 +128,6 @@ def _is_local(uri: str) -> bool:
     return os.path.isabs(uri)
 
 
-def _relocate(uri: str, own: OutputEntry, target_uri: str) -> str:
-    """Where ``uri`` is, given that the record being read describes ``own`` and sits beside
-    ``target_uri`` (see :func:`~luigi_repro.localpath.relocate`)."""
-    if not all(map(_is_local, (uri, own.uri, target_uri))):
-        return uri
-    return relocate(uri, own.uri, target_uri)
-
-
 class _Auditor:
     def __init__(self, judge: Judge) -> None:
         self.judge = judge
@@ -163,7 +155,7 @@ class _Auditor:
         if not (_is_local(own.uri) and _is_local(target.uri)):
             return f"{task_id}@{target.uri}"
         first = next(entry.uri for entry in record.outputs if _is_local(entry.uri))
-        return f"{task_id}@{_relocate(first, own, target.uri)}"
+        return f"{task_id}@{relocate(first, own.uri, target.uri)}"
 
     def visit(self, root: HashableTarget, is_root: bool) -> str:
         root_id = self.node_id(root)
@@ -259,7 +251,9 @@ class _Auditor:
             return
         for output_entry in record.outputs:
             location = (
-                target.uri if output_entry is own else _relocate(output_entry.uri, own, target.uri)
+                target.uri
+                if output_entry is own
+                else relocate(output_entry.uri, own.uri, target.uri)
             )
             output, unlocated = self._locate(location, output_entry.target, target)
             if output_entry is own and output is not None:
@@ -267,7 +261,7 @@ class _Auditor:
             self._compare(node, output, location, output_entry.fingerprint, "output", unlocated)
         assert node.pending is not None
         for input_entry in record.inputs:
-            location = _relocate(input_entry.uri, own, target.uri)
+            location = relocate(input_entry.uri, own.uri, target.uri)
             upstream, unlocated = self._locate(location, input_entry.target, None)
             if input_entry.fingerprint is None:
                 # Recorded as unverifiable: existence is all the run could vouch for.
