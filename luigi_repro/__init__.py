@@ -26,6 +26,7 @@ from luigi_repro.errors import (
     RecordError,
     ReproError,
     RunProtocolError,
+    SigningKeyError,
     UnsupportedTarget,
 )
 from luigi_repro.judge import Judge, judging
@@ -80,6 +81,7 @@ __all__ = [
     "ReproConfig",
     "ReproError",
     "RunProtocolError",
+    "SigningKeyError",
     "Settings",
     "Status",
     "TaskReport",

@@ -21,7 +21,7 @@ import attrs
 import luigi
 import luigi.configuration
 
-from luigi_repro.errors import ConfigError
+from luigi_repro.errors import ConfigError, SigningKeyError
 from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
 
 __all__ = [
@@ -99,6 +99,11 @@ class ReproConfig(luigi.Config):
         default="LUIGI_REPRO_HMAC_KEY",
         description="Environment variable holding the key that signs and verifies records.",
     )
+    require_signatures = luigi.Parameter(
+        default="false",
+        description="true: the signing key variable must be set (a CI job whose secret is "
+        "missing stops instead of writing and trusting unsigned records).",
+    )
 
     @classmethod
     def get_task_family(cls) -> str:
@@ -133,12 +138,29 @@ class Settings:
         factory=lambda: _ignore_patterns(DEFAULT_READS_IGNORE)
     )
     hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
+    require_signatures: bool = False
 
     @property
     def signing_key(self) -> Optional[bytes]:
-        """The HMAC key, when the variable named by ``hmac_key_env`` is set and not empty."""
-        value = os.environ.get(self.hmac_key_env, "")
-        return value.encode() if value else None
+        """The HMAC key from the variable named by ``hmac_key_env``; None when it is not set.
+
+        Fails closed (:class:`SigningKeyError`): a variable that is set but empty or blank is
+        a missing secret, never "unsigned"; with ``require_signatures`` an unset one is too.
+        """
+        value = os.environ.get(self.hmac_key_env)
+        if value is None:
+            if self.require_signatures:
+                raise SigningKeyError(
+                    self.hmac_key_env,
+                    "is not set, and require_signatures = true: set it to the team's key",
+                )
+            return None
+        if not value.strip():
+            raise SigningKeyError(
+                self.hmac_key_env,
+                "is set but empty: set it to the key, or unset it to work without signatures",
+            )
+        return value.encode("utf-8", "surrogateescape")
 
 
 def _option(config: ReproConfig, name: str) -> str:
@@ -158,6 +180,17 @@ def _number(name: str, text: str, minimum: float) -> float:
     if not minimum <= value <= _MAX_SECONDS:
         raise ConfigError(name, text, f"a number of seconds between {minimum:g} and one year")
     return value
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _flag(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(name, text, "true or false")
+    return value in _TRUE
 
 
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
@@ -182,6 +215,7 @@ _OPTIONS = (
     "undeclared_reads",
     "undeclared_reads_ignore",
     "hmac_key_env",
+    "require_signatures",
 )
 
 
@@ -261,4 +295,5 @@ def _read_settings() -> Settings:
         ),
         undeclared_reads_ignore=_ignore_patterns(_option(config, "undeclared_reads_ignore")),
         hmac_key_env=key_env,
+        require_signatures=_flag("require_signatures", _option(config, "require_signatures")),
     )

@@ -5,6 +5,7 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
 
     ReproError (Exception)
      +-- ConfigError (ValueError)         a [luigi_repro] option has a value we cannot use
+     |    +-- SigningKeyError             the signing key is configured but empty, or required
      +-- ParameterError (TypeError)       a parameter has no canonical form (e.g. a set)
      +-- RecordError (ValueError)         a record is unreadable: JSON, shape, schema, signature
      +-- LockTimeout (TimeoutError)       a run lock was not acquired in time
@@ -36,6 +37,7 @@ __all__ = [
     "RecordError",
     "ReproError",
     "RunProtocolError",
+    "SigningKeyError",
     "UndeclaredRead",
     "UnsupportedTarget",
 ]
@@ -53,6 +55,21 @@ class ConfigError(ReproError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"[luigi_repro] {option} = {value!r} is not valid: expected {expected}.")
+
+
+class SigningKeyError(ConfigError):
+    """The signing key is present but empty, or required (``require_signatures``) but absent.
+
+    Signing fails closed: an empty variable is how a missing CI secret usually looks, and
+    treating it as "no key" would silently accept unsigned (forged) records.
+    """
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        ReproError.__init__(self, f"the signing key variable {variable} {problem}.")
+        self.option = "hmac_key_env"
+        self.value = variable
+        self.expected = "a non-empty key"
 
 
 class ParameterError(ReproError, TypeError):

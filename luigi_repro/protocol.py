@@ -90,6 +90,8 @@ class RunProtocol:
     def __init__(self, task: luigi.Task, settings: Optional[Settings] = None) -> None:
         self.task = task
         self.settings = settings or load_settings()
+        #: Read now, so that an unusable key (set but empty) stops the run before run() starts.
+        self.signing_key = self.settings.signing_key
         self.outputs: List[Tuple[Key, HashableTarget]] = []
         for key, target in flatten_with_keys(task.output()):
             hashable = as_hashable(target)
@@ -374,7 +376,7 @@ class RunProtocol:
                 family=task.get_task_family(),
                 module=cls.__module__,
                 task_id=task.task_id,
-                params=canonical_params(task, self.settings.signing_key),
+                params=canonical_params(task, self.signing_key),
                 code_fingerprint=code.fingerprint,
                 code_version=code_version_of(cls),
                 code_parts=code.parts,

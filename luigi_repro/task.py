@@ -24,7 +24,9 @@ from typing import (
     Iterator,
     List,
     Optional,
+    Set,
     Tuple,
+    TypeVar,
 )
 
 import luigi
@@ -33,8 +35,9 @@ from luigi.parameter import _no_value
 from luigi_repro import environment
 from luigi_repro.codeclosure import capture_code
 from luigi_repro.dag import flatten_with_keys, lost_in_transfer
-from luigi_repro.errors import RunProtocolError
+from luigi_repro.errors import ConfigError, RunProtocolError
 from luigi_repro.judge import judging
+from luigi_repro.log import logger
 from luigi_repro.params import class_params, reject_sets
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.reads import watching
@@ -69,6 +72,26 @@ def _running(task: luigi.Task, protocol: RunProtocol) -> Iterator[None]:
             yield
     finally:
         _inside_run.reset(token)
+
+
+_T = TypeVar("_T")
+_reported_config_errors: Set[str] = set()
+
+
+def _answer(check: Callable[[], _T], otherwise: _T) -> _T:
+    """``check()``, or ``otherwise`` when the configuration is unusable (logged once).
+
+    A check must not crash Luigi's scheduling loop, and an unusable configuration (an empty
+    signing key above all) must never make a task count as complete: the task then runs, and
+    its run stops with the same error before it writes anything.
+    """
+    try:
+        return check()
+    except ConfigError as exc:
+        if str(exc) not in _reported_config_errors:
+            _reported_config_errors.add(str(exc))
+            logger.error("luigi_repro cannot check tasks: %s", exc)
+        return otherwise
 
 
 def _wrap_run(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -210,6 +233,9 @@ class CheckingInputHashMixin(luigi.Task):
     def complete(self) -> bool:
         """True when outputs, records, parameters, code and inputs all agree, recursively."""
         environment.warm()  # once per process, before Luigi forks workers that would redo it
+        return _answer(self._judged_complete, False)
+
+    def _judged_complete(self) -> bool:
         with judging() as judge:
             return judge.status(self).ok
 
@@ -225,18 +251,22 @@ class CheckingInputHashMixin(luigi.Task):
         upstream tasks they share are judged once.
         """
         environment.warm()
-        done: List[Any] = []
-        with judging() as judge:
-            for values in parameter_tuples:
-                if isinstance(values, (list, tuple)):
-                    task = cls(*values)
-                elif isinstance(values, dict):
-                    task = cls(**values)
-                else:
-                    task = cls(**{_ranged_parameter(cls): values})
-                if judge.status(task).ok:
-                    done.append(values)
-        return done
+        return _answer(functools.partial(_complete_among, cls, parameter_tuples), [])
+
+
+def _complete_among(cls: Any, parameter_tuples: Iterable[Any]) -> List[Any]:
+    done: List[Any] = []
+    with judging() as judge:
+        for values in parameter_tuples:
+            if isinstance(values, (list, tuple)):
+                task = cls(*values)
+            elif isinstance(values, dict):
+                task = cls(**values)
+            else:
+                task = cls(**{_ranged_parameter(cls): values})
+            if judge.status(task).ok:
+                done.append(values)
+    return done
 
 
 def _ranged_parameter(cls: Any) -> str:
@@ -294,6 +324,9 @@ class WrapperTask(luigi.WrapperTask):
     """
 
     def complete(self) -> bool:
+        return _answer(self._judged_complete, False)
+
+    def _judged_complete(self) -> bool:
         with judging() as judge:
             requirements = self.requires()  # type: ignore[no-untyped-call]  # luigi is untyped
             return all(judge.is_complete(task) for _, task in flatten_with_keys(requirements))

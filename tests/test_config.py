@@ -277,10 +277,10 @@ def test_stat_cache_path_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_signing_key_from_default_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The signing key is read from LUIGI_REPRO_HMAC_KEY by default; empty means no key."""
+    """The signing key is read from LUIGI_REPRO_HMAC_KEY by default; unset means no key."""
     monkeypatch.setenv("LUIGI_REPRO_HMAC_KEY", "s3cret")
     assert load_settings().signing_key == b"s3cret"
-    monkeypatch.setenv("LUIGI_REPRO_HMAC_KEY", "")
+    monkeypatch.delenv("LUIGI_REPRO_HMAC_KEY")
     assert load_settings().signing_key is None
 
 
