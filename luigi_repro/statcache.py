@@ -42,6 +42,7 @@ from luigi_repro.localpath import physical_path
 from luigi_repro.log import logger
 
 __all__ = [
+    "BUSY_TIMEOUT_SECONDS",
     "CachedFingerprint",
     "DirectoryFingerprint",
     "PersistentStatCache",
@@ -119,12 +120,18 @@ class CachedFingerprint:
         return self.stat == stat and self.algorithm == algorithm and not self.is_racy(window_ns)
 
 
+#: How long SQLite waits for another process's lock on the cache. The cache only saves time, so
+#: a process that would wait longer (another process holding the file locked) goes on without it.
+BUSY_TIMEOUT_SECONDS = 1.0
+
+
 class PersistentStatCache:
     """Fingerprints of files without records, keyed by absolute path and algorithm, in SQLite.
 
     Safe under concurrent processes (SQLite's own locking, WAL journal, busy timeout) and across
     ``fork`` (each process opens its own connection). The cache is only ever an optimisation: any
-    database error disables it for this process with one warning, and checks carry on by hashing.
+    database error, or a lock held by another process for more than ``BUSY_TIMEOUT_SECONDS``,
+    disables it for this process with one warning, and checks carry on by hashing.
     """
 
     def __init__(self, path: str) -> None:
@@ -149,7 +156,9 @@ class PersistentStatCache:
             folder = os.path.dirname(self.path)
             if folder:
                 os.makedirs(folder, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False
+            )
             try:
                 self._prepare(conn)
             except BaseException:
@@ -163,7 +172,7 @@ class PersistentStatCache:
     def _prepare(conn: sqlite3.Connection) -> None:
         # Switching to WAL needs a moment without writers and SQLite does not wait for it; once
         # any process has switched, the setting stays in the file, so a busy database is fine.
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         while True:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -196,11 +205,16 @@ class PersistentStatCache:
                 return None if conn is None else action(conn)
             except (sqlite3.Error, OSError) as exc:
                 self._disabled = True
+                problem = str(exc)
+                if "locked" in problem or "busy" in problem:
+                    problem = (
+                        f"another process has held it locked for over {BUSY_TIMEOUT_SECONDS:g} s"
+                    )
                 logger.warning(
-                    "luigi_repro: the stat cache %s is unusable (%s); "
-                    "files without a record will be hashed on every check.",
+                    "luigi_repro: the stat cache %s is unusable (%s); this process goes on "
+                    "without it: files without a record will be hashed on every check.",
                     self.path,
-                    exc,
+                    problem,
                 )
                 return None
 

@@ -598,3 +598,47 @@ def test_slow_read_started_within_window_is_racy(monkeypatch: pytest.MonkeyPatch
         first = fingerprint_file(path, ALGO, racy_window_ns=window_ns)
     assert first.fingerprint == hash_bytes(b"content", ALGO)
     assert hashed(path, hint=first, racy_window_ns=window_ns) == 1
+
+
+def _hold_exclusively(db: str, ready: Any, release: Any) -> None:
+    """Child process body: lock the whole cache file (even readers wait) until told to stop."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+    conn.execute("BEGIN EXCLUSIVE")
+    conn.execute("CREATE TABLE IF NOT EXISTS squatter (x)")
+    ready.set()
+    release.wait(timeout=60)
+    conn.close()
+
+
+@pytest.mark.timeout(30)
+def test_cache_held_by_another_process_costs_at_most_about_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holding the cache locked: this one waits ~1 s once, warns once, and
+    hashes on without it (it used to stall ~60 s)."""
+    db = os.path.abspath("held.sqlite3")
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_exclusively, args=(db, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(timeout=20)
+        path = write("f.txt", b"content")
+        settle()
+        cache = cache_at(db)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+            for _ in range(5):
+                entry = fingerprint_file(path, ALGO, cache=cache, racy_window_ns=WINDOW_NS)
+                assert entry.fingerprint == hash_bytes(b"content", ALGO)
+                cache.flush()
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(timeout=20)
+    assert elapsed < 2.5, elapsed
+    warnings = [r for r in caplog.records if r.name == LOGGER_NAME and r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "another process has held it locked" in warnings[0].getMessage()
