@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from pipelines import Merge, Report, build, families, failure_of, make_raw, runs
+from pipelines import Merge, Report, build, failure_of, families, make_raw, runs
 
 from luigi_repro import SigningKeyError, load_settings
 from luigi_repro.cli import main

@@ -14,6 +14,7 @@ from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from luigi_repro.cli.common import UsageError
 from luigi_repro.log import LOGGER_NAME
+from luigi_repro.printable import printable
 
 __all__ = ["main"]
 
@@ -69,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = _commands()
     command = commands.get(args[0])
     if command is None:
-        sys.stderr.write(f"luigi-repro: unknown command {args[0]!r}\n\n{USAGE}")
+        sys.stderr.write(f"luigi-repro: unknown command {printable(repr(args[0]))}\n\n{USAGE}")
         return 2
     try:
         with _logging(debug):
@@ -85,5 +86,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = str(exc) or type(exc).__name__
         if not isinstance(exc, UsageError) and not debug:
             message += " (run with --debug for the traceback)"
-        sys.stderr.write(f"luigi-repro: error: {message}\n")
+        sys.stderr.write(f"luigi-repro: error: {printable(message)}\n")
         return 2

@@ -19,6 +19,7 @@ from luigi_repro.cli.render import Style
 from luigi_repro.config import load_settings
 from luigi_repro.dag import requirements_of, static_inputs
 from luigi_repro.judge import Judge, is_checked_task
+from luigi_repro.printable import printable
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind
@@ -163,9 +164,9 @@ def run(argv: Sequence[str]) -> int:
     with load_task(rest) as root:
         adopt, skipped = plan(root, force=options.force)
         for task, why in skipped:
-            print(f"  {style.dim('skip')}   {task!r}: {why}")
+            print(f"  {style.dim('skip')}   {printable(f'{task!r}: {why}')}")
         for task in adopt:
-            print(f"  {style.good('adopt')}  {task!r}")
+            print(f"  {style.good('adopt')}  {printable(repr(task))}")
         if not adopt:
             print("Nothing to adopt.")
             return 0

@@ -9,6 +9,7 @@ import time
 from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Set
 
 from luigi_repro.fingerprint import Counters
+from luigi_repro.printable import printable
 from luigi_repro.report import Report
 from luigi_repro.status import ReasonKind
 
@@ -85,26 +86,27 @@ def _tree_lines(report: Report, style: Style) -> Iterator[str]:
         if task is None:
             continue
         prefix = "   " * (depth - 1) + style.branch if depth else ""
+        label = printable(task.label)
         if task_id in shown:
-            yield prefix + style.dim(f"{task.label} (shown above)")
+            yield prefix + style.dim(f"{label} (shown above)")
             continue
         shown.add(task_id)
         mark = style.good(style.ok_mark) if task.ok else style.bad(style.bad_mark)
         status = style.good(task.status) if task.ok else style.bad(task.status)
-        yield f"{prefix}{mark} {style.bold(task.label)}  {status}"
+        yield f"{prefix}{mark} {style.bold(label)}  {status}"
         detail = "   " * depth + "  "
         upstream = [r for r in task.reasons if r.kind is ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
         for reason in task.reasons:
             if reason.kind is ReasonKind.UPSTREAM_NOT_UP_TO_DATE:
                 continue  # summarised below: the tree shows those tasks and why
-            yield f"{detail}{style.bad('-')} {reason.kind.value}: {reason.message}"
+            yield f"{detail}{style.bad('-')} {reason.kind.value}: {printable(reason.message)}"
             for line in _file_changes(reason.evidence):
                 yield f"{detail}    {line}"
         if upstream:
             names = ", ".join(_family_of(report, r.evidence.get("task_id", "")) for r in upstream)
-            yield f"{detail}{style.bad('-')} UPSTREAM_NOT_UP_TO_DATE: {names}"
+            yield f"{detail}{style.bad('-')} UPSTREAM_NOT_UP_TO_DATE: {printable(names)}"
         for note in task.notes:
-            yield f"{detail}{style.note('~')} {note.kind.value}: {note.message}"
+            yield f"{detail}{style.note('~')} {note.kind.value}: {printable(note.message)}"
         for child in reversed(task.upstream):
             stack.append((child, depth + 1))
 
@@ -117,14 +119,14 @@ def _family_of(report: Report, task_id: str) -> str:
 def _file_changes(evidence: Mapping[str, Any]) -> Iterator[str]:
     for key, word in (("added", "added"), ("removed", "removed"), ("changed", "changed")):
         for name in evidence.get(key) or ():
-            yield f"{word}: {name}"
+            yield f"{word}: {printable(str(name))}"
 
 
 def render_tree(report: Report, stream: IO[str], style: Style) -> None:
     for line in _tree_lines(report, style):
         stream.write(line + "\n")
     for note in report.notes:
-        stream.write(style.note(f"note: {note}") + "\n")
+        stream.write(style.note(f"note: {printable(str(note))}") + "\n")
     summary = summary_line(report)
     stream.write((style.good(summary) if report.ok else style.bad(summary)) + "\n")
 
@@ -135,7 +137,7 @@ def render_json(report: Report, stream: IO[str], style: Style) -> None:
 
 
 def _tsv_cell(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")
+    return printable(text)  # a tab or newline in a name would make a new cell or row
 
 
 def render_tsv(report: Report, stream: IO[str], style: Style) -> None:

@@ -14,6 +14,7 @@ from luigi_repro.cli.render import Style, human_bytes
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import short
+from luigi_repro.printable import printable
 from luigi_repro.record import Record, dump_record
 from luigi_repro.targets.base import HashableTarget, target_from_uri
 
@@ -36,10 +37,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _label(record: Record) -> str:
-    return record.task.label
+    return printable(record.task.label)
 
 
 def _details(path: str, record: Record, style: Style) -> List[str]:
+    """The readable view; every text from the record is escaped for the terminal."""
     run, task = record.run, record.task
     software = ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))
     if run.packages:
@@ -47,24 +49,28 @@ def _details(path: str, record: Record, style: Style) -> List[str]:
     made = f"{run.started} -> {run.ended} ({run.duration_s:.2f} s) on {run.host}, pid {run.pid}"
     if run.adopted:
         made += "  [adopted: recorded without a run]"
+    code = short(task.code_fingerprint)
+    if task.code_version:
+        code += f"  (code_version {task.code_version})"
+    where = f"{task.module}.{task.family}, id {task.task_id}"
     lines = [
-        style.bold(path),
-        f"  task      {_label(record)}  ({task.module}.{task.family}, id {task.task_id})",
-        f"  made      {made}",
-        f"  software  {software}",
-        f"  code      {short(task.code_fingerprint)}"
-        + (f"  (code_version {task.code_version})" if task.code_version else ""),
+        style.bold(printable(path)),
+        f"  task      {_label(record)}  ({printable(where)})",
+        f"  made      {printable(made)}",
+        f"  software  {printable(software)}",
+        f"  code      {printable(code)}",
         "  outputs",
     ]
     for entry in record.outputs:
-        lines.append(f"    {entry.uri}  {short(entry.fingerprint)}  {human_bytes(entry.size)}")
+        shown = f"{entry.uri}  {short(entry.fingerprint)}"
+        lines.append(f"    {printable(shown)}  {human_bytes(entry.size)}")
     lines.append("  inputs" if record.inputs else "  inputs    none")
     for item in record.inputs:
         origin = f"  <- {item.task_id}" if item.task_id else ""
         kind = " (dynamic)" if item.dynamic else ""
-        lines.append(f"    {item.uri}  {short(item.fingerprint)}{kind}{origin}")
+        lines.append("    " + printable(f"{item.uri}  {short(item.fingerprint)}{kind}{origin}"))
     if record.signature:
-        lines.append("  signed    " + record.signature.split(":", 1)[0])
+        lines.append("  signed    " + printable(record.signature.split(":", 1)[0]))
     return lines
 
 
@@ -84,7 +90,7 @@ def _lineage(
         try:
             record = target.read_record(settings)
         except RecordError as exc:
-            lines.append((depth, files, f"bad record: {exc.problem}"))
+            lines.append((depth, files, printable(f"bad record: {exc.problem}")))
             nodes[target.uri] = {"uri": target.uri, "error": exc.problem, "inputs": []}
             continue
         if record is None:
@@ -127,12 +133,14 @@ def run(argv: Sequence[str]) -> int:
     try:
         record = target.read_record(settings)
     except RecordError as exc:
-        print(f"{exc} Nothing trustworthy can be shown.", file=sys.stderr)
+        print(printable(f"{exc} Nothing trustworthy can be shown."), file=sys.stderr)
         return 1
     if record is None:
         print(
-            f"{options.path} has no record ({target.record_location(settings)} does not exist): "
-            "nothing vouches for where it came from.",
+            printable(
+                f"{options.path} has no record ({target.record_location(settings)} does not "
+                "exist): nothing vouches for where it came from."
+            ),
             file=sys.stderr,
         )
         return 1
@@ -156,5 +164,5 @@ def run(argv: Sequence[str]) -> int:
         print("  lineage")
         for depth, uri, label in lineage[0]:
             branch = ("   " * (depth - 1) + style.branch) if depth else ""
-            print(f"    {branch}{style.bold(label)}  {style.dim(uri)}")
+            print(f"    {branch}{style.bold(label)}  {style.dim(printable(uri))}")
     return 0
