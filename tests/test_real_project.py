@@ -9,18 +9,11 @@ tasks ran (from luigi_repro's "X runs: …" log lines) and what the audit names.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import pytest
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sales"
-TASK = ["TrainModel", "--date", "2024-03-01"]
+from sales import build, copy_project, edit, verify
 
 pytestmark = pytest.mark.slow
 
@@ -28,60 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh copy of the example, as a clone would give it."""
-    target = tmp_path / "sales"
-    shutil.copytree(
-        EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", "logs", "outcomes")
-    )
-    return target
-
-
-def _env(project: Path, **overrides: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(project), env.get("PYTHONPATH", "")])
-    # Reads under the temporary folder are never counted; the copy lives under pytest's, so the
-    # processes get a temporary folder of their own beside it.
-    scratch = project.parent / "scratch"
-    scratch.mkdir(exist_ok=True)
-    env["TMPDIR"] = str(scratch)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # an edit in the same second must not reuse a .pyc
-    env.update(overrides)
-    return env
-
-
-def build(project: Path, **env: str) -> Tuple[List[str], str]:
-    """``luigi --module pipeline TrainModel …``; the tasks that ran, and the log."""
-    done = subprocess.run(
-        [sys.executable, "-m", "luigi", "--module", "pipeline", *TASK, "--local-scheduler"],
-        cwd=project,
-        env=_env(project, **env),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-3000:]
-    assert "This progress looks :)" in log, log[-3000:]
-    ran = sorted(re.findall(r"luigi_repro: (\w+)\(date=2024-03-01, strategy=median\) runs: ", log))
-    return ran, log
-
-
-def verify(project: Path, **env: str) -> Tuple[int, str]:
-    """``luigi-repro verify --module pipeline TrainModel …``: exit status and report."""
-    done = subprocess.run(
-        [sys.executable, "-m", "luigi_repro", "verify", "--module", "pipeline", *TASK],
-        cwd=project,
-        env=_env(project, **env),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
+    return copy_project(tmp_path)
 
 
 ALL = ["EncodeData", "ImputeData", "TrainModel"]
