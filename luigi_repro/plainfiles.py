@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-import threading
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
+
+from luigi_repro.fsclock import filesystem_type
 
 __all__ = [
     "KERNEL_FILE_SYSTEMS",
@@ -60,9 +61,6 @@ KERNEL_FILE_SYSTEMS = frozenset(
 #: table cannot be read (another OS, a sandbox without /proc).
 _PSEUDO_FOLDERS = ("/proc", "/sys", "/dev")
 
-_MOUNTINFO = "/proc/self/mountinfo"
-_types: Dict[int, str] = {}
-_types_lock = threading.Lock()
 _KIND_NAMES = (
     (stat_module.S_ISFIFO, "a named pipe (FIFO)"),
     (stat_module.S_ISCHR, "a character device"),
@@ -75,50 +73,11 @@ class NotPlainFile(OSError):
     """A location is not a regular file on a data file system; it was not read."""
 
 
-def _read_mount_table() -> Optional[Dict[int, str]]:
-    """``{st_dev: file system type}`` of every mount, or None when there is no mount table."""
-    try:
-        with open(_MOUNTINFO, encoding="utf-8", errors="replace") as stream:
-            lines = stream.read().splitlines()
-    except OSError:
-        return None
-    table: Dict[int, str] = {}
-    for line in lines:
-        fields, sep, rest = line.partition(" - ")
-        parts = fields.split()
-        if not sep or len(parts) < 3 or ":" not in parts[2]:
-            continue
-        major, _, minor = parts[2].partition(":")
-        try:
-            device = os.makedev(int(major), int(minor))
-        except ValueError:
-            continue
-        fs_type = rest.split(" ", 1)[0]
-        table[device] = fs_type.split(".", 1)[0]  # "fuse.sshfs" is a fuse file system
-    return table
-
-
 def file_system_type(device: int) -> Optional[str]:
-    """The type of the file system on ``device`` (an ``st_dev``), or None when it is unknown.
-
-    The mount table is read once and again whenever a device not in it shows up (something was
-    mounted since); a device still unknown then (a btrfs subvolume) is a data file system.
-    """
-    with _types_lock:
-        known = _types.get(device)
-        if known is not None:
-            return known
-        table = _read_mount_table()
-        if table is not None:
-            _types.update(table)
-        return _types.get(device)
-
-
-def _mount_table_readable() -> bool:
-    with _types_lock:
-        if _types:
-            return True
-    return _read_mount_table() is not None
+    """The type of the file system on ``device`` (an ``st_dev``) from the mount table, read again
+    when an unknown device shows up (throttled); None when unknown (a btrfs subvolume: data);
+    ``"unknown-host-clock"`` when there is no mount table at all."""
+    return filesystem_type(device)
 
 
 def refusal(st: os.stat_result, path: str = "") -> Optional[str]:
@@ -130,7 +89,7 @@ def refusal(st: os.stat_result, path: str = "") -> Optional[str]:
     fs_type = file_system_type(st.st_dev)
     if fs_type in KERNEL_FILE_SYSTEMS:
         return f"is a pseudo-file of the system (on a {fs_type} file system), never data; not read"
-    if fs_type is None and path and not _mount_table_readable():
+    if fs_type == "unknown-host-clock" and path:  # no mount table: the usual places
         resolved = os.path.realpath(path)
         if any(resolved == top or resolved.startswith(top + os.sep) for top in _PSEUDO_FOLDERS):
             return "is a pseudo-file of the system (/proc, /sys, /dev), never data; not read"
@@ -174,9 +133,15 @@ def open_plain(path: str) -> Tuple[int, os.stat_result]:
 def read_plain(path: str, limit: int) -> Tuple[bytes, os.stat_result]:
     """At most ``limit + 1`` bytes of a regular data file, and its fstat.
 
-    One byte more than ``limit`` tells the caller the file is too big, even when it grew after
-    its size was taken; nothing beyond that is ever read.
+    A file already bigger than ``limit`` is not read at all (its fstat says so); one byte more
+    than ``limit`` tells the caller it grew past the limit while it was read.
     """
     fd, st = open_plain(path)
     with os.fdopen(fd, "rb") as stream:
-        return stream.read(limit + 1), st
+        if st.st_size > limit:
+            return b"", st
+        # Asking for the size it has: a read of ``limit`` bytes would allocate all of them.
+        data = stream.read(st.st_size + 1)
+        if len(data) > st.st_size:  # it grew since its fstat
+            data += stream.read(limit + 1 - len(data))
+        return data, st

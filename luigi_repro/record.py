@@ -488,10 +488,11 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
     )
 
 
-#: Bounds on a record's shape, which keep parsing within a small multiple of the record's size:
-#: at most one container (``[`` or ``{``) per ``_BYTES_PER_CONTAINER`` bytes and one entry (``,``)
-#: per ``_BYTES_PER_ENTRY`` bytes, beyond a small allowance. Real records stay far below both (a
-#: folder's file costs ~200 bytes, 2 containers and 8 entries); ``[[],[],…]`` or ``[1,1,…]``
+#: Bounds on a record's shape, which keep parsing within a small multiple of the record's size
+#: (measured: at most ~12 times, for the densest shapes these bounds let through): at most one
+#: list (``[``; an object ``{`` counts three) per ``_BYTES_PER_CONTAINER`` bytes and one entry
+#: (``,``) per ``_BYTES_PER_ENTRY`` bytes, beyond a small allowance. Real records stay far below
+#: both (a folder's file costs ~200 bytes, 2 objects and 8 entries); ``[[],[],…]`` or ``[1,1,…]``
 #: would cost 20 to 40 times their size in Python objects.
 _BYTES_PER_CONTAINER = 12
 _BYTES_PER_ENTRY = 6
@@ -522,10 +523,11 @@ def _check_shape(data: bytes, limit: int) -> Optional[str]:
     """Why ``data`` cannot be a record, judged from its bytes alone (before any parsing)."""
     if len(data) > limit:
         return oversize(len(data), limit)
-    containers = data.count(b"[") + data.count(b"{")
-    if containers > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_CONTAINER:
+    # An object costs about three lists in memory (a dict of one entry is ~180 bytes).
+    lists, objects = data.count(b"["), data.count(b"{")
+    if lists + 3 * objects > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_CONTAINER:
         size = size_text(len(data))
-        return f"it holds {containers} lists and objects in {size}, too many for a record"
+        return f"it holds {lists} lists and {objects} objects in {size}, too many for a record"
     entries = data.count(b",")
     if entries > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_ENTRY:
         return f"it holds {entries} entries in {size_text(len(data))}, too many for a record"
@@ -533,19 +535,19 @@ def _check_shape(data: bytes, limit: int) -> Optional[str]:
 
 
 def _depth_exceeds(doc: Any, limit: int) -> bool:
-    """Is ``doc`` nested more than ``limit`` deep? (Walked without recursion.)"""
-    stack: List[Tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
+    """Is ``doc`` nested more than ``limit`` deep? (Walked level by level, without recursion,
+    holding one reference per list or object of a level.)"""
+    level: List[Any] = [doc] if isinstance(doc, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below: List[Any] = []
+        for value in level:
+            children = value.values() if isinstance(value, dict) else value
+            below.extend(child for child in children if isinstance(child, (dict, list)))
+        level = below
     return False
 
 

@@ -141,7 +141,7 @@ def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         with os.fdopen(os.open(entry.path, flags), "rb") as stream:
-            data = stream.read(_RECOGNISE_LIMIT + 1)
+            data = stream.read(st.st_size + 1)  # not the limit: that would allocate all of it
     except OSError:
         return False
     answer = test(data)
