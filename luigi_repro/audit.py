@@ -34,6 +34,7 @@ from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
 from luigi_repro.targets.base import HashableTarget, locate_target, probe_exists, target_from_uri
+from luigi_repro.writerrights import writer_refusal
 
 __all__ = ["RECORD_ONLY_NOTE", "audit_paths", "target_for_path"]
 
@@ -255,14 +256,14 @@ class _Auditor:
                 if output_entry is own
                 else relocate(output_entry.uri, own.uri, target.uri)
             )
-            output, unlocated = self._locate(location, output_entry.target, target)
+            output, unlocated = self._locate(location, output_entry.target, target, record)
             if output_entry is own and output is not None:
                 node.target = output  # typed by its record: a table is read as a table
             self._compare(node, output, location, output_entry.fingerprint, "output", unlocated)
         assert node.pending is not None
         for input_entry in record.inputs:
             location = relocate(input_entry.uri, own.uri, target.uri)
-            upstream, unlocated = self._locate(location, input_entry.target, None)
+            upstream, unlocated = self._locate(location, input_entry.target, None, record)
             if input_entry.fingerprint is None:
                 # Recorded as unverifiable: existence is all the run could vouch for.
                 exists, failure = probe_exists(upstream)
@@ -285,12 +286,19 @@ class _Auditor:
 
     @staticmethod
     def _locate(
-        location: str, description: Optional[Mapping[str, Any]], known: Optional[HashableTarget]
+        location: str,
+        description: Optional[Mapping[str, Any]],
+        known: Optional[HashableTarget],
+        record: Record,
     ) -> Tuple[Optional[HashableTarget], Optional[str]]:
         """The target at ``location`` that reads its content as ``description`` says
-        (``known`` itself when it already does), or None and why."""
+        (``known`` itself when it already does), or None and why (also when the record's
+        writer could not read it)."""
         if known is not None and known.uri == location and known.describe() == description:
             return known, None
+        refused = writer_refusal(location, record.writer)
+        if refused is not None:
+            return None, refused
         return locate_target(location, description)
 
     def _compare(

@@ -23,6 +23,7 @@ import luigi.configuration
 
 from luigi_repro.errors import ConfigError, SigningKeyError
 from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
+from luigi_repro.record import DEFAULT_MAX_RECORD_BYTES
 
 __all__ = [
     "POLICIES",
@@ -51,6 +52,9 @@ def _ignore_patterns(text: str) -> Tuple[str, ...]:
         if part:
             patterns.append(os.path.abspath(os.path.expanduser(part)).rstrip(os.sep) or os.sep)
     return tuple(patterns)
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
 class ReproConfig(luigi.Config):
@@ -94,6 +98,11 @@ class ReproConfig(luigi.Config):
         default=DEFAULT_READS_IGNORE,
         description="Comma-separated folders (or glob patterns) whose files are never counted as "
         "undeclared reads: system and tool configuration, not data.",
+    )
+    max_record_bytes = luigi.Parameter(
+        default=str(DEFAULT_MAX_RECORD_BYTES),
+        description="Largest record read, in bytes (or with KiB, MiB, GiB); a bigger one is "
+        "refused unread, so a huge file where a record belongs cannot exhaust memory.",
     )
     hmac_key_env = luigi.Parameter(
         default="LUIGI_REPRO_HMAC_KEY",
@@ -139,6 +148,7 @@ class Settings:
     )
     hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
     require_signatures: bool = False
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @property
     def signing_key(self) -> Optional[bytes]:
@@ -193,6 +203,22 @@ def _flag(name: str, text: str) -> bool:
     return value in _TRUE
 
 
+def _byte_count(name: str, text: str) -> int:
+    """A size such as ``16777216``, ``512 KiB`` or ``16MiB``, at least 1 KiB."""
+    value = text.strip().lower()
+    number = value.rstrip("kmgib ")
+    unit = value[len(number) :].strip()
+    try:
+        count = int(number) * _BYTE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(
+            name, text, "a number of bytes, optionally with KiB, MiB or GiB"
+        ) from None
+    if not 1024 <= count <= 1024**4:
+        raise ConfigError(name, text, "a number of bytes between 1 KiB and 1 TiB")
+    return count
+
+
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     value = text.strip().lower()
     if value not in choices:
@@ -216,6 +242,7 @@ _OPTIONS = (
     "undeclared_reads_ignore",
     "hmac_key_env",
     "require_signatures",
+    "max_record_bytes",
 )
 
 
@@ -296,4 +323,5 @@ def _read_settings() -> Settings:
         undeclared_reads_ignore=_ignore_patterns(_option(config, "undeclared_reads_ignore")),
         hmac_key_env=key_env,
         require_signatures=_flag("require_signatures", _option(config, "require_signatures")),
+        max_record_bytes=_byte_count("max_record_bytes", _option(config, "max_record_bytes")),
     )

@@ -34,6 +34,7 @@ import attrs
 import xxhash
 
 from luigi_repro.errors import MissingDependency
+from luigi_repro.plainfiles import open_plain, refusal
 
 __all__ = [
     "ALGORITHMS",
@@ -211,8 +212,13 @@ def hash_stream(
 def hash_file(
     path: str, algorithm: str = DEFAULT_ALGORITHM, counters: Optional[Counters] = None
 ) -> Tuple[str, int]:
-    """Fingerprint a local file's bytes; returns ``(fingerprint, size)``."""
-    with open(path, "rb", buffering=0) as stream:
+    """Fingerprint a local file's bytes; returns ``(fingerprint, size)``.
+
+    Only a regular file holding data is read (see :mod:`luigi_repro.plainfiles`): a pipe,
+    device or kernel pseudo-file raises :class:`~luigi_repro.plainfiles.NotPlainFile`.
+    """
+    fd, _ = open_plain(path)
+    with os.fdopen(fd, "rb", buffering=0) as stream:
         return hash_stream(stream, algorithm, counters)
 
 
@@ -264,7 +270,8 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
     Symlinks to folders are followed, except into a folder already being walked (a loop) or
     already walked by another path (each folder's content is counted once; the walk goes in
     name order, so every copy of a tree makes the same choice).
-    Anything else (a link loop, a dangling symlink, a FIFO or device, an empty folder) is
+    Anything else (a link loop, a dangling symlink, a FIFO or device, a file or folder on a
+    kernel file system such as ``/proc`` linked into the tree, an empty folder) is
     yielded with ``True``: it belongs to the manifest but is described rather than read, so
     that pipes cannot hang a check. ``exclude`` receives each entry and its siblings' names and
     drops bookkeeping files.
@@ -280,7 +287,9 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
                 is_dir = False
             if is_dir:
                 real = _real(entry.path)
-                if real in ancestors:
+                if _refused(entry):
+                    yield rel, entry.path, True  # /proc linked into a folder: never walked
+                elif real in ancestors:
                     yield rel, entry.path, True  # a loop: described, never followed
                 elif real in walked:
                     # Another way into a folder already walked (symlinks can form a DAG whose
@@ -292,11 +301,18 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
                     walked.add(real)
                     stack.append((entry.path, rel + "/", ancestors | {real}))
                 continue
-            try:
-                regular = stat_module.S_ISREG(entry.stat(follow_symlinks=True).st_mode)
-            except OSError:
-                regular = False
-            yield rel, entry.path, not regular
+            yield rel, entry.path, _refused(entry)
+
+
+def _refused(entry: os.DirEntry[str]) -> bool:
+    """Is this entry (symlinks followed) anything but a regular file or folder holding data?"""
+    try:
+        st = entry.stat(follow_symlinks=True)
+    except OSError:
+        return True  # a link loop or a dangling link
+    if stat_module.S_ISDIR(st.st_mode) and refusal(st) is None:
+        return False
+    return not stat_module.S_ISREG(st.st_mode) or refusal(st) is not None
 
 
 def _real(path: str) -> str:

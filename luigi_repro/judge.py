@@ -57,6 +57,7 @@ from luigi_repro.targets.base import (
     probe_exists,
     target_from_uri,
 )
+from luigi_repro.writerrights import writer_refusal
 
 __all__ = [
     "Judge",
@@ -729,6 +730,9 @@ class Judge:
                 continue
             upstream, target, why = self._rebuild_dynamic(entry)
             label = f"yield{format_key(entry.key)}"
+            refused = None if upstream is not None else writer_refusal(entry.uri, record.writer)
+            if refused is not None:
+                target = None  # only its location is known, and its writer could not read it
             if upstream is not None:
                 rebuilt.append(upstream)
             elif entry.task_family is not None:
@@ -738,10 +742,15 @@ class Judge:
                 if found.done:
                     break
             if target is None:
+                unlocated = (
+                    refused
+                    or locate_target(entry.uri, entry.target)[1]
+                    or "can no longer be located"
+                )
                 add(
                     Reason(
                         ReasonKind.INPUT_CHANGED,
-                        f"dynamic input {label} ({entry.uri}) can no longer be located",
+                        f"dynamic input {label} ({entry.uri}) {unlocated}",
                         {"input": label, "uri": entry.uri, "old": entry.fingerprint, "new": None},
                     )
                 )
@@ -772,7 +781,8 @@ class Judge:
             # Recorded where the run read it; if the record moved with its folder (a copied
             # project), the file is the copy's, as for every other location a record names.
             uri = entry.uri if place is None else relocate(entry.uri, *place)
-            target, why = locate_target(uri, entry.target)
+            why = writer_refusal(uri, record.writer)
+            target, why = (None, why) if why is not None else locate_target(uri, entry.target)
             if target is None:
                 found.add(
                     Reason(

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PSEUDO_FOLDERS", "is_pseudo_file", "physical_path", "relocate", "same_place"]
-
-#: Folders of the kernel's pseudo-files: never data, and reading them may never end.
-PSEUDO_FOLDERS = ("/proc", "/sys", "/dev")
+__all__ = ["physical_path", "relocate", "same_place"]
 
 
 def physical_path(path: str) -> str:
@@ -52,9 +49,3 @@ def relocate(uri: str, recorded_at: str, now_at: str) -> str:
         return uri
     offset = os.path.relpath(uri, os.path.dirname(recorded_at))
     return physical_path(os.path.join(os.path.dirname(now_at), offset))
-
-
-def is_pseudo_file(path: str) -> bool:
-    """Is ``path`` (absolute) under ``/proc``, ``/sys`` or ``/dev``?"""
-    resolved = physical_path(path)
-    return any(resolved == top or resolved.startswith(top + os.sep) for top in PSEUDO_FOLDERS)

@@ -22,6 +22,7 @@ import attrs
 from luigi_repro.errors import RecordError
 
 __all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
     "SCHEMA_VERSION",
     "InputEntry",
     "Key",
@@ -29,11 +30,17 @@ __all__ = [
     "Record",
     "RunSection",
     "TaskSection",
+    "MAX_RECORD_DEPTH",
     "dump_record",
+    "oversize",
     "parse_record",
+    "size_text",
 ]
 
 SCHEMA_VERSION = 1
+
+#: Records are a few KiB (a folder output of 10,000 files makes about 2 MiB): 16 MiB by default.
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 JSONValue = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
 
@@ -142,6 +149,8 @@ class Record:
     of a copied results folder knows which entry describes the file next to it.
     ``undeclared_reads`` lists files ``run()`` read without declaring them, when they were
     reported rather than tracked (``undeclared_reads = warn``).
+    ``writer`` is ``(uid, gid)`` of the file the record was read from, when the store tells
+    (never written: it is where the record was found, not what it says).
     """
 
     task: TaskSection
@@ -152,6 +161,7 @@ class Record:
     schema: int = SCHEMA_VERSION
     beside: Optional[Key] = None
     undeclared_reads: Tuple[str, ...] = ()
+    writer: Optional[Tuple[int, int]] = attrs.field(default=None, eq=False)
 
     def output(self, key: Key) -> Optional[OutputEntry]:
         """The entry of the output at ``key``, if the record has one."""
@@ -478,13 +488,86 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
     )
 
 
-def parse_record(data: bytes, location: str, signing_key: Optional[bytes] = None) -> Record:
+#: Bounds on a record's shape, which keep parsing within a small multiple of the record's size
+#: (measured: at most ~12 times, for the densest shapes these bounds let through): at most one
+#: list (``[``; an object ``{`` counts three) per ``_BYTES_PER_CONTAINER`` bytes and one entry
+#: (``,``) per ``_BYTES_PER_ENTRY`` bytes, beyond a small allowance. Real records stay far below
+#: both (a folder's file costs ~200 bytes, 2 objects and 8 entries); ``[[],[],…]`` or ``[1,1,…]``
+#: would cost 20 to 40 times their size in Python objects.
+_BYTES_PER_CONTAINER = 12
+_BYTES_PER_ENTRY = 6
+_SHAPE_ALLOWANCE = 4096
+#: Deepest nesting a record may have (its own structure is 8 deep; parameters add some).
+MAX_RECORD_DEPTH = 64
+
+
+def size_text(size: int) -> str:
+    """A byte count as people read it: ``83 MiB``, ``512 KiB``, ``900 bytes``."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            value = size / scale
+            return (
+                f"{value:.0f} {unit}"
+                if value >= 10 or value == int(value)
+                else f"{value:.1f} {unit}"
+            )
+    return f"{size} bytes"
+
+
+def oversize(size: int, limit: int) -> str:
+    """The problem of a record bigger than ``max_record_bytes``."""
+    return f"it is {size_text(size)}, above max_record_bytes ({size_text(limit)})"
+
+
+def _check_shape(data: bytes, limit: int) -> Optional[str]:
+    """Why ``data`` cannot be a record, judged from its bytes alone (before any parsing)."""
+    if len(data) > limit:
+        return oversize(len(data), limit)
+    # An object costs about three lists in memory (a dict of one entry is ~180 bytes).
+    lists, objects = data.count(b"["), data.count(b"{")
+    if lists + 3 * objects > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_CONTAINER:
+        size = size_text(len(data))
+        return f"it holds {lists} lists and {objects} objects in {size}, too many for a record"
+    entries = data.count(b",")
+    if entries > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_ENTRY:
+        return f"it holds {entries} entries in {size_text(len(data))}, too many for a record"
+    return None
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    """Is ``doc`` nested more than ``limit`` deep? (Walked level by level, without recursion,
+    holding one reference per list or object of a level.)"""
+    level: List[Any] = [doc] if isinstance(doc, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: List[Any] = []
+        for value in level:
+            children = value.values() if isinstance(value, dict) else value
+            below.extend(child for child in children if isinstance(child, (dict, list)))
+        level = below
+    return False
+
+
+def parse_record(
+    data: bytes,
+    location: str,
+    signing_key: Optional[bytes] = None,
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Record:
     """Parse and validate a record; any defect raises :class:`RecordError` naming ``location``.
 
-    Never evaluates anything: a pickle or other binary content is simply not valid JSON.
+    Never evaluates anything: a pickle or other binary content is simply not valid JSON. A
+    record bigger than ``max_bytes``, or with more lists, objects, entries or nesting than a
+    record of its size can have, is refused before it costs more than a few times its size.
     """
     if not data.strip():
         raise RecordError(location, "it is empty")
+    problem = _check_shape(data, max_bytes)
+    if problem is not None:
+        raise RecordError(location, problem)
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -495,6 +578,8 @@ def parse_record(data: bytes, location: str, signing_key: Optional[bytes] = None
         raise RecordError(location, "it is nested too deeply to be a record") from None
     except ValueError as exc:
         raise RecordError(location, f"it is not valid JSON ({exc})") from None
+    if _depth_exceeds(doc, MAX_RECORD_DEPTH):
+        raise RecordError(location, f"it is nested more than {MAX_RECORD_DEPTH} deep")
     try:
         return _parse_document(doc, signing_key)
     except _ShapeError as exc:

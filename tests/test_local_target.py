@@ -748,7 +748,7 @@ def test_read_record_of_garbage_raises_record_error(garbage: bytes) -> None:
 def test_read_record_of_an_unreadable_record_raises_record_error() -> None:
     """A record location that cannot be read (here a folder) raises RecordError, not OSError."""
     Path("out.txt.repro.json").mkdir()
-    with pytest.raises(RecordError, match="cannot be read"):
+    with pytest.raises(RecordError, match="is a folder"):
         HashableLocalTarget("out.txt").read_record(Settings())
 
 

@@ -28,8 +28,8 @@ import attrs
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
-from luigi_repro.localpath import is_pseudo_file
 from luigi_repro.locking import LOCK_FILE_MARK, LOCK_SUFFIX, TMP_MARK, lock_file_for_uri
+from luigi_repro.plainfiles import refusal_at
 from luigi_repro.record import Record, dump_record, parse_record
 from luigi_repro.statcache import PersistentStatCache
 
@@ -141,7 +141,7 @@ def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         with os.fdopen(os.open(entry.path, flags), "rb") as stream:
-            data = stream.read(_RECOGNISE_LIMIT + 1)
+            data = stream.read(st.st_size + 1)  # not the limit: that would allocate all of it
     except OSError:
         return False
     answer = test(data)
@@ -300,6 +300,11 @@ class HashableTarget(abc.ABC):
         """
         return None
 
+    def record_writer(self, settings: Settings) -> Optional[Tuple[int, int]]:
+        """``(uid, gid)`` owning the record this target's last ``read_record_bytes`` read, when
+        the store has owners (local files); a record may only name what its writer can read."""
+        return None
+
     def record_token(self, settings: Settings) -> Optional[Tuple[Any, ...]]:
         """A value that changes whenever the record is replaced, or None if there is no such value.
 
@@ -323,6 +328,8 @@ class HashableTarget(abc.ABC):
         location = self.record_location(settings)
         try:
             data = self.read_record_bytes(settings)
+        except RecordError:
+            raise
         except OSError as exc:
             raise RecordError(location, f"it cannot be read ({exc.strerror or exc})") from None
         except ValueError as exc:  # e.g. a NUL byte in the location
@@ -331,11 +338,13 @@ class HashableTarget(abc.ABC):
             return None
         # Same bytes, same record: a record too fresh for its stat to be trusted is still read
         # (never assumed), but parsing and checking its signature again would change nothing.
-        by_content = ("bytes", location, data, settings.signing_key)
+        writer = self.record_writer(settings)
+        by_content = ("bytes", location, data, settings.signing_key, writer)
         small = len(data) <= _CONTENT_KEY_LIMIT
         record = self._record_cache.get(by_content) if small else None
         if record is None:
-            record = parse_record(data, location, settings.signing_key)
+            record = parse_record(data, location, settings.signing_key, settings.max_record_bytes)
+            record = attrs.evolve(record, writer=writer) if writer is not None else record
             if small:
                 self._record_cache.put(by_content, record)
         if key is not None:
@@ -428,9 +437,10 @@ def locate_target(
     that would compare two different kinds of fingerprint.
     """
     local = uri[len("file://") :] if uri.startswith("file://") else uri
-    if os.path.isabs(local) and "\0" not in local and is_pseudo_file(local):
+    refused = refusal_at(local) if os.path.isabs(local) and "\0" not in local else None
+    if refused is not None:
         # A record names it (a hostile or broken one): reading /proc/self/pagemap never ends.
-        return None, "is a pseudo-file of the system (/proc, /sys, /dev), never data"
+        return None, refused
     if description is None:
         for prefix, backend in _LAZY_SCHEMES.items():
             if uri.startswith(prefix) and backend not in sys.modules:

@@ -20,8 +20,9 @@ from typing import IO, Any, Hashable, Optional
 from luigi.target import FileSystemTarget
 
 from luigi_repro.config import Settings
-from luigi_repro.errors import UnsupportedTarget
+from luigi_repro.errors import RecordError, UnsupportedTarget
 from luigi_repro.fingerprint import hash_file, hash_stream
+from luigi_repro.record import oversize
 from luigi_repro.statcache import fingerprint_directory
 from luigi_repro.targets.base import (
     FingerprintContext,
@@ -102,8 +103,12 @@ class HashableFileSystemTarget(HashableTarget):
         with tempfile.TemporaryDirectory(prefix="luigi_repro-") as folder:
             local = os.path.join(folder, "record.json")
             self.fs.get(location, local)
+            cap = settings.max_record_bytes
             with open(local, "rb") as stream:
-                return stream.read()
+                data = stream.read(cap + 1)
+            if len(data) > cap:
+                raise RecordError(location, oversize(os.path.getsize(local), cap))
+            return data
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
         if not self.supports_records:

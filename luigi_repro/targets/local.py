@@ -22,10 +22,13 @@ import luigi
 import luigi.format
 
 from luigi_repro.config import Settings, load_settings
+from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import describe_special, hash_bytes
 from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
 from luigi_repro.locking import atomic_replace, atomic_write, fixed_temporary, lock_file_for
+from luigi_repro.plainfiles import NotPlainFile, read_plain, refusal
+from luigi_repro.record import oversize
 from luigi_repro.statcache import (
     CachedFingerprint,
     StatKey,
@@ -120,6 +123,10 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         cache = None if context.full else context.cache
         st = os.stat(self.path)
         context.counters.files_statted += 1
+        holds_data = stat_module.S_ISDIR(st.st_mode) or stat_module.S_ISREG(st.st_mode)
+        refused = refusal(st, self.path) if holds_data else None
+        if refused is not None:
+            raise NotPlainFile(f"{self.path} {refused}")  # a file or folder of /proc, /sys…
         if stat_module.S_ISDIR(st.st_mode):
             result = fingerprint_directory(
                 self.path,
@@ -202,11 +209,30 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         return (location, StatKey.of(st))
 
     def read_record_bytes(self, settings: Settings) -> Optional[bytes]:
+        """The record's bytes, read only from a regular file no bigger than ``max_record_bytes``.
+
+        Records sit in shared folders: a pipe, ``/dev/zero`` or a huge file there must cost a
+        check one refusal, not a hang or the machine's memory. The owner of what was read is
+        kept (:meth:`record_writer`), since a record may only name what its writer could read.
+        """
+        location = self.record_location(settings)
+        cap = settings.max_record_bytes
         try:
-            with open(self.record_location(settings), "rb") as stream:
-                return stream.read()
+            data, st = read_plain(location, cap)
         except FileNotFoundError:
             return None
+        except NotPlainFile as exc:
+            raise RecordError(location, str(exc).replace(location + " ", "it ", 1)) from None
+        if len(data) > cap or st.st_size > cap:
+            raise RecordError(location, oversize(max(st.st_size, len(data)), cap))
+        self.__dict__["_luigi_repro_record_writer"] = (location, st.st_uid, st.st_gid)
+        return data
+
+    def record_writer(self, settings: Settings) -> Optional[Tuple[int, int]]:
+        written = self.__dict__.get("_luigi_repro_record_writer")
+        if written is None or written[0] != self.record_location(settings):
+            return None
+        return (written[1], written[2])
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
         # Records are only written under the output's run lock: one writer at a time.

@@ -28,8 +28,9 @@ from typing import Any, Dict, Hashable, Iterator, Mapping, Optional, Tuple, cast
 from luigi.contrib.s3 import S3Client, S3Target
 
 from luigi_repro.config import Settings
-from luigi_repro.errors import MissingDependency
+from luigi_repro.errors import MissingDependency, RecordError
 from luigi_repro.fingerprint import CRYPTOGRAPHIC_ALGORITHMS, hash_stream
+from luigi_repro.record import oversize
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,
@@ -187,7 +188,16 @@ class HashableS3Target(HashableTarget, S3Target):
             if _is_missing(exc):
                 return None
             raise OSError(f"cannot read s3://{bucket}/{key}: {exc}") from None
-        data: bytes = response["Body"].read()
+        # Never more than the cap (and one byte to tell), whatever size the object claims.
+        cap = settings.max_record_bytes
+        body = response["Body"]
+        try:
+            data: bytes = body.read(cap + 1)
+        finally:
+            body.close()
+        size = max(len(data), int(response.get("ContentLength") or 0))
+        if size > cap:
+            raise RecordError(self.record_location(settings), oversize(size, cap))
         return data
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:

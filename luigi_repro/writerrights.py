@@ -1,0 +1,73 @@
+"""A record may only make a check read what the user who wrote the record could read.
+
+Records sit in shared folders, and a check reads every location they name with the checker's
+rights. When root (or a service account) checks a folder where other users write, a record
+planted by one of them could name ``/etc/shadow`` and the audit would print its fingerprint: a
+way to test guesses of a file its writer may not read. So, for a record owned by a user who is
+neither the checker nor root, a local location it names is read only if that owner could read
+it: the file readable by its owner uid, or by the record's group, or by everyone, and every folder
+above it searchable likewise. Otherwise the location is reported, not read.
+
+This is an approximation from mode bits: access control lists and the writer's other groups are
+not looked at, so a location the writer could in fact read may be refused (reported, never
+read in secret). Inside a named folder only the folder itself is checked, not each file below.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from typing import Optional, Tuple
+
+__all__ = ["writer_refusal"]
+
+
+def _allowed(st: os.stat_result, uid: int, gid: int, owner: int, group: int, other: int) -> bool:
+    if st.st_uid == uid:
+        return bool(st.st_mode & owner)
+    if st.st_gid == gid:
+        return bool(st.st_mode & group)
+    return bool(st.st_mode & other)
+
+
+def _readable(st: os.stat_result, uid: int, gid: int) -> bool:
+    readable = _allowed(st, uid, gid, stat_module.S_IRUSR, stat_module.S_IRGRP, stat_module.S_IROTH)
+    if stat_module.S_ISDIR(st.st_mode):
+        return readable and _searchable(st, uid, gid)
+    return readable
+
+
+def _searchable(st: os.stat_result, uid: int, gid: int) -> bool:
+    return _allowed(st, uid, gid, stat_module.S_IXUSR, stat_module.S_IXGRP, stat_module.S_IXOTH)
+
+
+def writer_refusal(uri: str, writer: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why the local location ``uri``, named by a record owned by ``writer`` (``(uid, gid)``),
+    is not read; None when it may be (ours, root's, not local, missing, or readable by them)."""
+    if writer is None:
+        return None
+    uid, gid = writer
+    if uid in (0, os.geteuid()):
+        return None
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    if not os.path.isabs(path) or "\0" in path:
+        return None
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None  # reading it fails the usual way
+    allowed = _readable(st, uid, gid)
+    folder = os.path.dirname(real)
+    while allowed:
+        try:
+            allowed = _searchable(os.stat(folder), uid, gid)
+        except OSError:
+            return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if allowed:
+        return None
+    return f"is not readable by the record's writer (uid {uid}); not read"
