@@ -81,6 +81,7 @@ def test_links_planted_at_every_name_written_overwrite_nothing(project: Path, vi
 
 
 def _symlink(target: Path, link: Path) -> Path:
+    link.unlink(missing_ok=True)
     link.symlink_to(target)
     return link
 
