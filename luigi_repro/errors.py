@@ -16,6 +16,7 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
           +-- InputChangedDuringRun       an input's content changed while run() was running
           +-- OutputNotWritten            run() returned without (re)writing an output
           +-- OutputUnstable              an output kept changing while it was fingerprinted
+          +-- RecordTooLarge              the record would exceed max_record_bytes
           +-- LockLost                    the run lock was taken away while the task ran
           +-- UndeclaredRead              run() read files it does not declare (policy error)
 """
@@ -35,6 +36,7 @@ __all__ = [
     "OutputUnstable",
     "ParameterError",
     "RecordError",
+    "RecordTooLarge",
     "ReproError",
     "RunProtocolError",
     "SigningKeyError",
@@ -174,6 +176,23 @@ class OutputUnstable(RunProtocolError):
         super().__init__(
             f"output {uri} of task {task_id} kept changing while it was fingerprinted; "
             "is another process writing it?"
+        )
+
+
+class RecordTooLarge(RunProtocolError):
+    """The record a run would write is larger than every reader accepts (``max_record_bytes``).
+
+    Writing it anyway would leave a task that is never complete, and its downstream failing with
+    "unfulfilled dependencies"; the run fails here instead, saying which size would do.
+    """
+
+    def __init__(self, task_id: str, uri: str, size: int, limit: int) -> None:
+        self.task_id = task_id
+        self.uri = uri
+        super().__init__(
+            f"the record of output {uri} of task {task_id} would be {size} bytes, above "
+            f"max_record_bytes ({limit}); raise max_record_bytes to at least {size} "
+            "(or split the output into smaller folders)"
         )
 
 

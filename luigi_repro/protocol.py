@@ -44,6 +44,7 @@ from luigi_repro.errors import (
     InputChangedDuringRun,
     OutputNotWritten,
     OutputUnstable,
+    RecordTooLarge,
     RunProtocolError,
     UndeclaredRead,
     UnsupportedTarget,
@@ -53,7 +54,15 @@ from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params
 from luigi_repro.reads import ReadWatch, unwatched_call
-from luigi_repro.record import InputEntry, Key, OutputEntry, Record, RunSection, TaskSection
+from luigi_repro.record import (
+    InputEntry,
+    Key,
+    OutputEntry,
+    Record,
+    RunSection,
+    TaskSection,
+    dump_record,
+)
 from luigi_repro.statcache import StatKey, flush_stat_caches
 from luigi_repro.status import TaskStatus
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
@@ -269,12 +278,21 @@ class RunProtocol:
         record = self._record(outputs, adopted)
         if tracked or listed:
             record = attrs.evolve(record, inputs=record.inputs + tracked, undeclared_reads=listed)
+        # Each copy names the output it sits beside: an audit of a copied results folder then
+        # knows which entry describes the file next to it.
+        documents = [
+            (target, dump_record(attrs.evolve(record, beside=key), self.signing_key))
+            for key, target in self.outputs
+        ]
+        for target, data in documents:
+            if len(data) > self.settings.max_record_bytes:
+                raise RecordTooLarge(
+                    self.task.task_id, target.uri, len(data), self.settings.max_record_bytes
+                )
         if self._held is not None:
             self._held.check()  # a lost lock means someone else may have run it: no record
-        for key, target in self.outputs:
-            # Each copy names the output it sits beside: an audit of a copied results folder
-            # then knows which entry describes the file next to it.
-            target.write_record(self.settings, attrs.evolve(record, beside=key))
+        for target, data in documents:
+            target.write_record_bytes(self.settings, data)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
         return record
 

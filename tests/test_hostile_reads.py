@@ -19,11 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipelines import (
+    Clean,
     CountParts,
     Merge,
     Report,
     build,
     edit_record_inputs,
+    failure_of,
     make_raw,
     runs,
     status_of,
@@ -31,7 +33,7 @@ from pipelines import (
 
 from luigi_repro import audit_paths
 from luigi_repro.cli import main
-from luigi_repro.errors import RecordError
+from luigi_repro.errors import RecordError, RecordTooLarge
 from luigi_repro.plainfiles import file_system_type, refusal_at
 from luigi_repro.record import InputEntry, parse_record
 
@@ -157,6 +159,23 @@ def test_max_record_bytes_comes_from_the_environment(
     refused_promptly("above max_record_bytes (1 KiB)")
     monkeypatch.setenv("LUIGI_REPRO_MAX_RECORD_BYTES", "1 MiB")
     assert Merge().complete() is True
+
+
+def test_a_run_whose_record_would_be_refused_fails_saying_what_to_raise(
+    built: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record above the cap is never written (every reader would refuse it and downstream
+    would fail obscurely): the run fails naming the size that would do."""
+    before = Path("out/clean_a.txt.repro.json").read_bytes()
+    monkeypatch.setenv("LUIGI_REPRO_MAX_RECORD_BYTES", "1KiB")
+    Path("raw/a.txt").write_text("changed\n")
+    error = failure_of(Clean(name="a"))
+    assert isinstance(error, RecordTooLarge)
+    assert "raise max_record_bytes to at least" in str(error)
+    assert not Path("out/clean_a.txt.repro.json").exists()
+    monkeypatch.delenv("LUIGI_REPRO_MAX_RECORD_BYTES")
+    assert build(Report())
+    assert Path("out/clean_a.txt.repro.json").read_bytes() != before
 
 
 def test_a_deeply_nested_record_is_refused(built: None) -> None:
