@@ -95,6 +95,12 @@ class ReproConfig(luigi.Config):
         description="Comma-separated folders (or glob patterns) whose files are never counted as "
         "undeclared reads: system and tool configuration, not data.",
     )
+    fsync = luigi.Parameter(
+        default="true",
+        description="Flush records and outputs to disk before renaming them into place (true), "
+        "so a power loss cannot leave a record vouching for bytes never written; false on "
+        "scratch disks.",
+    )
     hmac_key_env = luigi.Parameter(
         default="LUIGI_REPRO_HMAC_KEY",
         description="Environment variable holding the key that signs and verifies records.",
@@ -133,6 +139,7 @@ class Settings:
         factory=lambda: _ignore_patterns(DEFAULT_READS_IGNORE)
     )
     hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
+    fsync: bool = True
 
     @property
     def signing_key(self) -> Optional[bytes]:
@@ -167,6 +174,17 @@ def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _flag(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(name, text, "true or false")
+    return value in _TRUE
+
+
 _settings_cache: Dict[Hashable, Settings] = {}
 
 
@@ -182,6 +200,7 @@ _OPTIONS = (
     "undeclared_reads",
     "undeclared_reads_ignore",
     "hmac_key_env",
+    "fsync",
 )
 
 
@@ -261,4 +280,5 @@ def _read_settings() -> Settings:
         ),
         undeclared_reads_ignore=_ignore_patterns(_option(config, "undeclared_reads_ignore")),
         hmac_key_env=key_env,
+        fsync=_flag("fsync", _option(config, "fsync")),
     )
