@@ -256,10 +256,10 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         """
         slashless = self.path.rstrip("/").rstrip("\\")
         trailing = self.path[len(slashless) :]
-        tmp_slashless = luigi_temporary_name(slashless)
         folder = os.path.dirname(slashless)
         if folder:  # os.makedirs: never through a symlink that points nowhere
             self.fs.mkdir(folder, parents=True, raise_if_exists=False)
+        tmp_slashless = unused_temporary_name(slashless)
         try:
             yield tmp_slashless + trailing
             if os.path.islink(tmp_slashless):
@@ -286,6 +286,17 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
 def luigi_temporary_name(path: str) -> str:
     """Luigi's temporary name for ``path`` (``<path>-luigi-tmp-<10 digits>``), but unguessable."""
     return f"{path}-luigi-tmp-{secrets.randbelow(10_000_000_000):010}"
+
+
+def unused_temporary_name(path: str) -> str:
+    """A name from :func:`luigi_temporary_name` that nothing (a planted symlink) holds now.
+
+    The caller's code creates it; luigi_repro's own writers create it exclusively anyway.
+    """
+    while True:
+        name = luigi_temporary_name(path)
+        if not os.path.lexists(name):
+            return name
 
 
 class _AtomicFile(io.BufferedWriter):
