@@ -4,10 +4,13 @@ another user's lock file, and power loss (fsync) — nothing is written through,
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import pwd
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Set, Tuple
 
@@ -295,12 +298,32 @@ def test_dangling_symlink_as_the_output_folder_creates_nothing(tmp_path: Path) -
 
 
 def test_lock_file_replaced_while_waiting_is_locked_anew() -> None:
-    """A lock file removed while we hold it: the next holder locks the file now at the path."""
+    """A lock file renamed away while we wait for it: once its holder lets go, we lock the
+    file now at the path, not the one moved away."""
     lock = os.path.abspath(".x.repro.lock")
-    with FileLocks().hold([LockRequest(lock, lock)], timeout=1):
-        os.unlink(lock)
-        with FileLocks().hold([LockRequest(lock, lock)], timeout=1):
-            assert Path(lock).read_bytes() == LOCK_FILE_MARK
+    holder = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcome: List[str] = []
+
+    def wait_and_check() -> None:
+        with FileLocks().hold([LockRequest(lock, lock)], timeout=2):
+            probe = os.open(lock, os.O_RDONLY)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                outcome.append("the file at the path was not locked")
+            except BlockingIOError:
+                outcome.append("locked")
+            finally:
+                os.close(probe)
+
+    waiter = threading.Thread(target=wait_and_check)
+    waiter.start()
+    time.sleep(0.2)
+    os.rename(lock, "moved.lock")
+    os.close(holder)
+    waiter.join()
+    assert outcome == ["locked"]
+    assert Path(lock).read_bytes() == LOCK_FILE_MARK
 
 
 def test_a_lock_file_named_twice_is_locked_once(tmp_path: Path) -> None:
