@@ -290,6 +290,12 @@ def _open_lock_file(name: str) -> Tuple[int, bool]:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise LockError(name, "it is a symlink", _REMOVE_IT) from None
+        if exc.errno == errno.ENOENT:
+            raise LockError(
+                name,
+                "it does not exist and this user may not create it",
+                "run as a user who may write its folder",
+            ) from None
         raise LockError(
             name,
             f"it cannot be opened ({exc.strerror or exc})",
@@ -342,13 +348,19 @@ def _lock_one(
     ``held`` has the (device, inode) of the files this process locked: another spelling of one
     of them would wait for ourselves. Raises :class:`LockTimeout` at the deadline.
     """
+    folder = os.path.dirname(name)
     try:
-        make_folders(os.path.dirname(name))
-    except OSError as exc:
+        make_folders(folder)
+    except FileExistsError:
         raise LockError(
             name,
-            f"its folder cannot be created ({exc.strerror or exc})",
-            "a symlink pointing nowhere is in the way: remove it or create what it names",
+            f"its folder {folder} cannot be created",
+            "a file or a symlink pointing nowhere is in the way: remove it, or create the "
+            "folder it names",
+        ) from None
+    except OSError as exc:
+        raise LockError(
+            name, f"its folder {folder} cannot be created ({exc.strerror or exc})", "check it"
         ) from None
     while True:
         fd, writable = _open_lock_file(name)
@@ -373,7 +385,13 @@ def _lock_one(
 
 
 class FileLocks:
-    """Run locks as ``flock`` file locks: one host, any number of processes."""
+    """Run locks as ``flock`` file locks: one host, any number of processes.
+
+    The lock file is opened by us, never through a symlink (one planted there is a
+    :class:`LockError`), and read-only when another user's file may not be written: ``flock``
+    locks a read-only descriptor too, so a folder shared by several users keeps working. A lock
+    file removed or replaced while we waited for it is locked again as the file now there.
+    """
 
     @contextlib.contextmanager
     def hold(

@@ -293,7 +293,7 @@ def test_dangling_symlink_as_the_output_folder_creates_nothing(tmp_path: Path) -
     os.symlink(tmp_path / "nowhere" / "out", "out")
     error = failure_of(Clean("a"))
     assert isinstance(error, LockError)
-    assert "symlink pointing nowhere" in str(error)
+    assert "a file or a symlink pointing nowhere is in the way" in str(error)
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -506,3 +506,20 @@ def test_fsync_option_rejects_what_is_not_a_flag(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("LUIGI_REPRO_FSYNC", "sometimes")
     with pytest.raises(ConfigError, match="fsync"):
         load_settings()
+
+
+def test_missing_lock_file_in_a_folder_we_may_not_write_fails_clearly(shared_folder: str) -> None:
+    """No lock file yet, in a folder this user may not write: a LockError saying so."""
+    os.chmod(shared_folder, 0o755)
+    lock = os.path.join(shared_folder, ".x.repro.lock")
+    result = _as_nobody(_hold_briefly(lock))
+    assert result.startswith(f"LockError: cannot use the run lock {lock}")
+    assert "may not create it" in result
+
+
+def test_fifo_planted_at_the_lock_file_fails_without_blocking() -> None:
+    """A named pipe at the lock file's name is refused at once (opening it does not block)."""
+    lock = os.path.abspath(".x.repro.lock")
+    os.mkfifo(lock)
+    with pytest.raises(LockError, match="not a regular file"):
+        take_and_release(lock, timeout=1)
