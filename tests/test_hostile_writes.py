@@ -523,3 +523,38 @@ def test_fifo_planted_at_the_lock_file_fails_without_blocking() -> None:
     os.mkfifo(lock)
     with pytest.raises(LockError, match="not a regular file"):
         take_and_release(lock, timeout=1)
+
+
+def test_failed_replacement_by_temporary_path_leaves_no_temporary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A temporary that cannot be moved into place is removed; the previous output stays."""
+
+    def cannot_move(src: str, dst: str, *, fsync: bool = False) -> None:
+        raise OSError(errno.EXDEV, "cannot move across devices")
+
+    monkeypatch.setattr(local_targets, "atomic_replace", cannot_move)
+    Path("out").mkdir()
+    Path("out/data.txt").write_text("kept")
+    with (
+        pytest.raises(OSError, match="across devices"),
+        HashableLocalTarget("out/data.txt").temporary_path() as tmp,
+    ):
+        Path(tmp).write_text("new")
+    assert temporaries() == []
+    assert Path("out/data.txt").read_text() == "kept"
+
+
+def test_failed_flush_of_open_w_leaves_no_temporary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk error while open('w') flushes its file removes the temporary, writes nothing."""
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "disk error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    sink = HashableLocalTarget("out/x.txt").open("w")
+    sink.write("data")
+    with pytest.raises(OSError, match="disk error"):
+        sink.close()
+    assert temporaries() == []
+    assert not os.path.exists("out/x.txt")

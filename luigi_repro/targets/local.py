@@ -267,10 +267,10 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
             fsync = load_settings().fsync
             if fsync and os.path.lexists(tmp_slashless):
                 fsync_tree(tmp_slashless)
+            atomic_replace(tmp_slashless, slashless, fsync=fsync)
         except BaseException:
-            _discard(tmp_slashless)
+            _discard(tmp_slashless)  # nothing there once it was moved into place
             raise
-        atomic_replace(tmp_slashless, slashless, fsync=fsync)
 
     def remove(self) -> None:
         """Remove the output and its record."""
