@@ -558,3 +558,20 @@ def test_failed_flush_of_open_w_leaves_no_temporary(monkeypatch: pytest.MonkeyPa
         sink.close()
     assert temporaries() == []
     assert not os.path.exists("out/x.txt")
+
+
+def test_folder_replacement_never_uses_the_old_fixed_aside_name(tmp_path: Path) -> None:
+    """Replacing a folder output sets the old one aside under a fresh name: a symlink planted
+    at the old fixed aside name (to someone's folder) is neither followed nor emptied."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "theirs.txt").write_text("theirs")
+    target = HashableDirectoryTarget("out/parts")
+    for content in ("first", "second"):
+        with target.temporary_path() as tmp:
+            Path(tmp, "part.txt").write_text(content)
+        if content == "first":
+            os.symlink(elsewhere, "out/.parts.repro-tmp-old")
+    assert Path("out/parts/part.txt").read_text() == "second"
+    assert os.listdir(elsewhere) == ["theirs.txt"]
+    assert temporaries() == [".parts.repro-tmp-old"]  # the attacker's link, nothing of ours
