@@ -22,6 +22,7 @@ BENCHMARKS = [
     "codeclosure",
     "auditreads",
     "rangetools",
+    "fsync",
 ]
 
 

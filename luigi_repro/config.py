@@ -104,6 +104,12 @@ class ReproConfig(luigi.Config):
         description="Largest record read, in bytes (or with KiB, MiB, GiB); a bigger one is "
         "refused unread, so a huge file where a record belongs cannot exhaust memory.",
     )
+    fsync = luigi.Parameter(
+        default="true",
+        description="Flush records and outputs to disk before renaming them into place (true), "
+        "so a power loss cannot leave a record vouching for bytes never written; false on "
+        "scratch disks.",
+    )
     hmac_key_env = luigi.Parameter(
         default="LUIGI_REPRO_HMAC_KEY",
         description="Environment variable holding the key that signs and verifies records.",
@@ -149,6 +155,7 @@ class Settings:
     hmac_key_env: str = "LUIGI_REPRO_HMAC_KEY"
     require_signatures: bool = False
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    fsync: bool = True
 
     @property
     def signing_key(self) -> Optional[bytes]:
@@ -243,6 +250,7 @@ _OPTIONS = (
     "hmac_key_env",
     "require_signatures",
     "max_record_bytes",
+    "fsync",
 )
 
 
@@ -324,4 +332,5 @@ def _read_settings() -> Settings:
         hmac_key_env=key_env,
         require_signatures=_flag("require_signatures", _option(config, "require_signatures")),
         max_record_bytes=_byte_count("max_record_bytes", _option(config, "max_record_bytes")),
+        fsync=_flag("fsync", _option(config, "fsync")),
     )

@@ -9,6 +9,8 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
      +-- ParameterError (TypeError)       a parameter has no canonical form (e.g. a set)
      +-- RecordError (ValueError)         a record is unreadable: JSON, shape, schema, signature
      +-- LockTimeout (TimeoutError)       a run lock was not acquired in time
+     +-- LockError (OSError)              a run-lock file is a symlink or cannot be opened
+     +-- TemporaryReplaced (OSError)      a temporary file was swapped for a symlink while written
      +-- LockServerUnavailable (ConnectionError)  the Redis lock server cannot be reached
      +-- MissingDependency (ImportError)  an optional backend is used but not installed
      +-- UnsupportedTarget (TypeError)    an output cannot carry a record
@@ -28,6 +30,7 @@ from typing import Optional, Sequence
 __all__ = [
     "ConfigError",
     "InputChangedDuringRun",
+    "LockError",
     "LockLost",
     "LockServerUnavailable",
     "LockTimeout",
@@ -40,6 +43,7 @@ __all__ = [
     "ReproError",
     "RunProtocolError",
     "SigningKeyError",
+    "TemporaryReplaced",
     "UndeclaredRead",
     "UnsupportedTarget",
 ]
@@ -100,6 +104,34 @@ class LockTimeout(ReproError, TimeoutError):
             "another process is probably running the same task (raise [luigi_repro] lock_timeout "
             "if it legitimately runs longer)."
         )
+
+
+class LockError(ReproError, OSError):
+    """A run-lock file cannot be used safely: it is a symlink, or it cannot be opened at all."""
+
+    def __init__(self, lock_name: str, problem: str, remedy: str) -> None:
+        self.lock_name = lock_name
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"cannot use the run lock {lock_name}: {problem}; {remedy}.")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TemporaryReplaced(ReproError, OSError):
+    """A temporary file or folder was replaced by a symlink while it was being written."""
+
+    def __init__(self, temporary: str, output: str) -> None:
+        self.temporary = temporary
+        self.output = output
+        super().__init__(
+            f"the temporary {temporary} was replaced by a symlink while {output} was written, so "
+            "the data went elsewhere; the output was left as it was (who else writes this folder?)."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class LockServerUnavailable(ReproError, ConnectionError):

@@ -124,15 +124,16 @@ def _install() -> None:
     local.HashableLocalTarget.write_record_bytes = write_record_bytes  # type: ignore[method-assign]
     original_atomic = local.atomic_write
 
-    def atomic_write(path: str, data: bytes, *, locked: bool = False) -> None:
+    def atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
         # The crash between writing the temporary file and renaming it into place.
         if _target[0] == "mid-record-write" and _seen.get("mid-record-write", 0) + 1 == _target[1]:
-            from luigi_repro.locking import fixed_temporary
+            from luigi_repro.locking import create_new_file, temporary_name
 
-            with open(fixed_temporary(path), "wb") as stream:
+            _, fd = create_new_file(lambda: temporary_name(path))
+            with os.fdopen(fd, "wb") as stream:
                 stream.write(data[: len(data) // 2])
         _reached("mid-record-write")
-        original_atomic(path, data, locked=locked)
+        original_atomic(path, data, fsync=fsync)
 
     local.atomic_write = atomic_write  # type: ignore[assignment]
 

@@ -98,3 +98,17 @@ def test_the_code_closure_benchmark_runs_in_quick_mode(
         assert f"first code_fingerprint, N={size}" in measures
         assert f"cached code_fingerprint, N={size}" in measures
     assert "growth of the cached call, N 100 -> 200 (log-log slope)" in measures
+
+
+def test_the_fsync_benchmark_runs_small() -> None:
+    """Both modes are timed per task and the cost of fsync is their difference."""
+    from benchmarks import fsync
+    from benchmarks.common import Results
+
+    results = Results()
+    per_task = fsync.measure(results, count=4, repeats=1)
+    measures = {row["measure"]: row["value"] for row in results.rows}
+    assert measures["4 tasks: cost of fsync per task"] == pytest.approx(
+        per_task["fsync on"] - per_task["fsync off"]
+    )
+    assert fsync.file_system_of("/") != "unknown"

@@ -681,25 +681,25 @@ def test_absent_record_reads_none_and_removes_quietly() -> None:
     assert listing() == []
 
 
-def test_remove_record_deletes_the_leftover_temporary_only() -> None:
-    """``remove_record`` also clears the record's temporary (a crashed write) but nothing else."""
+def test_remove_record_deletes_the_record_only() -> None:
+    """``remove_record`` deletes the record, never a temporary (its name is no longer fixed)."""
     settings = Settings()
     target = HashableLocalTarget("out.txt")
     Path("out.txt").write_text("data")
     target.write_record_bytes(settings, b"{}")
-    Path(".out.txt.repro.json.repro-tmp").write_bytes(b"crashed write")
-    Path(".other.txt.repro.json.repro-tmp").write_bytes(b"someone else's")
+    Path(".out.txt.repro.json.repro-tmp").write_bytes(b"crashed write of an older version")
     target.remove_record(settings)
-    assert listing() == [".other.txt.repro.json.repro-tmp", "out.txt"]
+    assert listing() == [".out.txt.repro.json.repro-tmp", "out.txt"]
 
 
-def test_leftover_temporary_is_overwritten_by_the_next_write() -> None:
-    """A temporary left by a crash is reused and renamed away by the next record write."""
+def test_file_at_the_old_fixed_temporary_name_is_never_written() -> None:
+    """A record write never reuses a file at the old fixed temporary name: it writes a new one."""
     settings = Settings()
     target = HashableLocalTarget("out.txt")
-    Path(".out.txt.repro.json.repro-tmp").write_bytes(b"crashed write, longer than the record")
+    Path(".out.txt.repro.json.repro-tmp").write_bytes(b"someone else's file")
     target.write_record_bytes(settings, b"{}")
-    assert listing() == ["out.txt.repro.json"]
+    assert listing() == [".out.txt.repro.json.repro-tmp", "out.txt.repro.json"]
+    assert Path(".out.txt.repro.json.repro-tmp").read_bytes() == b"someone else's file"
     assert Path("out.txt.repro.json").read_bytes() == b"{}"
 
 

@@ -104,9 +104,10 @@ def is_bookkeeping(entry: os.DirEntry[str], record_suffix: str, siblings: Frozen
 
 
 def _is_temporary(entry: os.DirEntry[str], record_suffix: str, siblings: FrozenSet[str]) -> bool:
-    """A temporary luigi_repro writes beside ``<x>``: ``.<x>.repro-tmp`` (a record being
-    written), ``.<x>.repro-tmp-<pid>-<hex>``, or ``.<x>.repro-tmp-old`` (a folder output set
-    aside while it is replaced) — only beside an ``<x>`` (or its record) that is there."""
+    """A temporary luigi_repro writes beside ``<x>``: ``.<x>.repro-tmp-<pid>-<hex>`` (a record
+    being written, or a folder output set aside while it is replaced), or the fixed names of
+    earlier versions, ``.<x>.repro-tmp`` and ``.<x>.repro-tmp-old`` — only beside an ``<x>``
+    (or its record) that is there."""
     match = _TEMPORARY.fullmatch(entry.name)
     if match is None:
         return False

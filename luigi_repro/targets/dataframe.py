@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Tuple
 
 from luigi_repro.fingerprint import Counters
+from luigi_repro.locking import NEW_FILE_FLAGS
 from luigi_repro.statcache import fingerprint_file
 from luigi_repro.tablehash import fingerprint_table, require_pyarrow
 from luigi_repro.targets.base import (
@@ -52,6 +53,11 @@ def _pandas() -> Any:
     return pandas
 
 
+def _new_file(path: str) -> BinaryIO:
+    """``path`` created by us, exclusively and without following a symlink planted there."""
+    return os.fdopen(os.open(path, NEW_FILE_FLAGS, 0o666), "wb")
+
+
 class _TableTarget(HashableLocalTarget):
     """A local file holding one table; subclasses read and write a format."""
 
@@ -67,7 +73,7 @@ class _TableTarget(HashableLocalTarget):
     def _read(self, path: str) -> Any:
         raise NotImplementedError
 
-    def _write(self, table: Any, path: str) -> None:
+    def _write(self, table: Any, stream: BinaryIO) -> None:
         raise NotImplementedError
 
     def _to_table(self, data: Any) -> Any:
@@ -79,8 +85,8 @@ class _TableTarget(HashableLocalTarget):
     def dump(self, data: Any) -> None:
         """Write a pandas DataFrame or an Arrow table, atomically (replacing any earlier one)."""
         table = self._to_table(data)
-        with self.temporary_path() as tmp:
-            self._write(table, tmp)
+        with self.temporary_path() as tmp, _new_file(tmp) as stream:
+            self._write(table, stream)
 
     def load_table(self) -> Any:
         """The content as an Arrow table."""
@@ -145,11 +151,11 @@ class ParquetTarget(_TableTarget):
 
         return pq.read_table(path)
 
-    def _write(self, table: Any, path: str) -> None:
+    def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
         import pyarrow.parquet as pq
 
-        pq.write_table(table, path, **self.options)
+        pq.write_table(table, stream, **self.options)
 
 
 class FeatherTarget(_TableTarget):
@@ -164,11 +170,11 @@ class FeatherTarget(_TableTarget):
 
         return feather.read_table(path)
 
-    def _write(self, table: Any, path: str) -> None:
+    def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
         import pyarrow.feather as feather
 
-        feather.write_feather(table, path, **self.options)
+        feather.write_feather(table, stream, **self.options)
 
 
 class CsvTarget(_TableTarget):
@@ -233,11 +239,11 @@ class CsvTarget(_TableTarget):
         )
         return csv.read_csv(path, parse_options=self._parse_options(), convert_options=as_text)
 
-    def _write(self, table: Any, path: str) -> None:
+    def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
         import pyarrow.csv as csv
 
-        csv.write_csv(table, path, write_options=csv.WriteOptions(delimiter=self.delimiter))
+        csv.write_csv(table, stream, write_options=csv.WriteOptions(delimiter=self.delimiter))
 
 
 def _type_resolver(

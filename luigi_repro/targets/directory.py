@@ -33,7 +33,7 @@ class HashableDirectoryTarget(HashableLocalTarget):
         If the block raises, the temporary folder is removed and the previous output is kept.
         """
         with super().temporary_path() as folder:
-            os.makedirs(folder)
+            os.mkdir(folder)  # fails on anything planted at the name, never writes through it
             yield folder
 
     def files(self) -> List[str]:

@@ -7,13 +7,20 @@ the record is ``<path>.repro.json`` and the lock ``.<name>.repro.lock`` beside i
 
 Unlike Luigi's, its ``temporary_path()`` may replace an existing output, so a rerun never has to
 delete the previous result first, and a failed run leaves the previous output in place.
+
+Output folders may be shared with other users, so the temporary names of ``open('w')`` and
+``temporary_path()`` are unguessable, ``open('w')`` creates its temporary exclusively without
+following a symlink (Luigi's follows one planted at its name), and a temporary found replaced by
+a symlink is never moved into place. With ``[luigi_repro] fsync`` the new content is on disk
+before it replaces the old.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
-import random
+import secrets
 import shutil
 import stat as stat_module
 from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, cast
@@ -22,11 +29,19 @@ import luigi
 import luigi.format
 
 from luigi_repro.config import Settings, load_settings
-from luigi_repro.errors import RecordError
+from luigi_repro.errors import RecordError, TemporaryReplaced
 from luigi_repro.fingerprint import describe_special, hash_bytes
 from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
-from luigi_repro.locking import atomic_replace, atomic_write, fixed_temporary, lock_file_for
+from luigi_repro.locking import (
+    atomic_replace,
+    atomic_write,
+    create_new_file,
+    fsync_folder,
+    fsync_tree,
+    lock_file_for,
+    make_folders,
+)
 from luigi_repro.plainfiles import NotPlainFile, read_plain, refusal
 from luigi_repro.record import oversize
 from luigi_repro.statcache import (
@@ -237,42 +252,50 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
         # Records are only written under the output's run lock: one writer at a time.
         location = self.record_location(settings)
-        folder = os.path.dirname(location)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        atomic_write(location, data, locked=True)
+        make_folders(os.path.dirname(location))
+        atomic_write(location, data, fsync=settings.fsync)
 
     def remove_record(self, settings: Settings) -> None:
-        location = self.record_location(settings)
-        for path in (location, fixed_temporary(location)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.record_location(settings))
 
     def lock_name(self) -> str:
         return lock_file_for(self.path)
 
     # --- LocalTarget behaviour that changes ----------------------------------------------------
 
+    def open(self, mode: str = "r") -> Any:
+        """Like ``LocalTarget.open``; writing goes through a temporary no one else can plant."""
+        if mode.replace("b", "").replace("t", "") != "w":
+            return luigi.LocalTarget.open(self, mode)
+        make_folders(os.path.dirname(os.path.normpath(self.path)))
+        return self.format.pipe_writer(_AtomicFile(self.path, load_settings().fsync))
+
     @contextlib.contextmanager
     def temporary_path(self) -> Iterator[str]:
         """Like ``LocalTarget.temporary_path()``, but the result may replace an existing output.
 
         If the block raises, the temporary file or folder is removed and the previous output is
-        left untouched.
+        left untouched; so it is if the temporary was replaced by a symlink meanwhile
+        (:class:`TemporaryReplaced`).
         """
         slashless = self.path.rstrip("/").rstrip("\\")
         trailing = self.path[len(slashless) :]
-        tmp = f"{slashless}-luigi-tmp-{random.randrange(0, 10_000_000_000):010}{trailing}"
         folder = os.path.dirname(slashless)
-        if folder:
+        if folder:  # os.makedirs: never through a symlink that points nowhere
             self.fs.mkdir(folder, parents=True, raise_if_exists=False)
-        tmp_slashless = tmp.rstrip("/").rstrip("\\")
+        tmp_slashless = unused_temporary_name(slashless)
         try:
-            yield tmp
+            yield tmp_slashless + trailing
+            if os.path.islink(tmp_slashless):
+                raise TemporaryReplaced(tmp_slashless, slashless)
+            fsync = load_settings().fsync
+            if fsync and os.path.lexists(tmp_slashless):
+                fsync_tree(tmp_slashless)
+            atomic_replace(tmp_slashless, slashless, fsync=fsync)
         except BaseException:
-            _discard(tmp_slashless)
+            _discard(tmp_slashless)  # nothing there once it was moved into place
             raise
-        atomic_replace(tmp_slashless, slashless)
 
     def remove(self) -> None:
         """Remove the output and its record."""
@@ -283,6 +306,74 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         """Move the output; its record stays behind no longer, since it vouched for this path."""
         luigi.LocalTarget.move(self, new_path, raise_if_exists=raise_if_exists)
         self.remove_record(load_settings())
+
+
+def luigi_temporary_name(path: str) -> str:
+    """Luigi's temporary name for ``path`` (``<path>-luigi-tmp-<10 digits>``), but unguessable."""
+    return f"{path}-luigi-tmp-{secrets.randbelow(10_000_000_000):010}"
+
+
+def unused_temporary_name(path: str) -> str:
+    """A name from :func:`luigi_temporary_name` that nothing (a planted symlink) holds now.
+
+    The caller's code creates it; luigi_repro's own writers create it exclusively anyway.
+    """
+    while True:
+        name = luigi_temporary_name(path)
+        if not os.path.lexists(name):
+            return name
+
+
+class _AtomicFile(io.BufferedWriter):
+    """The file ``open('w')`` returns: written under a fresh temporary name, renamed on close.
+
+    Unlike Luigi's ``atomic_file``, the temporary is created exclusively and without following
+    a symlink, an exception inside ``with`` (or a file dropped unclosed, as by an abandoned
+    generator ``run()``) removes it, and with ``fsync`` the data is on disk before the rename.
+    """
+
+    def __init__(self, path: str, fsync: bool) -> None:
+        self.path = path
+        self._fsync = fsync
+        self.tmp_path, fd = create_new_file(lambda: luigi_temporary_name(path))
+        super().__init__(io.FileIO(fd, "w"))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+            if self._fsync:
+                os.fsync(self.fileno())
+        except BaseException:
+            self._abandon()
+            raise
+        super().close()
+        try:
+            os.replace(self.tmp_path, self.path)
+        except BaseException:
+            _discard(self.tmp_path)
+            raise
+        if self._fsync:
+            fsync_folder(os.path.dirname(self.path))
+
+    def _abandon(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.raw.close()
+        with contextlib.suppress(OSError, ValueError):
+            super().close()
+        _discard(self.tmp_path)
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        if exc_type is not None:
+            self._abandon()
+            return
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # also when __init__ failed half-way
+            if not self.closed:
+                self._abandon()
 
 
 def _discard(path: str) -> None:
