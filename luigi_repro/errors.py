@@ -18,7 +18,7 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
           +-- InputChangedDuringRun       an input's content changed while run() was running
           +-- OutputNotWritten            run() returned without (re)writing an output
           +-- OutputUnstable              an output kept changing while it was fingerprinted
-          +-- RecordTooLarge              the record would exceed max_record_bytes
+          +-- RecordRefused               every reader would refuse the record (too large…)
           +-- LockLost                    the run lock was taken away while the task ran
           +-- UndeclaredRead              run() read files it does not declare (policy error)
 """
@@ -39,7 +39,7 @@ __all__ = [
     "OutputUnstable",
     "ParameterError",
     "RecordError",
-    "RecordTooLarge",
+    "RecordRefused",
     "ReproError",
     "RunProtocolError",
     "SigningKeyError",
@@ -211,20 +211,25 @@ class OutputUnstable(RunProtocolError):
         )
 
 
-class RecordTooLarge(RunProtocolError):
-    """The record a run would write is larger than every reader accepts (``max_record_bytes``).
+class RecordRefused(RunProtocolError):
+    """The record a run would write would be refused by every reader: larger than
+    ``max_record_bytes``, or shaped (nesting, entries) beyond what readers accept.
 
     Writing it anyway would leave a task that is never complete, and its downstream failing with
-    "unfulfilled dependencies"; the run fails here instead, saying which size would do.
+    "unfulfilled dependencies"; the run fails here instead, saying what would do.
     """
 
-    def __init__(self, task_id: str, uri: str, size: int, limit: int) -> None:
+    def __init__(self, task_id: str, uri: str, problem: str, size: int, limit: int) -> None:
         self.task_id = task_id
         self.uri = uri
+        advice = (
+            f"raise max_record_bytes to at least {size} (or split the output into smaller folders)"
+            if size > limit
+            else "shorten the parameter or output that makes it so"
+        )
         super().__init__(
-            f"the record of output {uri} of task {task_id} would be {size} bytes, above "
-            f"max_record_bytes ({limit}); raise max_record_bytes to at least {size} "
-            "(or split the output into smaller folders)"
+            f"the record of output {uri} of task {task_id} would be refused by every reader "
+            f"({problem}); {advice}"
         )
 
 

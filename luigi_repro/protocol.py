@@ -44,7 +44,8 @@ from luigi_repro.errors import (
     InputChangedDuringRun,
     OutputNotWritten,
     OutputUnstable,
-    RecordTooLarge,
+    RecordError,
+    RecordRefused,
     RunProtocolError,
     UndeclaredRead,
     UnsupportedTarget,
@@ -62,6 +63,8 @@ from luigi_repro.record import (
     RunSection,
     TaskSection,
     dump_record,
+    oversize,
+    parse_record,
 )
 from luigi_repro.statcache import StatKey, flush_stat_caches
 from luigi_repro.status import TaskStatus
@@ -284,11 +287,7 @@ class RunProtocol:
             (target, dump_record(attrs.evolve(record, beside=key), self.signing_key))
             for key, target in self.outputs
         ]
-        for target, data in documents:
-            if len(data) > self.settings.max_record_bytes:
-                raise RecordTooLarge(
-                    self.task.task_id, target.uri, len(data), self.settings.max_record_bytes
-                )
+        self._refuse_unreadable(documents)
         if self._held is not None:
             self._held.check()  # a lost lock means someone else may have run it: no record
         for target, data in documents:
@@ -345,6 +344,25 @@ class RunProtocol:
             fingerprint=outcome.fingerprint,
             undeclared=True,
         )
+
+    def _refuse_unreadable(self, documents: List[Tuple[HashableTarget, bytes]]) -> None:
+        """Raise :class:`RecordRefused` if a reader would refuse one of these records.
+
+        The copies differ only in ``beside``: sizes are compared for each, and one is parsed
+        the way every check will parse it.
+        """
+        limit = self.settings.max_record_bytes
+        for target, data in documents:
+            problem = None
+            if len(data) > limit:
+                problem = oversize(len(data), limit)
+            elif target is documents[0][0]:
+                try:
+                    parse_record(data, target.uri, self.signing_key, limit)
+                except RecordError as exc:
+                    problem = exc.problem
+            if problem is not None:
+                raise RecordRefused(self.task.task_id, target.uri, problem, len(data), limit)
 
     def _observe_output(self, judge: Judge, key: Key, target: HashableTarget) -> OutputEntry:
         context = judge.context

@@ -24,6 +24,7 @@ from luigi_repro.errors import RecordError
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
     "SCHEMA_VERSION",
+    "SHAPE_ALLOWANCE",
     "InputEntry",
     "Key",
     "OutputEntry",
@@ -491,12 +492,13 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
 #: Bounds on a record's shape, which keep parsing within a small multiple of the record's size
 #: (measured: at most ~12 times, for the densest shapes these bounds let through): at most one
 #: list (``[``; an object ``{`` counts three) per ``_BYTES_PER_CONTAINER`` bytes and one entry
-#: (``,``) per ``_BYTES_PER_ENTRY`` bytes, beyond a small allowance. Real records stay far below
+#: (``,``) per ``_BYTES_PER_ENTRY`` bytes, beyond an allowance. Real records stay far below
 #: both (a folder's file costs ~200 bytes, 2 objects and 8 entries); ``[[],[],…]`` or ``[1,1,…]``
-#: would cost 20 to 40 times their size in Python objects.
+#: would cost 20 to 40 times their size in Python objects. The allowance lets any parameter list
+#: of up to 65,536 small values through whatever its density (a few MiB at most).
 _BYTES_PER_CONTAINER = 12
 _BYTES_PER_ENTRY = 6
-_SHAPE_ALLOWANCE = 4096
+SHAPE_ALLOWANCE = 65536
 #: Deepest nesting a record may have (its own structure is 8 deep; parameters add some).
 MAX_RECORD_DEPTH = 64
 
@@ -525,11 +527,11 @@ def _check_shape(data: bytes, limit: int) -> Optional[str]:
         return oversize(len(data), limit)
     # An object costs about three lists in memory (a dict of one entry is ~180 bytes).
     lists, objects = data.count(b"["), data.count(b"{")
-    if lists + 3 * objects > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_CONTAINER:
+    if lists + 3 * objects > SHAPE_ALLOWANCE + len(data) // _BYTES_PER_CONTAINER:
         size = size_text(len(data))
         return f"it holds {lists} lists and {objects} objects in {size}, too many for a record"
     entries = data.count(b",")
-    if entries > _SHAPE_ALLOWANCE + len(data) // _BYTES_PER_ENTRY:
+    if entries > SHAPE_ALLOWANCE + len(data) // _BYTES_PER_ENTRY:
         return f"it holds {entries} entries in {size_text(len(data))}, too many for a record"
     return None
 
