@@ -23,6 +23,7 @@ BENCHMARKS = [
     "auditreads",
     "rangetools",
     "fsync",
+    "records",
 ]
 
 

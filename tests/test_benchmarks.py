@@ -112,3 +112,15 @@ def test_the_fsync_benchmark_runs_small() -> None:
         per_task["fsync on"] - per_task["fsync off"]
     )
     assert fsync.file_system_of("/") != "unknown"
+
+
+def test_the_records_benchmark_parses_each_shape_unrefused() -> None:
+    """Every shape at 2 MiB is parsed (not refused by the bounds) and costs memory within
+    the bounded multiple the benchmark reports."""
+    from benchmarks import records
+
+    for make in records.SHAPES.values():
+        data = make(2 << 20)
+        multiple, seconds = records._parse_cost(data)
+        assert 1 < multiple <= 12
+        assert seconds > 0
