@@ -382,6 +382,8 @@ def _lock_one(
             os.close(fd)
             raise
         os.close(fd)  # removed or replaced while we waited: lock the file now there
+        if time.monotonic() >= deadline:  # replaced again and again: give up like any wait
+            raise LockTimeout(name, timeout, task_id)
 
 
 class FileLocks:
@@ -409,7 +411,11 @@ class FileLocks:
             yield _NothingToCheck()
         finally:
             for fd in reversed(held):
-                os.close(fd)  # closing the last descriptor releases the flock
+                # Unlock explicitly: a process forked by run() shares the descriptor, and its
+                # copy would otherwise keep the lock until it exits.
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
 
 class _RedisHeld:

@@ -395,3 +395,20 @@ def test_zero_timeout_fails_at_once(folder: Path) -> None:
         with pytest.raises(LockTimeout):
             take([name], 0)
         assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.timeout(20)
+def test_a_process_forked_while_holding_does_not_keep_the_lock(folder: Path) -> None:
+    """A child forked inside the block (run() starting a pool) shares the lock's descriptor;
+    leaving the block still frees the lock while the child lives on."""
+    name = str(folder / ".out.repro.lock")
+    with FileLocks().hold(requests([name]), timeout=1):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only sleeps
+            time.sleep(10)
+            os._exit(0)
+    try:
+        assert not is_held(name)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
