@@ -5,27 +5,43 @@ rights. When root (or a service account) checks a folder where other users write
 planted by one of them could name ``/etc/shadow`` and the audit would print its fingerprint: a
 way to test guesses of a file its writer may not read. So, for a record owned by a user who is
 neither the checker nor root, a local location it names is read only if that owner could read
-it: the file readable by its owner uid, or by the record's group, or by everyone, and every folder
-above it searchable likewise. Otherwise the location is reported, not read.
+it: the file readable by its owner uid, or by one of the owner's groups (the record's group and
+the groups the system lists for that user), or by everyone, and every folder above it searchable
+likewise. Otherwise the location is reported, not read.
 
-This is an approximation from mode bits: access control lists and the writer's other groups are
-not looked at, so a location the writer could in fact read may be refused (reported, never
-read in secret). Inside a named folder only the folder itself is checked, not each file below.
+This is an approximation from mode bits: access control lists are not looked at, so a location
+the writer could in fact read may be refused (reported, never read in secret). Inside a named
+folder only the folder itself is checked, not each file below.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as stat_module
-from typing import Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
 
 __all__ = ["writer_refusal"]
+
+
+@functools.lru_cache(maxsize=256)
+def _groups(uid: int, gid: int) -> FrozenSet[int]:
+    """The groups of user ``uid``: ``gid`` (the record's group) and those the system lists."""
+    groups = {gid}
+    try:
+        import pwd
+
+        entry = pwd.getpwuid(uid)
+        groups.update(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    except (ImportError, KeyError, OSError):
+        pass  # a uid without a name (a container's): its record's group only
+    return frozenset(groups)
 
 
 def _allowed(st: os.stat_result, uid: int, gid: int, owner: int, group: int, other: int) -> bool:
     if st.st_uid == uid:
         return bool(st.st_mode & owner)
-    if st.st_gid == gid:
+    if st.st_gid in _groups(uid, gid):
         return bool(st.st_mode & group)
     return bool(st.st_mode & other)
 

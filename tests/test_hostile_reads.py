@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -387,3 +389,32 @@ def test_a_long_list_parameter_of_tiny_values_is_a_genuine_record() -> None:
     task = ManyFlags(name="a", flags=[0] * 60_000)
     assert build(task)
     assert task.complete()
+
+
+def test_the_writers_other_groups_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file readable by a group the writer belongs to (not the record's group) is theirs to
+    read; a group they are not in is not."""
+    from luigi_repro import writerrights
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file another group")
+    folder = Path(tempfile.mkdtemp(prefix="luigi-repro-groups-"))  # /tmp: searchable by all
+    try:
+        folder.chmod(0o755)
+        shared = folder / "team.csv"
+        shared.write_text("a,b\n")
+        shared.chmod(0o640)
+        os.chown(shared, 0, 4242)
+        writer = (54321, 54321)  # a user who is neither us nor root
+        entry = type("Entry", (), {"pw_name": "writer", "pw_gid": 54321})
+        monkeypatch.setattr("pwd.getpwuid", lambda uid: entry)
+        monkeypatch.setattr(os, "getgrouplist", lambda name, gid: [gid, 4242])
+        writerrights._groups.cache_clear()
+        assert writerrights.writer_refusal(str(shared), writer) is None
+        monkeypatch.setattr(os, "getgrouplist", lambda name, gid: [gid])
+        writerrights._groups.cache_clear()
+        refused = writerrights.writer_refusal(str(shared), writer)
+        assert "not readable by the record's writer" in str(refused)
+    finally:
+        writerrights._groups.cache_clear()
+        shutil.rmtree(folder)
