@@ -219,17 +219,13 @@ class RecordRefused(RunProtocolError):
     "unfulfilled dependencies"; the run fails here instead, saying what would do.
     """
 
-    def __init__(self, task_id: str, uri: str, problem: str, size: int, limit: int) -> None:
+    def __init__(self, task_id: str, uri: str, problem: str, needed: int) -> None:
         self.task_id = task_id
         self.uri = uri
-        advice = (
-            f"raise max_record_bytes to at least {size} (or split the output into smaller folders)"
-            if size > limit
-            else "shorten the parameter or output that makes it so"
-        )
         super().__init__(
             f"the record of output {uri} of task {task_id} would be refused by every reader "
-            f"({problem}); {advice}"
+            f"({problem}); raise max_record_bytes to at least {needed}, or split the output "
+            "into smaller folders"
         )
 
 

@@ -56,6 +56,7 @@ from luigi_repro.log import logger
 from luigi_repro.params import canonical_params
 from luigi_repro.reads import ReadWatch, unwatched_call
 from luigi_repro.record import (
+    PARSE_MEMORY_MULTIPLE,
     InputEntry,
     Key,
     OutputEntry,
@@ -63,6 +64,7 @@ from luigi_repro.record import (
     RunSection,
     TaskSection,
     dump_record,
+    estimated_parse_bytes,
     oversize,
     parse_record,
 )
@@ -362,7 +364,8 @@ class RunProtocol:
                 except RecordError as exc:
                     problem = exc.problem
             if problem is not None:
-                raise RecordRefused(self.task.task_id, target.uri, problem, len(data), limit)
+                cost = -(-estimated_parse_bytes(data) // PARSE_MEMORY_MULTIPLE)
+                raise RecordRefused(self.task.task_id, target.uri, problem, max(len(data), cost))
 
     def _observe_output(self, judge: Judge, key: Key, target: HashableTarget) -> OutputEntry:
         context = judge.context

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
@@ -24,7 +25,7 @@ from luigi_repro.errors import RecordError
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
     "SCHEMA_VERSION",
-    "SHAPE_ALLOWANCE",
+    "PARSE_MEMORY_MULTIPLE",
     "InputEntry",
     "Key",
     "OutputEntry",
@@ -33,6 +34,7 @@ __all__ = [
     "TaskSection",
     "MAX_RECORD_DEPTH",
     "dump_record",
+    "estimated_parse_bytes",
     "oversize",
     "parse_record",
     "size_text",
@@ -489,16 +491,39 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
     )
 
 
-#: Bounds on a record's shape, which keep parsing within a small multiple of the record's size
-#: (measured: at most ~12 times, for the densest shapes these bounds let through): at most one
-#: list (``[``; an object ``{`` counts three) per ``_BYTES_PER_CONTAINER`` bytes and one entry
-#: (``,``) per ``_BYTES_PER_ENTRY`` bytes, beyond an allowance. Real records stay far below
-#: both (a folder's file costs ~200 bytes, 2 objects and 8 entries); ``[[],[],…]`` or ``[1,1,…]``
-#: would cost 20 to 40 times their size in Python objects. The allowance lets any parameter list
-#: of up to 65,536 small values through whatever its density (a few MiB at most).
-_BYTES_PER_CONTAINER = 12
-_BYTES_PER_ENTRY = 6
-SHAPE_ALLOWANCE = 65536
+#: Parsing a record may cost at most this many times ``max_record_bytes`` in memory. The cost
+#: is estimated from the bytes before parsing (see :func:`estimated_parse_bytes`), so a record
+#: shaped to cost far more than its size (``[[],[],…]``, millions of tiny strings) is refused
+#: before it is built, whatever its size, while any record of ordinary shape — and any small
+#: record, however dense — is read.
+PARSE_MEMORY_MULTIPLE = 12
+_RE_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_RE_BEYOND_BMP = re.compile(rb"[\xf0-\xff]")  # lead bytes of 4-byte UTF-8 sequences
+
+
+def estimated_parse_bytes(data: bytes) -> int:
+    """An upper estimate of the memory ``json.loads`` needs for ``data`` (CPython, 64 bits).
+
+    Counted from the bytes alone, in C-speed passes: the bytes, and their decoded text twice (the
+    decoded document and the strings made from it; 1, 2 or 4 bytes a character), 80 bytes per
+    string, 72 per list, 240 per object, and 56 per ``,``
+    (a list slot or dict entry, and the number it may hold). It overestimates ordinary records
+    about 1.5 to 2 times (measured on
+    the densest shapes; ``python -m benchmarks records``).
+    """
+    width = 1
+    if _RE_NON_ASCII.search(data):
+        width = 4 if _RE_BEYOND_BMP.search(data) else 2
+    strings = data.count(b'"') // 2
+    return (
+        len(data) * (1 + 2 * width)
+        + 80 * strings
+        + 72 * data.count(b"[")
+        + 240 * data.count(b"{")
+        + 56 * data.count(b",")
+    )
+
+
 #: Deepest nesting a record may have (its own structure is 8 deep; parameters add some).
 MAX_RECORD_DEPTH = 64
 
@@ -525,14 +550,13 @@ def _check_shape(data: bytes, limit: int) -> Optional[str]:
     """Why ``data`` cannot be a record, judged from its bytes alone (before any parsing)."""
     if len(data) > limit:
         return oversize(len(data), limit)
-    # An object costs about three lists in memory (a dict of one entry is ~180 bytes).
-    lists, objects = data.count(b"["), data.count(b"{")
-    if lists + 3 * objects > SHAPE_ALLOWANCE + len(data) // _BYTES_PER_CONTAINER:
-        size = size_text(len(data))
-        return f"it holds {lists} lists and {objects} objects in {size}, too many for a record"
-    entries = data.count(b",")
-    if entries > SHAPE_ALLOWANCE + len(data) // _BYTES_PER_ENTRY:
-        return f"it holds {entries} entries in {size_text(len(data))}, too many for a record"
+    cost = estimated_parse_bytes(data)
+    if cost > PARSE_MEMORY_MULTIPLE * limit:
+        return (
+            f"parsing its {size_text(len(data))} would take about {size_text(cost)} of memory, "
+            f"more than {PARSE_MEMORY_MULTIPLE} times max_record_bytes ({size_text(limit)}): "
+            "far more lists, objects or strings than a record holds"
+        )
     return None
 
 

@@ -38,7 +38,13 @@ from luigi_repro import audit_paths
 from luigi_repro.cli import main
 from luigi_repro.errors import RecordError, RecordRefused
 from luigi_repro.plainfiles import file_system_type, refusal_at
-from luigi_repro.record import SHAPE_ALLOWANCE, InputEntry, parse_record
+from luigi_repro.record import (
+    DEFAULT_MAX_RECORD_BYTES,
+    PARSE_MEMORY_MULTIPLE,
+    InputEntry,
+    estimated_parse_bytes,
+    parse_record,
+)
 
 RECORD = Path("out/merged.txt.repro.json")
 #: Longest a check may take on any hostile shape (a blocked read would take for ever).
@@ -191,17 +197,21 @@ def test_a_deeply_nested_record_is_refused(built: None) -> None:
     RECORD.write_text(json.dumps(doc))
     refused_promptly("nested more than 64 deep")
     RECORD.write_bytes(b"[" * 1_000_000 + b"]" * 1_000_000)
-    refused_promptly("too many for a record")
+    refused_promptly("nested too deeply")
 
 
-@pytest.mark.parametrize("unit", [b"[]", b"{}", b"1", b'"ab"'])
-def test_records_of_many_small_values_are_refused_before_parsing(unit: bytes) -> None:
-    """Lists, objects or values packed far denser than any record are refused from a count of
-    their bytes, before parsing turns them into tens of times their size in objects."""
-    data = b"[" + b",".join([unit] * 800_000) + b"]"
+@pytest.mark.parametrize(
+    ("unit", "count"),
+    [(b"[]", 2_000_000), (b"{}", 1_000_000), (b"1", 4_000_000), (b'"ab"', 2_000_000)],
+)
+def test_records_of_many_small_values_are_refused_before_parsing(unit: bytes, count: int) -> None:
+    """Lists, objects or values packed far denser than any record, within the size cap, are
+    refused from a count of their bytes, before parsing turns them into over 12 times the cap."""
+    data = b"[" + b",".join([unit] * count) + b"]"
+    assert len(data) < DEFAULT_MAX_RECORD_BYTES
     tracemalloc.start()
     try:
-        with pytest.raises(RecordError, match="too many for a record"):
+        with pytest.raises(RecordError, match=r"would take about .* of memory"):
             parse_record(data, "r")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -209,22 +219,28 @@ def test_records_of_many_small_values_are_refused_before_parsing(unit: bytes) ->
     assert peak < len(data)
 
 
-def test_parsing_costs_a_bounded_multiple_of_the_record(built: None) -> None:
-    """The densest list shape the counts let through costs under 12 times its size to parse,
-    and twice the size costs about twice as much (linear, not worse)."""
+def _densest_lists_allowed(cap: int) -> bytes:
+    """``[[],[],…]``, as many as the parse-memory budget of ``cap`` lets through."""
+    count = PARSE_MEMORY_MULTIPLE * cap // (3 * 3 + 72 + 56) - 16
+    data = b"[" + b",".join([b"[]"] * count) + b"]"
+    assert estimated_parse_bytes(data) <= PARSE_MEMORY_MULTIPLE * cap
+    return data
+
+
+def test_parsing_costs_a_bounded_multiple_of_the_cap() -> None:
+    """The densest list shape the budget lets through costs at most 12 times the cap to parse,
+    and twice the cap lets through about twice as much (linear, not worse)."""
     peaks = []
-    for size in (2 << 20, 4 << 20):
-        count = SHAPE_ALLOWANCE + size // 12 - 2
-        head = b"[" + b",".join([b"[]"] * count)
-        data = head + b',"' + b"x" * (size - len(head) - 4) + b'"]'
+    for cap in (1 << 20, 2 << 20):
+        data = _densest_lists_allowed(cap)
         tracemalloc.start()
         try:
             with pytest.raises(RecordError, match="must be an object"):
-                parse_record(data, "r")
-            peaks.append(tracemalloc.get_traced_memory()[1] / len(data))
+                parse_record(data, "r", None, cap)
+            peaks.append(tracemalloc.get_traced_memory()[1] / cap)
         finally:
             tracemalloc.stop()
-    assert max(peaks) < 12
+    assert max(peaks) <= PARSE_MEMORY_MULTIPLE
     assert peaks[1] < peaks[0] * 1.2
 
 
@@ -383,8 +399,8 @@ class ManyFlags(Clean):
 
 
 def test_a_long_list_parameter_of_tiny_values_is_a_genuine_record() -> None:
-    """60,000 zeros in a parameter make a record denser than the shape bounds' slope allows;
-    the allowance lets it through, so the task is recorded and complete."""
+    """60,000 zeros in a parameter make a record far denser than an ordinary one; it is still
+    small, so its parse fits the budget: the task is recorded and complete."""
     make_raw()
     task = ManyFlags(name="a", flags=[0] * 60_000)
     assert build(task)
