@@ -34,7 +34,7 @@ from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
 from luigi_repro.targets.base import HashableTarget, locate_target, probe_exists, target_from_uri
-from luigi_repro.writerrights import writer_refusal
+from luigi_repro.writerrights import reading_for, writer_refusal
 
 __all__ = ["RECORD_ONLY_NOTE", "audit_paths", "target_for_path"]
 
@@ -337,7 +337,8 @@ class _Auditor:
                 )
             )
             return
-        outcome = self.judge.observe(target, algorithm)
+        with reading_for(node.record.writer if node.record is not None else None):
+            outcome = self.judge.observe(target, algorithm)
         if isinstance(outcome, Missing):
             node.reasons.append(
                 Reason(

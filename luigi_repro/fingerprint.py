@@ -35,6 +35,7 @@ import xxhash
 
 from luigi_repro.errors import MissingDependency
 from luigi_repro.plainfiles import open_plain, refusal
+from luigi_repro.writerrights import check_may_read
 
 __all__ = [
     "ALGORITHMS",
@@ -287,6 +288,7 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
                 is_dir = False
             if is_dir:
                 real = _real(entry.path)
+                _check_writer(entry)
                 if _refused(entry):
                     yield rel, entry.path, True  # /proc linked into a folder: never walked
                 elif real in ancestors:
@@ -301,7 +303,18 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
                     walked.add(real)
                     stack.append((entry.path, rel + "/", ancestors | {real}))
                 continue
+            _check_writer(entry)
             yield rel, entry.path, _refused(entry)
+
+
+def _check_writer(entry: os.DirEntry[str]) -> None:
+    """Raise if the writer of the record naming this folder could not read the entry (symlinks
+    followed): the folder is then not fingerprinted at all (see ``writerrights``)."""
+    try:
+        st = entry.stat(follow_symlinks=True)
+    except OSError:
+        return  # described by _refused
+    check_may_read(entry.path, st)
 
 
 def _refused(entry: os.DirEntry[str]) -> bool:

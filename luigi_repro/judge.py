@@ -57,7 +57,7 @@ from luigi_repro.targets.base import (
     probe_exists,
     target_from_uri,
 )
-from luigi_repro.writerrights import writer_refusal
+from luigi_repro.writerrights import current_reader, reading_for, writer_refusal
 
 __all__ = [
     "Judge",
@@ -209,7 +209,7 @@ class Judge:
         self._statuses: Dict[str, TaskStatus] = {}
         self._active: Set[str] = set()
         self._records: Dict[str, Tuple[Optional[Record], Optional[RecordError]]] = {}
-        self._observations: Dict[Tuple[str, str, str], Outcome] = {}
+        self._observations: Dict[Tuple[str, str, str, Optional[Tuple[int, int]]], Outcome] = {}
         self._plain: Dict[str, Tuple[bool, str]] = {}
         #: Own-verdicts are reused across calls when their evidence still holds (not for
         #: ``full`` audits, which must read everything again).
@@ -298,7 +298,9 @@ class Judge:
         return outcome
 
     def _observe(self, target: HashableTarget, algorithm: str, recorded: bool) -> Outcome:
-        memo_key = (target.uri, algorithm, target.fingerprint_kind)
+        # What was read within another user's rights is remembered apart: a file refused to a
+        # record's writer must not be answered from a fingerprint taken for someone else.
+        memo_key = (target.uri, algorithm, target.fingerprint_kind, current_reader())
         outcome = self._observations.get(memo_key)
         if outcome is not None:
             return outcome
@@ -755,7 +757,10 @@ class Judge:
                     )
                 )
             else:
-                self._check_input(label, target, entry, found, upstream)
+                # Where it is comes from the record (its location, or parameters to rebuild the
+                # task that made it): read it only as far as the record's writer could.
+                with reading_for(record.writer):
+                    self._check_input(label, target, entry, found, upstream)
             if found.done:
                 break
         return tuple(rebuilt)
@@ -792,7 +797,8 @@ class Judge:
                     )
                 )
             else:
-                self._check_input("undeclared", target, entry, found, None)
+                with reading_for(record.writer):
+                    self._check_input("undeclared", target, entry, found, None)
             if found.done:
                 return True
         return False

@@ -20,6 +20,7 @@ import stat as stat_module
 from typing import Optional, Tuple
 
 from luigi_repro.fsclock import filesystem_type
+from luigi_repro.writerrights import check_may_read
 
 __all__ = [
     "KERNEL_FILE_SYSTEMS",
@@ -124,6 +125,7 @@ def open_plain(path: str) -> Tuple[int, os.stat_result]:
             reason = "is a folder, not a file; not read"
         if reason is not None:
             raise NotPlainFile(f"{path} {reason}")
+        check_may_read(path, st, fd)  # the file actually opened, if a record's writer bounds us
     except BaseException:
         os.close(fd)
         raise

@@ -40,6 +40,7 @@ from luigi_repro.fingerprint import (
 from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
 from luigi_repro.log import logger
+from luigi_repro.writerrights import check_may_read
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -395,7 +396,9 @@ def fingerprint_file(
     Raises ``OSError`` (``FileNotFoundError``…) when the file cannot be statted or read.
     """
     digest = digest or hash_file
-    key = StatKey.of(stat if stat is not None else _stat(path, counters))
+    st = stat if stat is not None else _stat(path, counters)
+    check_may_read(path, st)  # before any remembered fingerprint of it is used
+    key = StatKey.of(st)
     if hint is not None and hint.trusted_for(key, algorithm, racy_window_ns):
         return hint
     cache_key = physical_path(path)

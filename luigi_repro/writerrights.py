@@ -9,19 +9,41 @@ it: the file readable by its owner uid, or by one of the owner's groups (the rec
 the groups the system lists for that user), or by everyone, and every folder above it searchable
 likewise. Otherwise the location is reported, not read.
 
+The rule holds at the moment of reading, not only when the location is looked up: while a
+named location is fingerprinted (inside :func:`reading_for`), every file is checked again on the
+descriptor actually opened (:func:`check_may_read`), every cached fingerprint before it is used,
+and every folder before it is walked, so neither a symlink inside a named folder nor a path
+swapped between the check and the read reaches a file the writer could not read.
+
 This is an approximation from mode bits: access control lists are not looked at, so a location
-the writer could in fact read may be refused (reported, never read in secret). Inside a named
-folder only the folder itself is checked, not each file below.
+the writer could in fact read may be refused (reported, never read in secret).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 import stat as stat_module
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, Iterator, Optional, Tuple
 
-__all__ = ["writer_refusal"]
+__all__ = [
+    "NotReadableByWriter",
+    "check_may_read",
+    "current_reader",
+    "reading_for",
+    "writer_refusal",
+]
+
+#: The writer ``(uid, gid)`` whose rights bound what is read right now, or None (no bound).
+_reader: contextvars.ContextVar[Optional[Tuple[int, int]]] = contextvars.ContextVar(
+    "luigi_repro_reader", default=None
+)
+
+
+class NotReadableByWriter(PermissionError):
+    """A location named by another user's record is one that user could not read; not read."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -57,22 +79,30 @@ def _searchable(st: os.stat_result, uid: int, gid: int) -> bool:
     return _allowed(st, uid, gid, stat_module.S_IXUSR, stat_module.S_IXGRP, stat_module.S_IXOTH)
 
 
-def writer_refusal(uri: str, writer: Optional[Tuple[int, int]]) -> Optional[str]:
-    """Why the local location ``uri``, named by a record owned by ``writer`` (``(uid, gid)``),
-    is not read; None when it may be (ours, root's, not local, missing, or readable by them)."""
-    if writer is None:
+def _bounding(writer: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+    """``writer`` when their rights bound what we read: neither us nor root."""
+    if writer is None or writer[0] in (0, os.geteuid()):
         return None
-    uid, gid = writer
-    if uid in (0, os.geteuid()):
-        return None
-    path = uri[len("file://") :] if uri.startswith("file://") else uri
-    if not os.path.isabs(path) or "\0" in path:
-        return None
-    real = os.path.realpath(path)
+    return writer
+
+
+@contextlib.contextmanager
+def reading_for(writer: Optional[Tuple[int, int]]) -> Iterator[None]:
+    """Within the block, files are read only if ``writer`` (a record's owner) could read them."""
+    token = _reader.set(_bounding(writer))
     try:
-        st = os.stat(real)
-    except OSError:
-        return None  # reading it fails the usual way
+        yield
+    finally:
+        _reader.reset(token)
+
+
+def current_reader() -> Optional[Tuple[int, int]]:
+    """The writer whose rights bound what is read now (None: no bound); part of the key of
+    anything remembered about what was read."""
+    return _reader.get()
+
+
+def _refusal_for(uid: int, gid: int, real: str, st: os.stat_result) -> Optional[str]:
     allowed = _readable(st, uid, gid)
     folder = os.path.dirname(real)
     while allowed:
@@ -84,6 +114,39 @@ def writer_refusal(uri: str, writer: Optional[Tuple[int, int]]) -> Optional[str]
         if parent == folder:
             break
         folder = parent
-    if allowed:
+    return None if allowed else f"is not readable by the record's writer (uid {uid}); not read"
+
+
+def check_may_read(path: str, st: os.stat_result, fd: Optional[int] = None) -> None:
+    """Raise :class:`NotReadableByWriter` if, within :func:`reading_for`, the file ``st`` (at
+    ``path``, or opened as ``fd``: its real place is then asked of the kernel) is one the
+    writer could not read."""
+    writer = _reader.get()
+    if writer is None:
+        return
+    real = None
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            real = os.readlink(f"/proc/self/fd/{fd}")
+    if real is None or not os.path.isabs(real):
+        real = os.path.realpath(path)
+    why = _refusal_for(writer[0], writer[1], real, st)
+    if why is not None:
+        raise NotReadableByWriter(f"{path} {why}")
+
+
+def writer_refusal(uri: str, writer: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why the local location ``uri``, named by a record owned by ``writer`` (``(uid, gid)``),
+    is not read; None when it may be (ours, root's, not local, missing, or readable by them)."""
+    writer = _bounding(writer)
+    if writer is None:
         return None
-    return f"is not readable by the record's writer (uid {uid}); not read"
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    if not os.path.isabs(path) or "\0" in path:
+        return None
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None  # reading it fails the usual way
+    return _refusal_for(writer[0], writer[1], real, st)
