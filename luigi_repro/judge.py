@@ -209,7 +209,7 @@ class Judge:
         self._statuses: Dict[str, TaskStatus] = {}
         self._active: Set[str] = set()
         self._records: Dict[str, Tuple[Optional[Record], Optional[RecordError]]] = {}
-        self._observations: Dict[Tuple[str, str, str, Optional[Tuple[int, int]]], Outcome] = {}
+        self._observations: Dict[Tuple[str, str, str, Any], Outcome] = {}
         self._plain: Dict[str, Tuple[bool, str]] = {}
         #: Own-verdicts are reused across calls when their evidence still holds (not for
         #: ``full`` audits, which must read everything again).

@@ -1,4 +1,4 @@
-"""A record may only make a check read what the user who wrote the record could read.
+"""What a record may make a check read: what its writer could read, and data that exists.
 
 Records sit in shared folders, and a check reads every location they name with the checker's
 rights. When root (or a service account) checks a folder where other users write, a record
@@ -17,6 +17,11 @@ swapped between the check and the read reaches a file the writer could not read.
 
 This is an approximation from mode bits: access control lists are not looked at, so a location
 the writer could in fact read may be refused (reported, never read in secret).
+
+Whoever writes the record, a location it names is also not read when it is a sparse file far
+bigger than the data it holds (a 15 TiB file of holes costs nothing to make and hours to hash):
+at least ``HOLLOW_MIN_BYTES`` long with under 1/``HOLLOW_RATIO`` of it on disk. Declared inputs
+(from ``requires()``) are read whatever they are.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ import stat as stat_module
 from typing import FrozenSet, Iterator, Optional, Tuple
 
 __all__ = [
+    "HOLLOW_MIN_BYTES",
+    "HOLLOW_RATIO",
+    "HollowFile",
     "NotReadableByWriter",
     "check_may_read",
     "current_reader",
@@ -36,14 +44,25 @@ __all__ = [
     "writer_refusal",
 ]
 
-#: The writer ``(uid, gid)`` whose rights bound what is read right now, or None (no bound).
-_reader: contextvars.ContextVar[Optional[Tuple[int, int]]] = contextvars.ContextVar(
-    "luigi_repro_reader", default=None
+#: While a location a record names is read: ``(writer,)``, the writer ``(uid, gid)`` whose
+#: rights bound what is read, or ``(None,)`` when they do not (ours, root's). None otherwise.
+_reader: contextvars.ContextVar[Optional[Tuple[Optional[Tuple[int, int]]]]] = (
+    contextvars.ContextVar("luigi_repro_reader", default=None)
 )
+
+#: A file named by a record is "hollow" (not read) when at least this long...
+HOLLOW_MIN_BYTES = 1 << 30
+#: ...with less than 1/HOLLOW_RATIO of its length on disk. (Compression rarely reaches 64 times
+#: except on runs of zeros; the sparse files this stops hold almost nothing.)
+HOLLOW_RATIO = 64
 
 
 class NotReadableByWriter(PermissionError):
     """A location named by another user's record is one that user could not read; not read."""
+
+
+class HollowFile(OSError):
+    """A location a record names is a sparse file far bigger than its data; not read."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -88,17 +107,18 @@ def _bounding(writer: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
 
 @contextlib.contextmanager
 def reading_for(writer: Optional[Tuple[int, int]]) -> Iterator[None]:
-    """Within the block, files are read only if ``writer`` (a record's owner) could read them."""
-    token = _reader.set(_bounding(writer))
+    """Within the block, locations a record names are read: only if ``writer`` (the record's
+    owner) could read them, and never hollow files."""
+    token = _reader.set((_bounding(writer),))
     try:
         yield
     finally:
         _reader.reset(token)
 
 
-def current_reader() -> Optional[Tuple[int, int]]:
-    """The writer whose rights bound what is read now (None: no bound); part of the key of
-    anything remembered about what was read."""
+def current_reader() -> Optional[Tuple[Optional[Tuple[int, int]]]]:
+    """What bounds reading now (None outside :func:`reading_for`); part of the key of anything
+    remembered about what was read."""
     return _reader.get()
 
 
@@ -117,11 +137,32 @@ def _refusal_for(uid: int, gid: int, real: str, st: os.stat_result) -> Optional[
     return None if allowed else f"is not readable by the record's writer (uid {uid}); not read"
 
 
+def _size_text(size: int) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
 def check_may_read(path: str, st: os.stat_result, fd: Optional[int] = None) -> None:
-    """Raise :class:`NotReadableByWriter` if, within :func:`reading_for`, the file ``st`` (at
-    ``path``, or opened as ``fd``: its real place is then asked of the kernel) is one the
-    writer could not read."""
-    writer = _reader.get()
+    """Within :func:`reading_for`, raise if the file ``st`` (at ``path``, or opened as ``fd``:
+    its real place is then asked of the kernel) must not be read: :class:`HollowFile`, or
+    :class:`NotReadableByWriter` when the writer could not read it."""
+    reading = _reader.get()
+    if reading is None:
+        return
+    on_disk = getattr(st, "st_blocks", None)
+    if (
+        on_disk is not None
+        and stat_module.S_ISREG(st.st_mode)
+        and st.st_size >= HOLLOW_MIN_BYTES
+        and on_disk * 512 * HOLLOW_RATIO < st.st_size
+    ):
+        raise HollowFile(
+            f"{path} is a sparse file of {_size_text(st.st_size)} holding "
+            f"{_size_text(on_disk * 512)} of data; a record names it, so it is not read"
+        )
+    writer = reading[0]
     if writer is None:
         return
     real = None

@@ -312,6 +312,38 @@ def test_links_inside_a_named_folder_are_described_never_followed(
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic", "plain"])
+def test_a_record_naming_a_huge_sparse_file_is_answered_at_once(
+    built: None, dynamic: bool, tmp_path: Path
+) -> None:
+    """A 15 TiB file of holes (free to make, hours to hash) named by a record is reported as
+    hollow, not read; declared by code, the same kind of file is read as data."""
+    hollow = tmp_path / "hollow.bin"
+    with hollow.open("wb") as stream:
+        stream.truncate(15 << 40)
+    name_as_inputs(str(hollow), dynamic)
+    expected = "is a sparse file of 15.0 TiB holding 0 bytes of data"
+    if dynamic:
+        refused_promptly(expected)
+    verify_says(expected)
+
+
+def test_a_sparse_file_declared_by_code_is_read(
+    built: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hollow-file rule only guards locations records name: a raw input declared in
+    requires() is fingerprinted whatever its shape."""
+    from luigi_repro import writerrights
+
+    monkeypatch.setattr(writerrights, "HOLLOW_MIN_BYTES", 1 << 20)
+    with open("raw/a.txt", "r+b") as stream:
+        stream.truncate(8 << 20)
+    assert not Merge().complete()
+    assert build(Report())
+    assert Merge().complete()
+
+
+@pytest.mark.timeout(10)
 def test_a_record_by_another_user_cannot_make_root_read_what_they_cannot(
     built: None, tmp_path: Path
 ) -> None:
