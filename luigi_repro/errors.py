@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from luigi_repro.printable import printable
+
 __all__ = [
     "ConfigError",
     "InputChangedDuringRun",
@@ -50,7 +52,14 @@ __all__ = [
 
 
 class ReproError(Exception):
-    """Root of every error raised by luigi_repro."""
+    """Root of every error raised by luigi_repro.
+
+    Its text is shown printable (control characters as escapes): messages quote paths and
+    records from shared folders, and Luigi logs them as they are.
+    """
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class ConfigError(ReproError, ValueError):
@@ -115,8 +124,8 @@ class LockError(ReproError, OSError):
         self.remedy = remedy
         super().__init__(f"cannot use the run lock {lock_name}: {problem}; {remedy}.")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
+        return printable(str(self.args[0]))
 
 
 class TemporaryReplaced(ReproError, OSError):
@@ -130,8 +139,8 @@ class TemporaryReplaced(ReproError, OSError):
             "the data went elsewhere; the output was left as it was (who else writes this folder?)."
         )
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
+        return printable(str(self.args[0]))
 
 
 class LockServerUnavailable(ReproError, ConnectionError):

@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 import sqlite3
+import stat as stat_module
 import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
@@ -126,6 +127,37 @@ class CachedFingerprint:
 BUSY_TIMEOUT_SECONDS = 1.0
 
 
+def _unsafe_place(path: str) -> Optional[str]:
+    """Why the cache at ``path`` must not be opened, or None.
+
+    Its fingerprints stand in for reading files, so a cache someone else can write could vouch
+    for anything; and SQLite follows symlinks, so a link planted at its name (or at its
+    ``-wal``/``-shm`` companions) would make us write wherever it points. The folder must be
+    ours (or root's) and not writable by everyone; the files, when they exist, ours and not
+    symlinks.
+    """
+    me = os.geteuid()
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        return f"its folder cannot be used ({exc.strerror or exc})"
+    if st.st_uid not in (me, 0) or st.st_mode & stat_module.S_IWOTH:
+        return f"its folder {folder} can be written by other users"
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        try:
+            st = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"{name} cannot be checked ({exc.strerror or exc})"
+        if stat_module.S_ISLNK(st.st_mode):
+            return f"{name} is a symlink"
+        if st.st_uid != me:
+            return f"{name} belongs to another user"
+    return None
+
+
 class PersistentStatCache:
     """Fingerprints of files without records, keyed by absolute path and algorithm, in SQLite.
 
@@ -157,6 +189,9 @@ class PersistentStatCache:
             folder = os.path.dirname(self.path)
             if folder:
                 os.makedirs(folder, exist_ok=True)
+            problem = _unsafe_place(self.path)
+            if problem is not None:
+                raise OSError(problem)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
             try:
                 self._prepare(conn)

@@ -91,3 +91,14 @@ def test_log_messages_are_escaped(hostile_record: None, caplog: pytest.LogCaptur
     for message in ours:
         _assert_shown_safely(message)
         assert "\n" not in message
+
+
+def test_error_messages_quoting_file_names_are_escaped() -> None:
+    """An error quoting a hostile file name (Luigi logs it as it is) shows it escaped."""
+    from luigi_repro.errors import LockError, UndeclaredRead
+
+    name = "x\x1b[2J\nINFO: ALL TASKS SUCCEEDED"
+    for error in (UndeclaredRead("T()", [name]), LockError(name, "it is a symlink", "remove it")):
+        assert "\x1b" not in str(error)
+        assert "\n" not in str(error)
+        assert "\\x1b[2J\\nINFO" in str(error)

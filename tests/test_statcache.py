@@ -642,3 +642,33 @@ def test_cache_held_by_another_process_costs_at_most_about_a_second(
     warnings = [r for r in caplog.records if r.name == LOGGER_NAME and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "another process has held it locked" in warnings[0].getMessage()
+
+
+def test_a_cache_reached_through_a_planted_link_is_never_opened(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A symlink at the cache's name (to someone's database, or pointing nowhere), or a cache
+    file owned by another user: the cache is not opened, with one warning, and nothing is
+    written where the link points."""
+    victim = tmp_path / "victim.db"
+    victim.write_bytes(b"not yours\n")
+    dangling = tmp_path / "nowhere" / "created"
+    for target in (victim, dangling):
+        db = tmp_path / f"cache-{target.name}.sqlite3"
+        db.symlink_to(target)
+        cache = cache_at(str(db))
+        with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+            cache.put("/p", CachedFingerprint(hash_bytes(b"x", ALGO), 1, StatKey(1, 2, 1, 3, 4), 5))
+            cache.flush()
+            assert cache.get("/q", ALGO) is None
+        assert "is a symlink" in caplog.text
+        caplog.clear()
+    assert victim.read_bytes() == b"not yours\n"
+    assert not dangling.exists()
+    if os.geteuid() == 0:
+        foreign = tmp_path / "foreign.sqlite3"
+        sqlite3.connect(foreign).close()
+        os.chown(foreign, 65534, 65534)
+        with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+            assert cache_at(str(foreign)).get("/q", ALGO) is None
+        assert "belongs to another user" in caplog.text
