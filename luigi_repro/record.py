@@ -496,31 +496,35 @@ def _parse_document(doc: Any, signing_key: Optional[bytes]) -> Record:
 #: shaped to cost far more than its size (``[[],[],…]``, millions of tiny strings) is refused
 #: before it is built, whatever its size, while any record of ordinary shape — and any small
 #: record, however dense — is read.
-PARSE_MEMORY_MULTIPLE = 12
-_RE_NON_ASCII = re.compile(rb"[\x80-\xff]")
-_RE_BEYOND_BMP = re.compile(rb"[\xf0-\xff]")  # lead bytes of 4-byte UTF-8 sequences
+PARSE_MEMORY_MULTIPLE = 20
+_RE_NON_ASCII = re.compile(rb"[\x80-\xff]|\\u")  # a byte beyond ASCII, or a \u escape
+#: Lead bytes of 4-byte UTF-8 sequences, or an escaped surrogate (\ud800-\udbff).
+_RE_BEYOND_BMP = re.compile(rb"[\xf0-\xff]|\\u[dD][89abAB]")
 
 
 def estimated_parse_bytes(data: bytes) -> int:
     """An upper estimate of the memory ``json.loads`` needs for ``data`` (CPython, 64 bits).
 
-    Counted from the bytes alone, in C-speed passes: the bytes, and their decoded text twice (the
-    decoded document and the strings made from it; 1, 2 or 4 bytes a character), 80 bytes per
-    string, 72 per list, 240 per object, and 56 per ``,``
-    (a list slot or dict entry, and the number it may hold). It overestimates ordinary records
-    about 1.5 to 2 times (measured on
-    the densest shapes; ``python -m benchmarks records``).
+    Counted from the bytes alone, in C-speed passes: the bytes; their decoded text three times
+    (the decoded document, the strings made from it and a string's growth while it is built),
+    1, 2 or 4 bytes a character as the widest character (or ``\\u`` escape) requires; 80 bytes
+    per string, 104 per list, 240 per object, 56 per ``,`` (a list slot or dict entry and the
+    value it holds) and 32 per ``[`` or ``:`` (the first value of a list, an object's value).
+    On ordinary records it is 2 to 3 times the real cost; on the costliest shapes within
+    1.1 times (``python -m benchmarks records``).
     """
     width = 1
     if _RE_NON_ASCII.search(data):
         width = 4 if _RE_BEYOND_BMP.search(data) else 2
     strings = data.count(b'"') // 2
+    lists = data.count(b"[")
     return (
-        len(data) * (1 + 2 * width)
+        len(data) * (1 + 3 * width)
         + 80 * strings
-        + 72 * data.count(b"[")
+        + (104 + 32) * lists
         + 240 * data.count(b"{")
         + 56 * data.count(b",")
+        + 32 * data.count(b":")
     )
 
 
