@@ -18,10 +18,11 @@ swapped between the check and the read reaches a file the writer could not read.
 This is an approximation from mode bits: access control lists are not looked at, so a location
 the writer could in fact read may be refused (reported, never read in secret).
 
-Whoever writes the record, a location it names is also not read when it is a sparse file far
-bigger than the data it holds (a 15 TiB file of holes costs nothing to make and hours to hash):
-at least ``HOLLOW_MIN_BYTES`` long with under 1/``HOLLOW_RATIO`` of it on disk. Declared inputs
-(from ``requires()``) are read whatever they are.
+Nor does another user's record make a check hash holes: what it names is not read when it is
+sparse far beyond the data it holds — a file, or the files read for one location together
+(a folder of many sparse files), at least ``HOLLOW_MIN_BYTES`` long with under 1/``HOLLOW_RATIO``
+of it on disk (a 15 TiB file of holes costs nothing to make and hours to hash). Our own records,
+and inputs declared by code, are read whatever they are.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import contextvars
 import functools
 import os
 import stat as stat_module
-from typing import FrozenSet, Iterator, Optional, Tuple
+from typing import FrozenSet, Iterator, List, Optional, Tuple
 
 __all__ = [
     "HOLLOW_MIN_BYTES",
@@ -50,7 +51,12 @@ _reader: contextvars.ContextVar[Optional[Tuple[Optional[Tuple[int, int]]]]] = (
     contextvars.ContextVar("luigi_repro_reader", default=None)
 )
 
-#: A file named by a record is "hollow" (not read) when at least this long...
+#: Bytes long and bytes on disk of the files read so far within :func:`reading_for`.
+_tally: contextvars.ContextVar[Optional[List[int]]] = contextvars.ContextVar(
+    "luigi_repro_hollow_tally", default=None
+)
+
+#: What another user's record names is "hollow" (not read) when at least this long...
 HOLLOW_MIN_BYTES = 1 << 30
 #: ...with less than 1/HOLLOW_RATIO of its length on disk. (Compression rarely reaches 64 times
 #: except on runs of zeros; the sparse files this stops hold almost nothing.)
@@ -110,9 +116,11 @@ def reading_for(writer: Optional[Tuple[int, int]]) -> Iterator[None]:
     """Within the block, locations a record names are read: only if ``writer`` (the record's
     owner) could read them, and never hollow files."""
     token = _reader.set((_bounding(writer),))
+    counted = _tally.set([0, 0])
     try:
         yield
     finally:
+        _tally.reset(counted)
         _reader.reset(token)
 
 
@@ -144,27 +152,40 @@ def _size_text(size: int) -> str:
     return f"{size} bytes"
 
 
+def _refuse_hollow(path: str, st: os.stat_result, count: bool) -> None:
+    """Raise :class:`HollowFile` if this file, or the files read for the location so far with
+    it, are far longer than the data they hold (``count``: add it to those files)."""
+    on_disk = getattr(st, "st_blocks", None)
+    if on_disk is None or not stat_module.S_ISREG(st.st_mode):
+        return
+    on_disk *= 512
+    if st.st_size >= HOLLOW_MIN_BYTES and on_disk * HOLLOW_RATIO < st.st_size:
+        raise HollowFile(
+            f"{path} is a sparse file of {_size_text(st.st_size)} holding "
+            f"{_size_text(on_disk)} of data; another user's record names it, so it is not read"
+        )
+    tally = _tally.get()
+    if tally is None or not count:
+        return
+    tally[0] += st.st_size
+    tally[1] += on_disk
+    if tally[0] >= HOLLOW_MIN_BYTES and tally[1] * HOLLOW_RATIO < tally[0]:
+        raise HollowFile(
+            f"{path} and the files read with it are sparse: {_size_text(tally[0])} holding "
+            f"{_size_text(tally[1])} of data; another user's record names them, so they are "
+            "not read"
+        )
+
+
 def check_may_read(path: str, st: os.stat_result, fd: Optional[int] = None) -> None:
     """Within :func:`reading_for`, raise if the file ``st`` (at ``path``, or opened as ``fd``:
     its real place is then asked of the kernel) must not be read: :class:`HollowFile`, or
     :class:`NotReadableByWriter` when the writer could not read it."""
     reading = _reader.get()
-    if reading is None:
+    if reading is None or reading[0] is None:
         return
-    on_disk = getattr(st, "st_blocks", None)
-    if (
-        on_disk is not None
-        and stat_module.S_ISREG(st.st_mode)
-        and st.st_size >= HOLLOW_MIN_BYTES
-        and on_disk * 512 * HOLLOW_RATIO < st.st_size
-    ):
-        raise HollowFile(
-            f"{path} is a sparse file of {_size_text(st.st_size)} holding "
-            f"{_size_text(on_disk * 512)} of data; a record names it, so it is not read"
-        )
+    _refuse_hollow(path, st, count=fd is None)  # a file is checked by stat, then opened
     writer = reading[0]
-    if writer is None:
-        return
     real = None
     if fd is not None:
         with contextlib.suppress(OSError):

@@ -312,21 +312,71 @@ def test_links_inside_a_named_folder_are_described_never_followed(
     assert CountParts().complete() is False
 
 
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A folder every user can reach (pytest's own are root-only); root only, since only root
+    can plant a record owned by another user."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: only root can plant a record owned by another user")
+    folder = Path(tempfile.mkdtemp(prefix="luigi-repro-reachable-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def _sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as stream:
+        stream.truncate(size)
+    path.chmod(0o644)
+    return path
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic", "plain"])
-def test_a_record_naming_a_huge_sparse_file_is_answered_at_once(
-    built: None, dynamic: bool, tmp_path: Path
+def test_another_users_record_naming_a_huge_sparse_file_is_answered_at_once(
+    built: None, dynamic: bool, reachable: Path
 ) -> None:
-    """A 15 TiB file of holes (free to make, hours to hash) named by a record is reported as
-    hollow, not read; declared by code, the same kind of file is read as data."""
-    hollow = tmp_path / "hollow.bin"
-    with hollow.open("wb") as stream:
-        stream.truncate(15 << 40)
+    """A 15 TiB file of holes (free to make, hours to hash) named by another user's record is
+    reported as hollow, not read."""
+    hollow = _sparse(reachable / "hollow.bin", 15 << 40)
     name_as_inputs(str(hollow), dynamic)
+    os.chown(RECORD, 65534, 65534)
     expected = "is a sparse file of 15.0 TiB holding 0 bytes of data"
     if dynamic:
         refused_promptly(expected)
     verify_says(expected)
+
+
+@pytest.mark.timeout(20)
+def test_a_folder_of_many_sparse_files_counts_as_one_hollow_location(
+    built: None, reachable: Path
+) -> None:
+    """Eight files of 1 GiB less one byte, all holes, in a folder another user's record names:
+    each is under the size of a hollow file, together they are refused."""
+    folder = reachable / "parts"
+    folder.mkdir()
+    folder.chmod(0o755)
+    for index in range(8):
+        _sparse(folder / f"part-{index}", (1 << 30) - 1)
+    name_as_inputs(str(folder))
+    os.chown(RECORD, 65534, 65534)
+    verify_says("and the files read with it are sparse")
+
+
+def test_our_own_record_naming_a_sparse_file_reads_it(
+    built: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Our own records are trusted as far as sparse files go: a dynamic dependency that makes a
+    sparse disk image is read as data (the hollow rule would rerun it on every build)."""
+    from luigi_repro import writerrights
+
+    monkeypatch.setattr(writerrights, "HOLLOW_MIN_BYTES", 1 << 20)
+    image = _sparse(tmp_path / "image.bin", 8 << 20)
+    name_as_inputs(str(image))
+    text = verify_says(f"input {image} changed")
+    assert "sparse" not in text
 
 
 def test_a_sparse_file_declared_by_code_is_read(
