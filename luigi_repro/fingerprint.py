@@ -9,6 +9,7 @@ constant memory whatever the file size. This module knows nothing about Luigi.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import mmap
@@ -35,7 +36,7 @@ import xxhash
 
 from luigi_repro.errors import MissingDependency
 from luigi_repro.plainfiles import open_plain, refusal
-from luigi_repro.writerrights import check_may_read
+from luigi_repro.writerrights import check_may_read, foreign_link_refusal
 
 __all__ = [
     "ALGORITHMS",
@@ -318,7 +319,11 @@ def _check_writer(entry: os.DirEntry[str]) -> None:
 
 
 def _refused(entry: os.DirEntry[str]) -> bool:
-    """Is this entry (symlinks followed) anything but a regular file or folder holding data?"""
+    """Is this entry (symlinks followed) anything but a regular file or folder holding data,
+    or a link another user planted to what they cannot read?"""
+    with contextlib.suppress(OSError):
+        if entry.is_symlink() and foreign_link_refusal(entry.path) is not None:
+            return True
     try:
         st = entry.stat(follow_symlinks=True)
     except OSError:

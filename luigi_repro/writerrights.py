@@ -18,6 +18,10 @@ swapped between the check and the read reaches a file the writer could not read.
 This is an approximation from mode bits: access control lists are not looked at, so a location
 the writer could in fact read may be refused (reported, never read in secret).
 
+The same holds for a symlink another user planted where a check reads (a team drop folder
+that is an input): the link is described, never followed to a file its owner could not read,
+so its fingerprint cannot end up in a record they can read (:func:`foreign_link_refusal`).
+
 Nor does another user's record make a check hash holes: what it names is not read when it is
 sparse far beyond the data it holds — a file, or the files read for one location together
 (a folder of many sparse files), at least ``HOLLOW_MIN_BYTES`` long with under 1/``HOLLOW_RATIO``
@@ -41,6 +45,7 @@ __all__ = [
     "NotReadableByWriter",
     "check_may_read",
     "current_reader",
+    "foreign_link_refusal",
     "reading_for",
     "writer_refusal",
 ]
@@ -195,6 +200,26 @@ def check_may_read(path: str, st: os.stat_result, fd: Optional[int] = None) -> N
     why = _refusal_for(writer[0], writer[1], real, st)
     if why is not None:
         raise NotReadableByWriter(f"{path} {why}")
+
+
+def foreign_link_refusal(path: str) -> Optional[str]:
+    """Why ``path``, a symlink owned by another user who is not root, must not be followed:
+    its owner could not read what it points to. None for anything else."""
+    try:
+        link = os.lstat(path)
+    except OSError:
+        return None
+    if not stat_module.S_ISLNK(link.st_mode) or link.st_uid in (0, os.geteuid()):
+        return None
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    why = _refusal_for(link.st_uid, link.st_gid, real, st)
+    if why is None:
+        return None
+    return f"is a symlink planted by uid {link.st_uid} to a file they cannot read; not followed"
 
 
 def writer_refusal(uri: str, writer: Optional[Tuple[int, int]]) -> Optional[str]:

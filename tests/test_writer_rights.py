@@ -128,3 +128,37 @@ def test_a_link_swapped_while_audits_run_never_confirms_a_guess(area: Path) -> N
         stop.set()
         swapper.join()
     assert not any(verdicts)
+
+
+def test_a_link_planted_in_a_declared_input_folder_is_not_followed(area: Path) -> None:
+    """A neighbour drops a link to root's secret into a team folder that a task declares as
+    input: the run describes the link instead of reading the secret, so the record (readable by
+    the neighbour) holds no fingerprint of it."""
+    from luigi_repro.fingerprint import hash_bytes
+
+    incoming = area / "shared" / "incoming"
+    incoming.mkdir()
+    incoming.chmod(0o1777)
+    (incoming / "a.csv").write_text("1,2\n")
+    link = incoming / "zz"
+    link.symlink_to(area / "private" / "secret")
+    os.lchown(link, NEIGHBOUR, NEIGHBOUR)
+    out = area / "shared" / "report.txt"
+
+    class Report(TaskWithCheckingInputHash):
+        def requires(self) -> Any:
+            return HashableExternalFile(str(incoming))
+
+        def output(self) -> HashableLocalTarget:
+            return HashableLocalTarget(str(out))
+
+        def run(self) -> None:
+            with self.output().open("w") as stream:
+                stream.write("ok")
+
+    assert luigi.build([Report()], local_scheduler=True, log_level="ERROR")
+    manifest = json.loads(Path(f"{out}.repro.json").read_text())["inputs"][0]["manifest"]
+    assert set(manifest) == {"a.csv", "zz"}
+    secret = (area / "private" / "secret").read_bytes()
+    assert manifest["zz"] != hash_bytes(secret, manifest["zz"].split(":")[0])
+    assert Report().complete()

@@ -57,6 +57,7 @@ from luigi_repro.targets.base import (
     register_adapter,
     register_uri_resolver,
 )
+from luigi_repro.writerrights import foreign_link_refusal
 
 __all__ = ["HashableLocalTarget"]
 
@@ -140,6 +141,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         context.counters.files_statted += 1
         holds_data = stat_module.S_ISDIR(st.st_mode) or stat_module.S_ISREG(st.st_mode)
         refused = refusal(st, self.path) if holds_data else None
+        refused = refused or foreign_link_refusal(self.path)
         if refused is not None:
             raise NotPlainFile(f"{self.path} {refused}")  # a file or folder of /proc, /sys…
         if stat_module.S_ISDIR(st.st_mode):
