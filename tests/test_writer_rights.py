@@ -49,23 +49,30 @@ def area() -> Iterator[Path]:
         shutil.rmtree(top, ignore_errors=True)
 
 
+class Use(TaskWithCheckingInputHash):
+    """Reads the raw file or folder ``source``; writes ``out``."""
+
+    source = luigi.Parameter()
+    out = luigi.Parameter()
+
+    def requires(self) -> Any:
+        return HashableExternalFile(self.source)
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(self.out)
+
+    def run(self) -> None:
+        with self.output().open("w") as stream:
+            stream.write("ok")
+
+
 def record_guess(area: Path, named: Path, guess: Path) -> Path:
     """Build a task whose input is ``named`` (holding the guess), then hand its record to the
     neighbour as a plain location; returns the output."""
     out = area / "shared" / "out.txt"
-
-    class Use(TaskWithCheckingInputHash):
-        def requires(self) -> Any:
-            return HashableExternalFile(str(named))
-
-        def output(self) -> HashableLocalTarget:
-            return HashableLocalTarget(str(out))
-
-        def run(self) -> None:
-            with self.output().open("w") as stream:
-                stream.write("ok")
-
-    assert luigi.build([Use()], local_scheduler=True, log_level="ERROR")
+    assert luigi.build(
+        [Use(source=str(named), out=str(out))], local_scheduler=True, log_level="ERROR"
+    )
     record = Path(f"{out}.repro.json")
     document = json.loads(record.read_text())
     for entry in document["inputs"]:
@@ -144,21 +151,10 @@ def test_a_link_planted_in_a_declared_input_folder_is_not_followed(area: Path) -
     link.symlink_to(area / "private" / "secret")
     os.lchown(link, NEIGHBOUR, NEIGHBOUR)
     out = area / "shared" / "report.txt"
-
-    class Report(TaskWithCheckingInputHash):
-        def requires(self) -> Any:
-            return HashableExternalFile(str(incoming))
-
-        def output(self) -> HashableLocalTarget:
-            return HashableLocalTarget(str(out))
-
-        def run(self) -> None:
-            with self.output().open("w") as stream:
-                stream.write("ok")
-
-    assert luigi.build([Report()], local_scheduler=True, log_level="ERROR")
+    task = Use(source=str(incoming), out=str(out))
+    assert luigi.build([task], local_scheduler=True, log_level="ERROR")
     manifest = json.loads(Path(f"{out}.repro.json").read_text())["inputs"][0]["manifest"]
     assert set(manifest) == {"a.csv", "zz"}
     secret = (area / "private" / "secret").read_bytes()
     assert manifest["zz"] != hash_bytes(secret, manifest["zz"].split(":")[0])
-    assert Report().complete()
+    assert task.complete()
