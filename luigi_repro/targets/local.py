@@ -137,11 +137,15 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if context.full:
             previous = None
         cache = None if context.full else context.cache
-        st = os.stat(self.path)
+        st = os.lstat(self.path)
+        link = stat_module.S_ISLNK(st.st_mode)
+        if link:
+            st = os.stat(self.path)
         context.counters.files_statted += 1
         holds_data = stat_module.S_ISDIR(st.st_mode) or stat_module.S_ISREG(st.st_mode)
         refused = refusal(st, self.path) if holds_data else None
-        refused = refused or foreign_link_refusal(self.path)
+        if link:
+            refused = refused or foreign_link_refusal(self.path)
         if refused is not None:
             raise NotPlainFile(f"{self.path} {refused}")  # a file or folder of /proc, /sys…
         if stat_module.S_ISDIR(st.st_mode):
