@@ -20,26 +20,16 @@ from typing import Callable, Dict
 from benchmarks import dag
 from benchmarks.build import _build
 from benchmarks.common import Results, environment, median_times
+from luigi_repro.fsclock import filesystem_type
 
 #: Number of tasks: normal sizes, then --quick ones.
 SIZES = ((200, 800), (100, 400))
 
 
 def file_system_of(path: str) -> str:
-    """The type of the file system holding ``path`` (from /proc/self/mounts), or "unknown"."""
-    real = os.path.realpath(path)
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/self/mounts") as stream:
-            mounts = [line.split() for line in stream]
-    except OSError:
-        return kind
-    for fields in mounts:
-        point = fields[1].replace("\\040", " ")
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, kind = point, fields[2]
-    return f"{kind} (mounted at {best})" if best else kind
+    """The type of the file system holding ``path`` (as luigi_repro reads it from the mount
+    table), or "unknown"."""
+    return filesystem_type(os.stat(path).st_dev) or "unknown"
 
 
 def run(results: Results, quick: bool) -> None:

@@ -25,7 +25,6 @@ from luigi_repro.writerrights import check_may_read
 __all__ = [
     "KERNEL_FILE_SYSTEMS",
     "NotPlainFile",
-    "file_system_type",
     "open_plain",
     "read_plain",
     "refusal",
@@ -74,20 +73,13 @@ class NotPlainFile(OSError):
     """A location is not a regular file on a data file system; it was not read."""
 
 
-def file_system_type(device: int) -> Optional[str]:
-    """The type of the file system on ``device`` (an ``st_dev``) from the mount table, read again
-    when an unknown device shows up (throttled); None when unknown (a btrfs subvolume: data);
-    ``"unknown-host-clock"`` when there is no mount table at all."""
-    return filesystem_type(device)
-
-
 def refusal(st: os.stat_result, path: str = "") -> Optional[str]:
     """Why a file with this stat is not read (None when it is a regular file or a folder holding
     data): it is a pipe, device or socket, or it lives on a kernel file system."""
     for test, name in _KIND_NAMES:
         if test(st.st_mode):
             return f"is {name}, not a regular file; not read"
-    fs_type = file_system_type(st.st_dev)
+    fs_type = filesystem_type(st.st_dev)  # None: unknown (a btrfs subvolume), so data
     if fs_type in KERNEL_FILE_SYSTEMS:
         return f"is a pseudo-file of the system (on a {fs_type} file system), never data; not read"
     if fs_type == "unknown-host-clock" and path:  # no mount table: the usual places

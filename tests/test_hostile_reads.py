@@ -37,7 +37,8 @@ from pipelines import (
 from luigi_repro import audit_paths
 from luigi_repro.cli import main
 from luigi_repro.errors import RecordError, RecordRefused
-from luigi_repro.plainfiles import file_system_type, refusal_at
+from luigi_repro.fsclock import filesystem_type
+from luigi_repro.plainfiles import refusal_at
 from luigi_repro.record import (
     DEFAULT_MAX_RECORD_BYTES,
     PARSE_MEMORY_MULTIPLE,
@@ -280,10 +281,10 @@ def test_a_fifo_and_a_device_named_as_inputs_are_refused(
 
 def test_kernel_file_systems_are_told_by_device_not_by_path() -> None:
     """/proc is refused for its file system type; a data file system under /dev is not."""
-    assert file_system_type(os.stat("/proc/self").st_dev) == "proc"
+    assert filesystem_type(os.stat("/proc/self").st_dev) == "proc"
     assert refusal_at("/proc/self/status") is not None
     shm = Path("/dev/shm")
-    if not shm.is_dir() or file_system_type(shm.stat().st_dev) != "tmpfs":
+    if not shm.is_dir() or filesystem_type(shm.stat().st_dev) != "tmpfs":
         pytest.skip("needs /dev/shm on tmpfs")
     probe = shm / f"luigi_repro-{os.getpid()}"
     probe.write_text("data")
