@@ -25,10 +25,12 @@ import attrs
 
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import format_key
+from luigi_repro.evidence import Missing
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
-from luigi_repro.judge import Judge, Missing, listed_reads_reason, unresolved_code_note
+from luigi_repro.judge import Judge
 from luigi_repro.localpath import physical_path, relocate, same_place
 from luigi_repro.reads import unwatched_call
+from luigi_repro.reasons import listed_reads_reason, unresolved_code_note
 from luigi_repro.record import OutputEntry, Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches

@@ -110,6 +110,12 @@ class ReproConfig(luigi.Config):
         "so a power loss cannot leave a record vouching for bytes never written; false on "
         "scratch disks.",
     )
+    watch_changes = luigi.Parameter(
+        default="true",
+        description="Let a long-lived process watch the local files verdicts were decided "
+        "from (inotify), so that a remembered verdict stands without a stat until one "
+        "changes; false: replay every remembered verdict by stat.",
+    )
     hmac_key_env = luigi.Parameter(
         default="LUIGI_REPRO_HMAC_KEY",
         description="Environment variable holding the key that signs and verifies records.",
@@ -156,6 +162,7 @@ class Settings:
     require_signatures: bool = False
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     fsync: bool = True
+    watch_changes: bool = True
 
     @property
     def signing_key(self) -> Optional[bytes]:
@@ -251,6 +258,7 @@ _OPTIONS = (
     "require_signatures",
     "max_record_bytes",
     "fsync",
+    "watch_changes",
 )
 
 
@@ -333,4 +341,5 @@ def _read_settings() -> Settings:
         require_signatures=_flag("require_signatures", _option(config, "require_signatures")),
         max_record_bytes=_byte_count("max_record_bytes", _option(config, "max_record_bytes")),
         fsync=_flag("fsync", _option(config, "fsync")),
+        watch_changes=_flag("watch_changes", _option(config, "watch_changes")),
     )

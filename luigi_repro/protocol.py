@@ -50,7 +50,8 @@ from luigi_repro.errors import (
     UndeclaredRead,
     UnsupportedTarget,
 )
-from luigi_repro.judge import Judge, Missing, Outcome, is_checked_task, warn_once
+from luigi_repro.evidence import Missing, Outcome, warn_once
+from luigi_repro.judge import Judge
 from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params
@@ -68,6 +69,8 @@ from luigi_repro.record import (
     oversize,
     parse_record,
 )
+from luigi_repro.rules import is_checked_task
+from luigi_repro.runtime import runtime
 from luigi_repro.statcache import StatKey, flush_stat_caches
 from luigi_repro.status import TaskStatus
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
@@ -173,6 +176,7 @@ class RunProtocol:
                     if saved is not None:
                         self._saved[key] = saved
                 target.remove_record(self.settings)
+            runtime().memory.task_ran(self.task.task_id)
         except BaseException:
             self.close()
             raise
@@ -292,8 +296,11 @@ class RunProtocol:
         self._refuse_unreadable(documents)
         if self._held is not None:
             self._held.check()  # a lost lock means someone else may have run it: no record
-        for target, data in documents:
-            target.write_record_bytes(self.settings, data)
+        try:
+            for target, data in documents:
+                target.write_record_bytes(self.settings, data)
+        finally:
+            runtime().memory.task_ran(self.task.task_id)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
         return record
 

@@ -15,7 +15,8 @@ import luigi
 
 from luigi_repro.dag import flatten_with_keys, requirements_of
 from luigi_repro.fingerprint import Counters
-from luigi_repro.judge import Judge, is_checked_task, judging
+from luigi_repro.judge import Judge, judging
+from luigi_repro.rules import is_checked_task
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
 from luigi_repro.targets.base import as_hashable
 

@@ -16,6 +16,7 @@ from luigi_repro import (
     TaskWithCheckingInputHash,
     judging,
 )
+from luigi_repro.runtime import runtime
 
 LAYERS = 20
 
@@ -66,6 +67,7 @@ def test_one_check_judges_each_task_once_and_hashes_each_file_at_most_once() -> 
     assert build(Top())
     assert len(runs()) == TASKS
     for _ in range(2):  # cold (records read from disk) and warm (parsed records reused)
+        runtime().memory.forget()  # no remembered verdict: every task is decided in this check
         with judging() as judge:
             started = time.perf_counter()
             assert Top().complete()
@@ -74,6 +76,9 @@ def test_one_check_judges_each_task_once_and_hashes_each_file_at_most_once() -> 
         assert judge.targets_observed <= FILES
         assert judge.counters.files_hashed <= FILES
         assert elapsed < 1.0
+    with judging() as judge:
+        assert Top().complete()
+    assert judge.statuses_reused == 1  # and the next check stands on the remembered status
 
 
 def test_stale_seed_is_found_and_rebuild_reuses_no_false_verdict() -> None:

@@ -17,7 +17,7 @@ import pytest
 from pipelines import Clean, Merge, Report, build, families, make_raw, runs, write_raw
 
 from luigi_repro import judging
-from luigi_repro.judge import forget_verdicts
+from luigi_repro.runtime import reset as forget_verdicts
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +37,14 @@ def judged_again(task: object) -> int:
 
 
 def test_an_unchanged_pipeline_is_judged_from_remembered_verdicts() -> None:
+    """Nothing changed: the root's remembered status stands for its whole DAG, unvisited."""
     assert Report().complete()
     with judging() as judge:
         assert judge.status(Report()).ok
-    assert judge.tasks_judged == 4
-    assert judge.verdicts_reused == 4
+    assert (judge.tasks_judged, judge.verdicts_reused, judge.statuses_reused) == (1, 1, 1)
+    with judging(exhaustive=True, fresh=True) as audit:
+        assert audit.status(Report()).ok
+    assert audit.tasks_judged == 4  # an audit visits every task
 
 
 def test_a_raw_edit_right_after_a_check_is_seen() -> None:
@@ -116,6 +119,7 @@ def test_settled_files_are_revalidated_by_one_stat(monkeypatch: pytest.MonkeyPat
     """Files older than the racy window are vouched for by their stat alone; a rewrite (even of
     the same size) changes the stat and is seen."""
     monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0")
+    monkeypatch.setenv("LUIGI_REPRO_WATCH_CHANGES", "false")  # replay by stat, not by events
     assert build(Report())
     assert Report().complete()
     with judging() as judge:
@@ -136,6 +140,7 @@ def test_files_fingerprinted_while_fresh_are_later_vouched_for_by_a_stat(
     from luigi_repro import HashableLocalTarget
 
     monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0.2")
+    monkeypatch.setenv("LUIGI_REPRO_WATCH_CHANGES", "false")  # replay by stat, not by events
     write_raw("a", "Fresh\n")
     assert build(Report())
     assert Report().complete()  # decided while every file is fresh

@@ -26,7 +26,7 @@ from luigi_repro import (
     HashableLocalTarget,
     TaskWithCheckingInputHash,
 )
-from luigi_repro.judge import forget_verdicts
+from luigi_repro.runtime import reset as forget_verdicts
 from luigi_repro.status import ReasonKind
 
 

@@ -8,6 +8,9 @@ that remembers nothing and reads everything again.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -89,7 +92,47 @@ def _toggle_code_version() -> None:
         Merge.code_version = "2"
 
 
+def _in_another_process(code: str) -> Callable[[], None]:
+    """The same kind of change, made by another process (no call of this one sees it made)."""
+
+    def step() -> None:
+        subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=60)
+
+    return step
+
+
+_OTHER_PROCESS_STEPS = {
+    "another process edits raw (same size)": """
+        from pathlib import Path
+        path = Path("raw/a.txt")
+        path.write_text("HELLO\\n" if path.read_text() == "Hello\\n" else "Hello\\n")
+    """,
+    "another process edits an output, times kept": """
+        import os
+        from pathlib import Path
+        path = Path("out/merged.txt")
+        if path.exists():
+            before = os.stat(path)
+            path.write_text(path.read_text().swapcase())
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    """,
+    "another process removes a record": """
+        from pathlib import Path
+        Path("out/clean_b.txt.repro.json").unlink(missing_ok=True)
+    """,
+    "another process replaces the raw folder": """
+        import os, shutil
+        shutil.copytree("raw", "raw-new")
+        with open("raw-new/b.txt", "w") as sink:
+            sink.write("Replaced\\n")
+        os.rename("raw", "raw-old")
+        os.rename("raw-new", "raw")
+        shutil.rmtree("raw-old")
+    """,
+}
+
 STEPS: Dict[str, Callable[[], None]] = {
+    **{name: _in_another_process(code) for name, code in _OTHER_PROCESS_STEPS.items()},
     "edit raw (same size)": _edit_raw_same_size,
     "edit raw (other size)": _edit_raw_other_size,
     "touch raw": _touch_raw,
@@ -105,13 +148,16 @@ STEPS: Dict[str, Callable[[], None]] = {
 }
 
 
-@pytest.fixture
-def short_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["watched", "replayed by stat"])
+def short_racy_window(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Remembered verdicts kept honest by file-change events, or by replaying them by stat."""
     monkeypatch.setenv("LUIGI_REPRO_RACY_WINDOW", "0.05")
+    if request.param != "watched":
+        monkeypatch.setenv("LUIGI_REPRO_WATCH_CHANGES", "false")
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

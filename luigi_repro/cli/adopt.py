@@ -18,9 +18,10 @@ from luigi_repro.cli.common import UsageError, load_task, split_own_options
 from luigi_repro.cli.render import Style
 from luigi_repro.config import load_settings
 from luigi_repro.dag import requirements_of, static_inputs
-from luigi_repro.judge import Judge, is_checked_task
+from luigi_repro.judge import Judge
 from luigi_repro.printable import printable
 from luigi_repro.protocol import RunProtocol
+from luigi_repro.rules import is_checked_task
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind
 from luigi_repro.task import runs_dynamically

@@ -293,6 +293,15 @@ class HashableTarget(abc.ABC):
         """Does a :meth:`settled_token` still hold?"""
         return False
 
+    def watch_paths(self, settings: Settings) -> Optional[Tuple[str, ...]]:
+        """The local files whose change events cover this target's content, existence and
+        record, or None when a change could come without such an event (remote content).
+
+        A long-lived process watches them, so that a remembered verdict stands without a stat
+        until one of them changes.
+        """
+        return None
+
     def change_token(self) -> Optional[Hashable]:
         """A cheap value that changes whenever the content is rewritten; None if unknown.
 

@@ -201,6 +201,20 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         except OSError:
             return False
 
+    def watch_paths(self, settings: Settings) -> Optional[Tuple[str, ...]]:
+        """The file and its record, when this class reads nothing else to answer.
+
+        A subclass whose ``exists()``, ``observe()`` or record reading is its own may look at
+        other files (a ``.done`` marker): it is revalidated by replaying what it saw instead.
+        """
+        cls = type(self)
+        if not all(
+            getattr(cls, name).__module__.startswith("luigi_repro.")
+            for name in ("exists", "observe", "read_record_bytes")
+        ):
+            return None
+        return (self.uri, physical_path(self.record_location(settings)))
+
     def change_token(self) -> Optional[Hashable]:
         try:
             st = os.stat(self.path)

@@ -1,0 +1,314 @@
+"""What the judge remembers across ``complete()`` calls, and when it may be reused.
+
+Luigi asks ``complete()`` of every task when it schedules a build and of every dependency before
+each run; a verdict that stands on the whole upstream DAG, recomputed on every call, makes a build
+quadratic. So two things are remembered per task (keyed by task id, class, settings, signing key
+and whether the check looks for every reason):
+
+- its *own verdict* — what its outputs, records, parameters, code and inputs say — with the
+  evidence it was decided from (:class:`~luigi_repro.evidence.Trace`), and
+- its *status* — the own verdict combined with the statuses of the tasks it requires.
+
+An own verdict is reused without reading anything while none of its files changed: the files
+are watched (:mod:`luigi_repro.watch`) before they are read, so any change raises an event that
+marks the verdict *own-dirty*. Where a file cannot be watched, the evidence is replayed by stat
+instead (O(the task's own files)). A status is reused without visiting the tasks upstream while
+it is *clean*: nothing it stands on changed. Marking is pushed downstream along the remembered
+edges when a file changes or a task runs, so a clean status implies clean statuses all the way
+upstream, and revalidation costs O(what changed), never O(the upstream closure).
+
+A status is never reused if it stands on something that cannot be watched (a remote object, a
+plain task's own ``complete()``), nor a ``False`` status after any task ran in this process.
+Entries are evicted least recently used first; evicting one marks the statuses that stood on it.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from typing import Any, Dict, FrozenSet, Iterable, Optional, OrderedDict, Set, Tuple
+
+import attrs
+
+from luigi_repro.codeclosure import code_fingerprint
+from luigi_repro.config import Settings
+from luigi_repro.status import TaskStatus
+from luigi_repro.watch import Changes, ChangeWatch
+
+__all__ = ["Counts", "Entry", "VerdictKey", "VerdictMemory"]
+
+#: (task id, class, settings, exhaustive, digest of the signing key)
+VerdictKey = Tuple[str, type, Settings, bool, bytes]
+
+#: How many tasks' verdicts one process remembers.
+CAPACITY = 65536
+
+
+@attrs.define
+class Counts:
+    """How verdicts were reached, summed over a process's checks."""
+
+    #: Own verdicts decided by the rules (nothing usable was remembered).
+    decided: int = 0
+    #: Own verdicts replayed by stat (their files could not be watched, or an event came).
+    replayed: int = 0
+    #: Own verdicts reused with nothing read (watched, and no event since).
+    reused: int = 0
+    #: Whole statuses reused without visiting the tasks upstream.
+    statuses_reused: int = 0
+
+
+@attrs.define(eq=False)
+class Entry:
+    """Everything remembered about one task."""
+
+    key: VerdictKey
+    #: (params, code, requirement ids, shape): a verdict only stands for the same task seen the
+    #: same way.
+    identity: Tuple[Any, ...]
+    trace: Any
+    verdict: Any
+    #: Every change to the own evidence raises an event, and none has since it was decided.
+    own_clean: bool
+    paths: FrozenSet[str]
+    status: Optional[TaskStatus] = None
+    status_clean: bool = False
+    upstream: Tuple[VerdictKey, ...] = ()
+    status_paths: FrozenSet[str] = frozenset()
+    runs: int = 0
+    dependents: Set[VerdictKey] = attrs.field(factory=set)
+
+
+class VerdictMemory:
+    """Remembered verdicts of one process, with what makes them stale."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self.watch = ChangeWatch()
+        self._lock = threading.RLock()
+        self._entries: OrderedDict[VerdictKey, Entry] = collections.OrderedDict()
+        self._by_path: Dict[str, Set[VerdictKey]] = {}
+        self._by_task: Dict[str, Set[VerdictKey]] = {}
+        self._code: Dict[Tuple[type, str], str] = {}
+        self._cwd = ""
+        #: Counts runs in this process: a False status is never reused across one.
+        self.runs = 0
+        #: What the checks of this process did (tests and benchmarks read it).
+        self.counts = Counts()
+
+    # --- the start of each outermost check ------------------------------------------------------
+
+    def begin(self) -> None:
+        """Take in what changed since the last check: file events, the folder, the code."""
+        changes = self.watch.changes()
+        with self._lock:
+            cwd = os.getcwd()
+            if cwd != self._cwd:
+                self._cwd = cwd  # relative paths name other files now
+                changes.everything = changes.everything or bool(self._entries)
+            if self._code_changed():
+                self._all_statuses_dirty()
+            if changes:
+                self._apply(changes)
+
+    def _code_changed(self) -> bool:
+        changed = False
+        for (cls, algorithm), known in list(self._code.items()):
+            now = code_fingerprint(cls, algorithm)
+            if now != known:
+                self._code[(cls, algorithm)] = now
+                changed = True
+        return changed
+
+    def note_code(self, cls: type, algorithm: str, code: str) -> None:
+        with self._lock:
+            self._code.setdefault((cls, algorithm), code)
+
+    def _apply(self, changes: Changes) -> None:
+        if changes.everything:
+            for entry in self._entries.values():
+                entry.own_clean = False
+            self._all_statuses_dirty()
+            return
+        hit: Set[VerdictKey] = set()
+        for path in changes.paths:
+            hit.update(self._by_path.get(path, ()))
+        for tree in changes.trees:
+            prefix = tree + os.sep
+            for path, keys in self._by_path.items():
+                if path.startswith(prefix):
+                    hit.update(keys)
+        self._own_dirty(hit)
+
+    def _own_dirty(self, keys: Iterable[VerdictKey]) -> None:
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.own_clean = False
+        self._status_dirty(keys)
+
+    def _status_dirty(self, keys: Iterable[VerdictKey]) -> None:
+        stack = list(keys)
+        while stack:
+            entry = self._entries.get(stack.pop())
+            if entry is None or not entry.status_clean:
+                continue  # its dependents were marked when it was
+            entry.status_clean = False
+            stack.extend(entry.dependents)
+
+    def _all_statuses_dirty(self) -> None:
+        for entry in self._entries.values():
+            entry.status_clean = False
+
+    # --- own verdicts ---------------------------------------------------------------------------
+
+    def entry(self, key: VerdictKey) -> Optional[Entry]:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def remember_own(
+        self,
+        key: VerdictKey,
+        identity: Tuple[Any, ...],
+        trace: Any,
+        verdict: Any,
+        watched: bool,
+        paths: Iterable[str],
+    ) -> None:
+        """A newly decided own verdict (its status, if any, is no longer clean)."""
+        with self._lock:
+            old = self._entries.pop(key, None)
+            dependents: Set[VerdictKey] = set()
+            if old is not None:
+                self._unindex(old)
+                dependents = old.dependents
+                self._status_dirty(dependents)
+            entry = Entry(key, identity, trace, verdict, watched, frozenset(paths))
+            entry.dependents = dependents
+            self._entries[key] = entry
+            self._index(entry)
+            self._evict()
+
+    def revalidated_own(self, entry: Entry, watched: bool, paths: Iterable[str]) -> None:
+        """The own evidence was replayed and still holds; watched from now on if ``watched``."""
+        with self._lock:
+            if self._entries.get(entry.key) is not entry:
+                return
+            new_paths = frozenset(paths) - entry.paths
+            if new_paths:
+                self._unindex(entry)
+                entry.paths = entry.paths | new_paths
+                self._index(entry)
+            entry.own_clean = watched
+
+    # --- statuses -------------------------------------------------------------------------------
+
+    def trusted_status(self, key: VerdictKey, identity: Tuple[Any, ...]) -> Optional[TaskStatus]:
+        """The remembered status, when nothing it stands on can have changed."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if (
+                entry is None
+                or entry.status is None
+                or not entry.status_clean
+                or not entry.own_clean
+                or entry.identity != identity
+                or not (entry.status.ok or entry.runs == self.runs)
+            ):
+                return None
+            self._entries.move_to_end(key)
+            self.counts.statuses_reused += 1
+            return entry.status
+
+    def remember_status(
+        self,
+        key: VerdictKey,
+        status: TaskStatus,
+        upstream: Iterable[VerdictKey],
+        watched: bool,
+        paths: Iterable[str],
+    ) -> None:
+        """The status just computed; clean (reusable) only if every part of it is watched and
+        every upstream status it stands on is clean."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return
+            for old in entry.upstream:
+                above = self._entries.get(old)
+                if above is not None:
+                    above.dependents.discard(key)
+            upstream = tuple(upstream)
+            clean = watched and entry.own_clean
+            for up in upstream:
+                above = self._entries.get(up)
+                if above is None:
+                    clean = False
+                    continue
+                above.dependents.add(key)
+                clean = clean and above.status_clean
+            extra = frozenset(paths) - entry.paths
+            if extra - entry.status_paths:
+                self._unindex(entry)
+                entry.status_paths = extra
+                self._index(entry)
+            entry.status = status
+            entry.upstream = upstream
+            entry.status_clean = clean
+            entry.runs = self.runs
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def task_ran(self, task_id: str) -> None:
+        """A task ran (or is about to) in this process: its verdicts and those below it are
+        stale, and no False status is reused from now on."""
+        with self._lock:
+            self.runs += 1
+            self._own_dirty(list(self._by_task.get(task_id, ())))
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def _index(self, entry: Entry) -> None:
+        for path in entry.paths | entry.status_paths:
+            self._by_path.setdefault(path, set()).add(entry.key)
+        self._by_task.setdefault(entry.key[0], set()).add(entry.key)
+
+    def _unindex(self, entry: Entry) -> None:
+        for path in entry.paths | entry.status_paths:
+            keys = self._by_path.get(path)
+            if keys is not None:
+                keys.discard(entry.key)
+                if not keys:
+                    del self._by_path[path]
+        keys = self._by_task.get(entry.key[0])
+        if keys is not None:
+            keys.discard(entry.key)
+            if not keys:
+                del self._by_task[entry.key[0]]
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.capacity:
+            _, entry = self._entries.popitem(last=False)
+            self._unindex(entry)
+            self._status_dirty(entry.dependents)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def after_fork(self) -> None:
+        """In a forked child: keep what the parent knew, but trust none of it unreplayed."""
+        self._lock = threading.RLock()
+        self.watch.after_fork()
+
+    def forget(self) -> None:
+        """Drop everything (tests reset through :func:`luigi_repro.runtime.reset`)."""
+        with self._lock:
+            self._entries.clear()
+            self._by_path.clear()
+            self._by_task.clear()
+            self._code.clear()
+            self.watch.forget()

@@ -1,0 +1,62 @@
+"""The one owner of what a process keeps between checks.
+
+Remembered verdicts (with the file watches that keep them honest), parsed records, open stat
+caches, the clocks of file systems and the warnings already given all live for the whole
+process. They are reached through :func:`runtime`, and tests start from a clean slate with one
+call, :func:`reset`. A forked worker keeps what its parent knew but trusts none of it until it is
+replayed (:meth:`~luigi_repro.memory.VerdictMemory.after_fork`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional
+
+from luigi_repro.memory import VerdictMemory
+
+__all__ = ["Runtime", "reset", "runtime"]
+
+
+class Runtime:
+    """Process-wide state of luigi_repro."""
+
+    def __init__(self) -> None:
+        self.memory = VerdictMemory()
+
+
+_runtime: Optional[Runtime] = None
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime state (created on first use)."""
+    global _runtime
+    current = _runtime
+    if current is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = Runtime()
+            current = _runtime
+    return current
+
+
+def reset() -> None:
+    """Forget everything remembered in this process (tests call it between scenarios)."""
+    from luigi_repro.evidence import forget_warnings
+    from luigi_repro.fsclock import forget_clocks
+    from luigi_repro.targets.base import HashableTarget
+
+    runtime().memory.forget()
+    HashableTarget._record_cache.clear()
+    forget_clocks()
+    forget_warnings()
+
+
+def _after_fork_in_child() -> None:
+    if _runtime is not None:
+        _runtime.memory.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

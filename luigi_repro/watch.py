@@ -1,0 +1,233 @@
+"""Change notifications for local files, so a remembered verdict can stand without a stat.
+
+A long-lived process (a Luigi worker, a test session, a notebook) asks ``complete()`` of the
+same tasks again and again. Revalidating a remembered verdict with a stat per file is cheap,
+but a verdict also stands on every task upstream, and restating all of them on every call makes
+a build quadratic. The kernel already knows when a file changes: Linux's inotify (through
+``inotify_simple``, a thin, well-kept ctypes binding — a thread-based observer such as
+``watchdog`` would deliver events late, and late means wrong here) queues an event for every
+write, rename, deletion or permission change in a watched folder, whoever makes it.
+
+:class:`ChangeWatch` watches the folder of every file a verdict was decided from (and the
+folders above it, so that a renamed or replaced parent folder is seen), *before* the file is
+read. :meth:`ChangeWatch.changes` drains the queue: the paths that may have changed since.
+Where notifications cannot be trusted the answer is "not watched", and the caller falls back
+to revalidating by stat:
+
+- file systems whose changes may come from elsewhere without an event (NFS, SMB, FUSE…; only
+  the local types of :data:`~luigi_repro.fsclock.LOCAL_TYPES` are watched);
+- symlinks and files with several hard links (a write through another name raises the event
+  in another folder), and folders (their files would each need a watch of their own);
+- a full event queue (every watched path counts as changed), a process forked from the one that
+  holds the watches (the parent reads the queue; the child watches nothing), and any system
+  without inotify.
+
+Files written through a shared memory map raise no event; such files must not be inputs of a
+long-lived process's pipeline (the README says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat as stat_module
+import threading
+from typing import Any, Dict, Iterable, Set, Tuple
+
+from luigi_repro.fsclock import LOCAL_TYPES, filesystem_type
+
+__all__ = ["ChangeWatch", "Changes"]
+
+try:  # Linux only; elsewhere every verdict is revalidated by stat
+    from inotify_simple import INotify, flags  # type: ignore[import-untyped]  # no stubs
+except ImportError:  # pragma: no cover - inotify_simple is a Linux dependency
+    INotify = None
+    flags = None
+
+#: Events that may mean the content, the existence or the readability of a name changed.
+if flags is not None:
+    _MASK = (
+        flags.MODIFY
+        | flags.ATTRIB
+        | flags.CLOSE_WRITE
+        | flags.MOVED_FROM
+        | flags.MOVED_TO
+        | flags.CREATE
+        | flags.DELETE
+        | flags.DELETE_SELF
+        | flags.MOVE_SELF
+    )
+    _GONE = flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED | flags.UNMOUNT
+else:  # pragma: no cover
+    _MASK = _GONE = 0
+
+#: Beyond this many watched folders, new files are revalidated by stat instead.
+MAX_WATCHES = 20000
+
+
+class Changes:
+    """What may have changed since the last drain: exact paths and whole folder trees."""
+
+    def __init__(self, everything: bool = False) -> None:
+        self.everything = everything
+        self.paths: Set[str] = set()
+        self.trees: Set[str] = set()
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.paths) or bool(self.trees)
+
+
+class ChangeWatch:
+    """One inotify instance per process, watching folders by path."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inotify: Any = None
+        self._failed = INotify is None
+        self._folders: Dict[str, int] = {}
+        self._paths_of: Dict[int, str] = {}
+        self._owner = os.getpid()
+        #: Set when events were lost (queue overflow, a failed read): all is suspect once.
+        self._lost = False
+
+    @property
+    def available(self) -> bool:
+        """Can this process be told of changes at all?"""
+        return not self._failed and self._owner == os.getpid()
+
+    def watch(self, paths: Iterable[str]) -> bool:
+        """Watch each path's folder (and the folders above); True when every change to these
+        paths from now on raises an event."""
+        if not self.available:
+            return False
+        with self._lock:
+            return all(self._watch_path(path) for path in paths)
+
+    def _watch_path(self, path: str) -> bool:
+        if not os.path.isabs(path):
+            return False
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            return False
+        if st is not None and (
+            stat_module.S_ISLNK(st.st_mode)
+            or stat_module.S_ISDIR(st.st_mode)
+            or (stat_module.S_ISREG(st.st_mode) and st.st_nlink > 1)
+        ):
+            return False
+        folder = os.path.dirname(path)
+        while True:
+            if folder in self._folders:
+                return True  # watched with every folder above it
+            if os.path.isdir(folder):
+                break
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return False
+            folder = parent  # the file's folder does not exist yet: its creation is the event
+        return self._add_chain(folder)
+
+    def _add_chain(self, folder: str) -> bool:
+        chain = []
+        current = folder
+        while True:
+            chain.append(current)
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+        for item in reversed(chain):  # from the root down: a parent's watch comes first
+            if item in self._folders:
+                continue
+            if not self._add(item):
+                return False
+        return True
+
+    def _add(self, folder: str) -> bool:
+        if len(self._folders) >= MAX_WATCHES:
+            return False
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        local = filesystem_type(st.st_dev) in LOCAL_TYPES
+        if not local:
+            return False  # changes made by another host raise no event here
+        try:
+            if self._inotify is None:
+                self._inotify = INotify(nonblocking=True)
+            wd = self._inotify.add_watch(folder, _MASK)
+        except OSError:
+            self._failed = not self._folders  # no inotify here at all, or out of watches
+            return False
+        self._folders[folder] = wd
+        self._paths_of[wd] = folder
+        return True
+
+    def changes(self) -> Changes:
+        """Drain the queue: what may have changed since the last call."""
+        if not self.available or self._inotify is None:
+            return Changes(everything=self._lost)
+        with self._lock:
+            found = Changes(everything=self._lost)
+            self._lost = False
+            try:
+                events = self._inotify.read(timeout=0)
+            except OSError:
+                events = []
+                found.everything = True
+            for event in events:
+                self._note(event, found)
+            return found
+
+    def _note(self, event: Any, found: Changes) -> None:
+        if event.mask & flags.Q_OVERFLOW:
+            found.everything = True
+            return
+        folder = self._paths_of.get(event.wd)
+        if folder is None:
+            return
+        if event.mask & _GONE:
+            found.trees.add(folder)
+            self._forget_folder(folder)
+            return
+        path = os.path.join(folder, event.name) if event.name else folder
+        found.paths.add(path)
+        if event.mask & flags.ISDIR or event.mask & (flags.MOVED_FROM | flags.MOVED_TO):
+            found.trees.add(path)  # a folder renamed or removed: everything under it
+
+    def _forget_folder(self, folder: str) -> None:
+        below = [f for f in self._folders if f == folder or f.startswith(folder + os.sep)]
+        for item in below:
+            wd = self._folders.pop(item)
+            self._paths_of.pop(wd, None)
+            if self._inotify is not None:
+                with contextlib.suppress(OSError):  # already gone with its folder
+                    self._inotify.rm_watch(wd)
+
+    def forget(self) -> None:
+        """Drop every watch (tests, and a forked child that must not read its parent's queue)."""
+        with self._lock:
+            inotify, self._inotify = self._inotify, None
+            self._folders.clear()
+            self._paths_of.clear()
+            if inotify is not None and self._owner == os.getpid():
+                inotify.close()
+            self._owner = os.getpid()
+            self._lost = False
+
+    def after_fork(self) -> None:
+        """In a forked child: the inherited descriptor's queue is the parent's."""
+        self._inotify = None  # its copy of the descriptor closes with it, the parent's stays
+        self._lock = threading.Lock()
+        self._folders.clear()
+        self._paths_of.clear()
+        self._owner = os.getpid()
+        self._lost = True
+
+    def watched_folders(self) -> Tuple[str, ...]:
+        """The folders watched now (tests and benchmarks read it)."""
+        return tuple(self._folders)
