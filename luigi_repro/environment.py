@@ -53,7 +53,7 @@ def installed_version(dist: str) -> Optional[str]:
 
 def current_versions() -> Dict[str, str]:
     """Versions of Python, Luigi and luigi_repro."""
-    from luigi_repro import __version__
+    from luigi_repro.version import __version__
 
     return {
         "python": platform.python_version(),
