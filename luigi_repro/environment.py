@@ -2,12 +2,12 @@
 
 Finding which distribution provides an imported module means scanning all installed
 distributions (~0.1 s), so the mapping is built once per process and shared with forked workers,
-which inherit it. Versions are looked up only for distributions that were actually imported.
+which inherit it. Versions are looked up only for distributions that were actually imported, and
+the package metadata machinery itself is imported only when a version is first needed.
 """
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import platform
 import sys
 import threading
@@ -24,6 +24,8 @@ def _mapping() -> Mapping[str, list[str]]:
     global _module_to_dists
     with _lock:
         if _module_to_dists is None:
+            from importlib import metadata
+
             try:
                 _module_to_dists = metadata.packages_distributions()
             except Exception:  # noqa: BLE001 - a broken dist must not fail a run
@@ -42,6 +44,8 @@ def installed_version(dist: str) -> Optional[str]:
     with _lock:
         if dist in _versions:
             return _versions[dist]
+    from importlib import metadata
+
     try:
         version: Optional[str] = metadata.version(dist)
     except (metadata.PackageNotFoundError, ValueError):  # ValueError: an empty name
@@ -53,7 +57,7 @@ def installed_version(dist: str) -> Optional[str]:
 
 def current_versions() -> Dict[str, str]:
     """Versions of Python, Luigi and luigi_repro."""
-    from luigi_repro import __version__
+    from luigi_repro.version import __version__
 
     return {
         "python": platform.python_version(),

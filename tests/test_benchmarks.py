@@ -124,3 +124,18 @@ def test_the_records_benchmark_parses_each_shape_unrefused() -> None:
         multiple, seconds = records._parse_cost(data, 1 << 20)
         assert 1 < multiple <= records.PARSE_MEMORY_MULTIPLE
         assert seconds > 0
+
+
+def test_the_startup_benchmark_runs_once() -> None:
+    """Every fresh-process contender is timed, with the package import's target and the ratios."""
+    from benchmarks import startup
+    from benchmarks.common import Results
+
+    results = Results()
+    medians = startup.measure(results, repeats=1)
+    rows = {row["measure"]: row for row in results.rows}
+    assert set(medians) == {name for name, _ in startup.CONTENDERS}
+    assert rows["import luigi_repro"]["target"] == "<= 0.3 s"
+    assert isinstance(rows["import luigi_repro"]["ok"], bool)
+    ratio = rows["import luigi_repro / python -c pass"]["value"]
+    assert ratio == pytest.approx(medians["import luigi_repro"] / medians["python -c pass"])

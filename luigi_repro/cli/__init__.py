@@ -10,8 +10,9 @@ import contextlib
 import logging
 import sys
 import traceback
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
+from luigi_repro.cli.clock import CommandClock
 from luigi_repro.cli.common import UsageError
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.printable import printable
@@ -30,10 +31,22 @@ Run `luigi-repro COMMAND --help` for details.
 """
 
 
-def _commands() -> Dict[str, Callable[[Sequence[str]], int]]:
-    from luigi_repro.cli import adopt, show, verify
+COMMANDS = ("verify", "show", "adopt")
 
-    return {"verify": verify.run, "show": show.run, "adopt": adopt.run}
+
+def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
+    """Run one subcommand; only its own module (and so its imports) is loaded."""
+    if name == "verify":
+        from luigi_repro.cli import verify
+
+        return verify.run(args, clock=clock)
+    if name == "show":
+        from luigi_repro.cli import show
+
+        return show.run(args)
+    from luigi_repro.cli import adopt
+
+    return adopt.run(args)
 
 
 @contextlib.contextmanager
@@ -56,25 +69,28 @@ def _logging(debug: bool) -> Iterator[None]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Called without ``argv`` it is the ``luigi-repro`` command, and the summary line's time counts
+    from the start of the process; with ``argv`` (from Python) it counts from this call.
+    """
+    clock = CommandClock(as_command=argv is None)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if args else 2
     if args[0] == "--version":
-        from luigi_repro import __version__
+        from luigi_repro.version import __version__
 
         print(f"luigi-repro {__version__}")
         return 0
-    commands = _commands()
-    command = commands.get(args[0])
-    if command is None:
+    if args[0] not in COMMANDS:
         sys.stderr.write(f"luigi-repro: unknown command {printable(repr(args[0]))}\n\n{USAGE}")
         return 2
     try:
         with _logging(debug):
-            return command(args[1:])
+            return _run(args[0], args[1:], clock)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:

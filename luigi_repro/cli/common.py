@@ -6,9 +6,10 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Iterator, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Sequence, Tuple
 
-import luigi
+if TYPE_CHECKING:  # Luigi is imported only by the commands that build tasks
+    import luigi
 
 __all__ = ["UsageError", "load_task", "split_own_options"]
 

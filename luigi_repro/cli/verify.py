@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
+
+import attrs
 
 from luigi_repro.audit import audit_paths
+from luigi_repro.cli.clock import CommandClock
 from luigi_repro.cli.common import UsageError, load_task, split_own_options
 from luigi_repro.cli.render import Progress, render
 from luigi_repro.fingerprint import Counters
@@ -52,7 +55,8 @@ def _is_path_mode(rest: Sequence[str]) -> bool:
     return "://" in first or os.path.exists(first) or os.path.lexists(first)
 
 
-def run(argv: Sequence[str]) -> int:
+def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
+    """Verify; the summary's seconds are ``clock``'s (the whole command) when given."""
     own_parser = parser()
     own, rest = split_own_options(own_parser, argv)
     path_mode = _is_path_mode(rest)
@@ -72,5 +76,7 @@ def run(argv: Sequence[str]) -> int:
         else:
             with load_task(rest) as task:
                 report = verify(task, full=options.full, counters=counters)
+    if clock is not None:
+        report = attrs.evolve(report, seconds=clock.seconds())
     render(report, options.format, color=options.color)
     return 0 if report.ok else 1

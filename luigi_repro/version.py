@@ -1,0 +1,7 @@
+"""The package's version, alone in a module so reading it imports nothing else."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0.dev0"
