@@ -29,7 +29,6 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 import attrs
-import portalocker
 
 from luigi_repro.errors import (
     LockError,
@@ -418,6 +417,13 @@ class FileLocks:
                 os.close(fd)
 
 
+def _portalocker() -> Any:
+    """``portalocker``, imported only for Redis locks: it imports the whole redis client."""
+    import portalocker
+
+    return portalocker
+
+
 class _RedisHeld:
     def __init__(self, locks: List[Any], task_id: Optional[str]) -> None:
         self.locks = locks
@@ -427,7 +433,7 @@ class _RedisHeld:
         for lock in self.locks:
             try:
                 lock.ensure_held()
-            except portalocker.exceptions.LockException:
+            except _portalocker().exceptions.LockException:
                 raise LockLost(str(lock.channel), self.task_id) from None
 
 
@@ -467,6 +473,7 @@ class RedisLocks:
     ) -> Iterator[HeldLocks]:
         from redis import exceptions as redis_errors
 
+        portalocker = _portalocker()
         deadline = time.monotonic() + timeout
         held: List[Any] = []
         connection = self._connection()

@@ -89,6 +89,7 @@ class VerdictMemory:
         self._lock = threading.RLock()
         self._entries: OrderedDict[VerdictKey, Entry] = collections.OrderedDict()
         self._by_path: Dict[str, Set[VerdictKey]] = {}
+        self._by_folder: Dict[str, Set[str]] = {}
         self._by_task: Dict[str, Set[VerdictKey]] = {}
         self._code: Dict[Tuple[type, str], str] = {}
         self._cwd = ""
@@ -136,9 +137,10 @@ class VerdictMemory:
             hit.update(self._by_path.get(path, ()))
         for tree in changes.trees:
             prefix = tree + os.sep
-            for path, keys in self._by_path.items():
-                if path.startswith(prefix):
-                    hit.update(keys)
+            for folder, paths in self._by_folder.items():
+                if folder == tree or folder.startswith(prefix):
+                    for path in paths:
+                        hit.update(self._by_path.get(path, ()))
         self._own_dirty(hit)
 
     def _own_dirty(self, keys: Iterable[VerdictKey]) -> None:
@@ -274,7 +276,11 @@ class VerdictMemory:
 
     def _index(self, entry: Entry) -> None:
         for path in entry.paths | entry.status_paths:
-            self._by_path.setdefault(path, set()).add(entry.key)
+            keys = self._by_path.get(path)
+            if keys is None:
+                keys = self._by_path[path] = set()
+                self._by_folder.setdefault(os.path.dirname(path), set()).add(path)
+            keys.add(entry.key)
         self._by_task.setdefault(entry.key[0], set()).add(entry.key)
 
     def _unindex(self, entry: Entry) -> None:
@@ -284,6 +290,12 @@ class VerdictMemory:
                 keys.discard(entry.key)
                 if not keys:
                     del self._by_path[path]
+                    folder = os.path.dirname(path)
+                    siblings = self._by_folder.get(folder)
+                    if siblings is not None:
+                        siblings.discard(path)
+                        if not siblings:
+                            del self._by_folder[folder]
         keys = self._by_task.get(entry.key[0])
         if keys is not None:
             keys.discard(entry.key)
@@ -309,6 +321,7 @@ class VerdictMemory:
         with self._lock:
             self._entries.clear()
             self._by_path.clear()
+            self._by_folder.clear()
             self._by_task.clear()
             self._code.clear()
             self.watch.forget()

@@ -196,8 +196,8 @@ class ChangeWatch:
             return
         path = os.path.join(folder, event.name) if event.name else folder
         found.paths.add(path)
-        if event.mask & flags.ISDIR or event.mask & (flags.MOVED_FROM | flags.MOVED_TO):
-            found.trees.add(path)  # a folder renamed or removed: everything under it
+        if event.mask & flags.ISDIR:
+            found.trees.add(path)  # a folder made, renamed or removed: everything under it
 
     def _forget_folder(self, folder: str) -> None:
         below = [f for f in self._folders if f == folder or f.startswith(folder + os.sep)]
