@@ -25,6 +25,7 @@ BENCHMARKS = [
     "fsync",
     "records",
     "startup",
+    "scaling",
 ]
 
 

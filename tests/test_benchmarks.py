@@ -139,3 +139,17 @@ def test_the_startup_benchmark_runs_once() -> None:
     assert isinstance(rows["import luigi_repro"]["ok"], bool)
     ratio = rows["import luigi_repro / python -c pass"]["value"]
     assert ratio == pytest.approx(medians["import luigi_repro"] / medians["python -c pass"])
+
+
+def test_the_scaling_benchmark_runs_small(tmp_path: Path) -> None:
+    """Both shapes at two tiny sizes: every row, counts and slopes included, is filled in."""
+    from benchmarks import scaling
+    from benchmarks.common import Results
+
+    results = Results()
+    scaling._dag_rows(results, str(tmp_path), ((2, 3), (4, 3)), repeats=1)
+    scaling._chain_rows(results, str(tmp_path), (3, 6), repeats=1)
+    measures = {row["measure"]: row["value"] for row in results.rows}
+    assert measures["no-op rebuild, 6 tasks in 2 layers: own verdicts decided per build"] == 0
+    assert measures["daily chain of 6 days, built from scratch: own verdicts decided per build"]
+    assert "daily chain build growth, checked (log-log slope)" in measures
