@@ -25,6 +25,7 @@ import os
 import secrets
 import shutil
 import stat as stat_module
+import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
@@ -53,7 +54,9 @@ __all__ = [
     "atomic_replace",
     "atomic_write",
     "create_new_file",
+    "folder_syncs_deferred",
     "fsync_folder",
+    "fsync_folder_soon",
     "fsync_tree",
     "lock_backend",
     "lock_file_for",
@@ -114,6 +117,39 @@ def fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+_deferred = threading.local()
+
+
+@contextlib.contextmanager
+def folder_syncs_deferred() -> Iterator[None]:
+    """Within the block, :func:`fsync_folder_soon` collects folders; each is flushed once at
+    the end. A run renames its outputs and then its records into the same folders: one flush
+    of each folder at the end makes every rename durable, and a record made durable before its
+    output's rename only ever describes content that is not there (its fingerprint says so)."""
+    outer = getattr(_deferred, "folders", None)
+    if outer is not None:
+        yield  # the outer block flushes
+        return
+    folders: Set[str] = set()
+    _deferred.folders = folders
+    try:
+        yield
+    finally:
+        _deferred.folders = None
+        for folder in sorted(folders):
+            with contextlib.suppress(OSError):  # gone with a failed run: nothing to keep
+                fsync_folder(folder)
+
+
+def fsync_folder_soon(folder: str) -> None:
+    """:func:`fsync_folder` now, or at the end of the :func:`folder_syncs_deferred` block."""
+    folders: Optional[Set[str]] = getattr(_deferred, "folders", None)
+    if folders is None:
+        fsync_folder(folder)
+    else:
+        folders.add(folder)
+
+
 def fsync_tree(path: str) -> None:
     """Flush a file, or every file and folder inside a folder, to disk (symlinks are skipped)."""
     st = os.lstat(path)
@@ -156,7 +192,7 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
             os.unlink(tmp)
         raise
     if fsync:
-        fsync_folder(os.path.dirname(path))
+        fsync_folder_soon(os.path.dirname(path))
 
 
 def atomic_replace(src: str, dst: str, *, fsync: bool = False) -> None:
@@ -175,7 +211,7 @@ def atomic_replace(src: str, dst: str, *, fsync: bool = False) -> None:
             raise
         _replace_folder(src, dst)
     if fsync:
-        fsync_folder(os.path.dirname(dst.rstrip("/")))
+        fsync_folder_soon(os.path.dirname(dst.rstrip("/")))
 
 
 def _replace_folder(src: str, dst: str) -> None:

@@ -52,7 +52,7 @@ from luigi_repro.errors import (
 )
 from luigi_repro.evidence import Missing, Outcome, warn_once
 from luigi_repro.judge import Judge
-from luigi_repro.locking import HeldLocks, LockRequest, lock_backend
+from luigi_repro.locking import HeldLocks, LockRequest, folder_syncs_deferred, lock_backend
 from luigi_repro.log import logger
 from luigi_repro.params import canonical_params
 from luigi_repro.reads import ReadWatch, unwatched_call
@@ -148,6 +148,9 @@ class RunProtocol:
                 requests, self.settings.lock_timeout, self.task.task_id
             )
         )
+        # Folders are flushed once, after the outputs and records are renamed into them and
+        # before the locks are released (the stack unwinds in reverse).
+        stack.enter_context(folder_syncs_deferred())
         self._locks = stack
 
     @unwatched_call

@@ -8,16 +8,17 @@ a build quadratic. The kernel already knows when a file changes: Linux's inotify
 ``watchdog`` would deliver events late, and late means wrong here) queues an event for every
 write, rename, deletion or permission change in a watched folder, whoever makes it.
 
-:class:`ChangeWatch` watches the folder of every file a verdict was decided from (and the
-folders above it, so that a renamed or replaced parent folder is seen), *before* the file is
-read. :meth:`ChangeWatch.changes` drains the queue: the paths that may have changed since.
+:class:`ChangeWatch` watches every file a verdict was decided from, its folder (for files
+made, renamed or removed there) and the folders above it (so that a renamed or replaced parent
+folder is seen), *before* the file is read. The file's own watch also reports a write through a
+hard link made later, which raises no event in the folder. :meth:`ChangeWatch.changes` drains the queue: the paths that may have changed since.
 Where notifications cannot be trusted the answer is "not watched", and the caller falls back
 to revalidating by stat:
 
 - file systems whose changes may come from elsewhere without an event (NFS, SMB, FUSE…; only
   the local types of :data:`~luigi_repro.fsclock.LOCAL_TYPES` are watched);
-- symlinks and files with several hard links (a write through another name raises the event
-  in another folder), and folders (their files would each need a watch of their own);
+- symlinks and files that already have several hard links, and folders (their files would
+  each need a watch of their own);
 - a full event queue (every watched path counts as changed), a process forked from the one that
   holds the watches (the parent reads the queue; the child watches nothing), and any system
   without inotify.
@@ -58,10 +59,14 @@ if flags is not None:
         | flags.MOVE_SELF
     )
     _GONE = flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED | flags.UNMOUNT
+    #: On a file itself: a write or a new hard link through any name raises these.
+    _FILE_MASK = (
+        flags.MODIFY | flags.ATTRIB | flags.CLOSE_WRITE | flags.DELETE_SELF | flags.MOVE_SELF
+    )
 else:  # pragma: no cover
-    _MASK = _GONE = 0
+    _MASK = _GONE = _FILE_MASK = 0
 
-#: Beyond this many watched folders, new files are revalidated by stat instead.
+#: Beyond this many watches (folders and files), new files are revalidated by stat instead.
 MAX_WATCHES = 20000
 
 
@@ -86,6 +91,7 @@ class ChangeWatch:
         self._failed = INotify is None
         self._folders: Dict[str, int] = {}
         self._paths_of: Dict[int, str] = {}
+        self._files: Set[int] = set()
         self._owner = os.getpid()
         #: Set when events were lost (queue overflow, a failed read): all is suspect once.
         self._lost = False
@@ -119,16 +125,29 @@ class ChangeWatch:
         ):
             return False
         folder = os.path.dirname(path)
-        while True:
-            if folder in self._folders:
-                return True  # watched with every folder above it
+        while folder not in self._folders:
             if os.path.isdir(folder):
+                if not self._add_chain(folder):
+                    return False
                 break
             parent = os.path.dirname(folder)
             if parent == folder:
                 return False
             folder = parent  # the file's folder does not exist yet: its creation is the event
-        return self._add_chain(folder)
+        return st is None or self._add_file(path)
+
+    def _add_file(self, path: str) -> bool:
+        """Watch the file itself too: a write through another name (a hard link made later)
+        raises no event in this folder, only on the file."""
+        if len(self._paths_of) >= MAX_WATCHES:
+            return False
+        try:
+            wd = self._inotify.add_watch(path, _FILE_MASK | flags.DONT_FOLLOW)
+        except OSError:
+            return False  # gone meanwhile: its folder's event says so
+        self._paths_of[wd] = path
+        self._files.add(wd)
+        return True
 
     def _add_chain(self, folder: str) -> bool:
         chain = []
@@ -147,7 +166,7 @@ class ChangeWatch:
         return True
 
     def _add(self, folder: str) -> bool:
-        if len(self._folders) >= MAX_WATCHES:
+        if len(self._paths_of) >= MAX_WATCHES:
             return False
         try:
             st = os.stat(folder)
@@ -190,6 +209,12 @@ class ChangeWatch:
         folder = self._paths_of.get(event.wd)
         if folder is None:
             return
+        if event.wd in self._files:
+            found.paths.add(folder)  # the file itself
+            if event.mask & _GONE:  # the kernel drops the watch with the file
+                self._paths_of.pop(event.wd, None)
+                self._files.discard(event.wd)
+            return
         if event.mask & _GONE:
             found.trees.add(folder)
             self._forget_folder(folder)
@@ -214,6 +239,7 @@ class ChangeWatch:
             inotify, self._inotify = self._inotify, None
             self._folders.clear()
             self._paths_of.clear()
+            self._files.clear()
             if inotify is not None and self._owner == os.getpid():
                 inotify.close()
             self._owner = os.getpid()
@@ -225,6 +251,7 @@ class ChangeWatch:
         self._lock = threading.Lock()
         self._folders.clear()
         self._paths_of.clear()
+        self._files.clear()
         self._owner = os.getpid()
         self._lost = True
 

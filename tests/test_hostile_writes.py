@@ -575,3 +575,16 @@ def test_folder_replacement_never_uses_the_old_fixed_aside_name(tmp_path: Path) 
     assert Path("out/parts/part.txt").read_text() == "second"
     assert os.listdir(elsewhere) == ["theirs.txt"]
     assert temporaries() == [".parts.repro-tmp-old"]  # the attacker's link, nothing of ours
+
+
+def test_a_run_flushes_its_output_then_its_record_then_their_folder_once(
+    synced: List[str],
+) -> None:
+    """Inside a run, the folder flush waits until the record is renamed too: one flush makes
+    both renames durable."""
+    make_raw()
+    assert build(Clean("a"))
+    ours = [path for path in synced if path == "out" or path.startswith("out/")]
+    assert ours[0].startswith("out/clean_a.txt-luigi-tmp-")
+    assert ".clean_a.txt.repro.json.repro-tmp-" in ours[1]
+    assert ours[2:] == ["out"]

@@ -89,3 +89,21 @@ def test_a_forked_child_is_told_everything_may_have_changed(
     os.close(read)
     path.write_text("two\n")
     assert str(path) in watch.changes().paths  # the parent's queue is still its own
+
+
+def test_a_hard_link_made_later_and_written_through_is_reported(
+    watch: ChangeWatch, tmp_path: Path
+) -> None:
+    """No event reaches the file's folder for either step; the file's own watch sees both."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    path = tmp_path / "a" / "data.txt"
+    path.write_text("one\n")
+    assert watch.watch([str(path)])
+    other = tmp_path / "b" / "other-name.txt"
+    os.link(path, other)
+    assert str(path) in watch.changes().paths  # the link count changed
+    with open(other, "a") as sink:
+        sink.write("two\n")
+    assert str(path) in watch.changes().paths
+    assert not watch.watch([str(path)])  # two names now: revalidated by stat from here on

@@ -37,7 +37,7 @@ from luigi_repro.locking import (
     atomic_replace,
     atomic_write,
     create_new_file,
-    fsync_folder,
+    fsync_folder_soon,
     fsync_tree,
     lock_file_for,
     make_folders,
@@ -375,7 +375,7 @@ class _AtomicFile(io.BufferedWriter):
             _discard(self.tmp_path)
             raise
         if self._fsync:
-            fsync_folder(os.path.dirname(self.path))
+            fsync_folder_soon(os.path.dirname(self.path))
 
     def _abandon(self) -> None:
         with contextlib.suppress(OSError, ValueError):
