@@ -11,7 +11,8 @@ write, rename, deletion or permission change in a watched folder, whoever makes 
 :class:`ChangeWatch` watches every file a verdict was decided from, its folder (for files
 made, renamed or removed there) and the folders above it (so that a renamed or replaced parent
 folder is seen), *before* the file is read. The file's own watch also reports a write through a
-hard link made later, which raises no event in the folder. :meth:`ChangeWatch.changes` drains the queue: the paths that may have changed since.
+hard link made later, which raises no event in the folder. :meth:`ChangeWatch.changes` drains
+the queue: the paths that may have changed since.
 Where notifications cannot be trusted the answer is "not watched", and the caller falls back
 to revalidating by stat:
 
