@@ -24,6 +24,7 @@ BENCHMARKS = [
     "rangetools",
     "fsync",
     "records",
+    "folders",
 ]
 
 
