@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import mmap
+import operator
 import os
 import stat as stat_module
 import threading
@@ -322,7 +323,7 @@ def walk_directory(
                     # Another way into a folder already walked (symlinks can form a DAG whose
                     # paths double with every level): described, its content counted once.
                     yield rel, entry.path, None
-                elif not any(_listing(entry.path, "", exclude)):
+                elif not _holds_anything(entry.path, exclude):
                     yield rel + "/", entry.path, None  # an empty folder is content too
                 else:
                     walked.add(real)
@@ -377,15 +378,28 @@ def _refused(entry: os.DirEntry[str]) -> bool:
     return not stat_module.S_ISREG(st.st_mode) or refusal(st) is not None
 
 
+_name = operator.attrgetter("name")
+
+
 def _real(path: str) -> str:
     return os.path.realpath(path)
+
+
+def _holds_anything(folder: str, exclude: Optional[Exclude]) -> bool:
+    """Does ``folder`` hold an entry ``exclude`` keeps? (Stops at the first one.)"""
+    with os.scandir(folder) as listed:
+        entries = list(listed)
+    if exclude is None:
+        return bool(entries)
+    names = frozenset(entry.name for entry in entries)
+    return any(not exclude(entry, names) for entry in entries)
 
 
 def _listing(
     folder: str, prefix: str, exclude: Optional[Exclude]
 ) -> List[Tuple[os.DirEntry[str], str]]:
     with os.scandir(folder) as entries:
-        found = sorted(entries, key=lambda entry: entry.name)  # the same walk on every copy
+        found = sorted(entries, key=_name)  # the same walk on every copy
     names = frozenset(entry.name for entry in found)
     return [
         (entry, prefix + entry.name)

@@ -83,10 +83,6 @@ class DirectoryFingerprint:
         return {rel: (self.files[rel], stamp) for rel, stamp in self.stamps.items()}
 
 
-def _stamp(st: os.stat_result) -> FileStamp:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 class _CacheView:
     """The persistent cache's entries below one folder, fetched with one query when first
     needed (a folder where every file matched its stamp never asks)."""
@@ -134,16 +130,15 @@ def fingerprint_directory(
     stamps: Dict[str, FileStamp] = {}
     size = 0
     stable = True
-    matched = 0
+    matched = statted = 0
     view = _CacheView(cache, physical_path(root), algorithm, racy_window_ns)
     for rel, path, st in walk_directory(root, exclude):
-        if counters is not None:
-            counters.files_statted += 1
         if st is None:
             # Described, not read: cheap to redo, so never reused from a stamp.
             files[rel] = hash_bytes(describe_special(path), algorithm)
             continue
-        stamp = _stamp(st)
+        statted += 1
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         size += stamp[2]
         previous = known.get(rel)
         if previous is not None and previous[1] == stamp:
@@ -169,6 +164,8 @@ def fingerprint_directory(
             stable = False
         elif not entry.is_racy(racy_window_ns):
             stamps[rel] = _stamp_of_key(entry.stat)
+    if counters is not None:
+        counters.files_statted += statted
     unchanged = matched == len(files) == len(known)
     return DirectoryFingerprint(
         manifest_fingerprint(files, algorithm), files, stamps, size, stable, unchanged
@@ -269,8 +266,9 @@ def _known_from_stamps(
         return {}
     known: Dict[str, Tuple[str, FileStamp]] = {}
     for rel, stamp in zip(names, listed):
-        if isinstance(stamp, list) and len(stamp) == 5 and all(type(part) is int for part in stamp):
-            known[rel] = (manifest[rel], (stamp[0], stamp[1], stamp[2], stamp[3], stamp[4]))
+        # Whatever else a stamp holds can only fail to equal a real stat (never raise).
+        if type(stamp) is list and len(stamp) == 5:
+            known[rel] = (manifest[rel], tuple(stamp))
     return known
 
 
