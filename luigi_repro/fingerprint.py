@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import mmap
+import operator
 import os
 import stat as stat_module
 import threading
@@ -35,6 +36,7 @@ import attrs
 import xxhash
 
 from luigi_repro.errors import MissingDependency
+from luigi_repro.fsclock import filesystem_type
 from luigi_repro.plainfiles import open_plain, refusal
 from luigi_repro.writerrights import check_may_read, foreign_link_refusal
 
@@ -53,6 +55,7 @@ __all__ = [
     "hash_file",
     "hash_stream",
     "iter_directory",
+    "walk_directory",
     "manifest_fingerprint",
     "new_hasher",
     "short",
@@ -232,12 +235,18 @@ def manifest_fingerprint(entries: Mapping[str, str], algorithm: str = DEFAULT_AL
     """
     hasher = new_hasher(algorithm)
     hasher.update(b"luigi_repro-manifest-1\n")
-    for relpath in sorted(entries):
-        hasher.update(relpath.encode("utf-8", "surrogateescape"))
-        hasher.update(b"\0")
-        hasher.update(entries[relpath].encode("ascii"))
-        hasher.update(b"\n")
+    ordered = sorted(entries)
+    for start in range(0, len(ordered), _MANIFEST_BATCH):  # one update per batch, not per file
+        batch = ordered[start : start + _MANIFEST_BATCH]
+        if not "".join(map(entries.__getitem__, batch)).isascii():
+            raise ValueError("a manifest entry's fingerprint is not of the form 'algorithm:hex'")
+        text = "".join([f"{relpath}\0{entries[relpath]}\n" for relpath in batch])
+        hasher.update(text.encode("utf-8", "surrogateescape"))
     return f"{algorithm}:{hasher.hexdigest()}"
+
+
+#: Manifest entries hashed per update: few calls, and little text held at once.
+_MANIFEST_BATCH = 4096
 
 
 @attrs.frozen
@@ -268,21 +277,37 @@ Exclude = Callable[["os.DirEntry[str]", FrozenSet[str]], bool]
 def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tuple[str, str, bool]]:
     """Walk ``root``; yield ``(relative posix path, absolute path, described)`` per entry.
 
-    Regular files and symlinks to files are yielded with ``False``, to be hashed by content.
+    The same walk as :func:`walk_directory`, with ``described`` standing for "no stat".
+    """
+    for rel, path, st in walk_directory(root, exclude):
+        yield rel, path, st is None
+
+
+def walk_directory(
+    root: str, exclude: Optional[Exclude] = None
+) -> Iterator[Tuple[str, str, Optional[os.stat_result]]]:
+    """Walk ``root``; yield ``(relative posix path, absolute path, stat or None)`` per entry.
+
+    Regular files and symlinks to files are yielded with their stat (symlinks followed), to be
+    hashed by content; a plain file costs one ``stat`` and nothing else.
     Symlinks to folders are followed, except into a folder already being walked (a loop) or
     already walked by another path (each folder's content is counted once; the walk goes in
     name order, so every copy of a tree makes the same choice).
     Anything else (a link loop, a dangling symlink, a FIFO or device, a file or folder on a
     kernel file system such as ``/proc`` linked into the tree, an empty folder) is
-    yielded with ``True``: it belongs to the manifest but is described rather than read, so
+    yielded with None: it belongs to the manifest but is described rather than read, so
     that pipes cannot hang a check. ``exclude`` receives each entry and its siblings' names and
     drops bookkeeping files.
     """
     walked = {_real(root)}
     stack: List[Tuple[str, str, FrozenSet[str]]] = [(root, "", frozenset(walked))]
+    plain_devices: Dict[int, bool] = {}  # a file system's refusal depends only on its type
     while stack:
         folder, prefix, ancestors = stack.pop()
         for entry, rel in _listing(folder, prefix, exclude):
+            if not entry.is_symlink() and not entry.is_dir(follow_symlinks=False):
+                yield rel, entry.path, _plain_stat(entry, plain_devices)
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
@@ -291,21 +316,41 @@ def iter_directory(root: str, exclude: Optional[Exclude] = None) -> Iterator[Tup
                 real = _real(entry.path)
                 _check_writer(entry)
                 if _refused(entry):
-                    yield rel, entry.path, True  # /proc linked into a folder: never walked
+                    yield rel, entry.path, None  # /proc linked into a folder: never walked
                 elif real in ancestors:
-                    yield rel, entry.path, True  # a loop: described, never followed
+                    yield rel, entry.path, None  # a loop: described, never followed
                 elif real in walked:
                     # Another way into a folder already walked (symlinks can form a DAG whose
                     # paths double with every level): described, its content counted once.
-                    yield rel, entry.path, True
-                elif not any(_listing(entry.path, "", exclude)):
-                    yield rel + "/", entry.path, True  # an empty folder is content too
+                    yield rel, entry.path, None
+                elif not _holds_anything(entry.path, exclude):
+                    yield rel + "/", entry.path, None  # an empty folder is content too
                 else:
                     walked.add(real)
                     stack.append((entry.path, rel + "/", ancestors | {real}))
                 continue
             _check_writer(entry)
-            yield rel, entry.path, _refused(entry)
+            yield rel, entry.path, None if _refused(entry) else entry.stat(follow_symlinks=True)
+
+
+def _plain_stat(
+    entry: os.DirEntry[str], plain_devices: Dict[int, bool]
+) -> Optional[os.stat_result]:
+    """The stat of an entry that is not a symlink or folder (one system call), or None when
+    it is not a regular file holding data (a FIFO, a device, a file of a kernel file system)."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None  # gone since the listing: described like a dangling link
+    check_may_read(entry.path, st)
+    if not stat_module.S_ISREG(st.st_mode):
+        return None
+    plain = plain_devices.get(st.st_dev)
+    if plain is None:
+        plain = refusal(st, entry.path) is None
+        if filesystem_type(st.st_dev) != "unknown-host-clock":  # else the path decides
+            plain_devices[st.st_dev] = plain
+    return st if plain else None
 
 
 def _check_writer(entry: os.DirEntry[str]) -> None:
@@ -333,15 +378,28 @@ def _refused(entry: os.DirEntry[str]) -> bool:
     return not stat_module.S_ISREG(st.st_mode) or refusal(st) is not None
 
 
+_name = operator.attrgetter("name")
+
+
 def _real(path: str) -> str:
     return os.path.realpath(path)
+
+
+def _holds_anything(folder: str, exclude: Optional[Exclude]) -> bool:
+    """Does ``folder`` hold an entry ``exclude`` keeps? (Stops at the first one.)"""
+    with os.scandir(folder) as listed:
+        entries = list(listed)
+    if exclude is None:
+        return bool(entries)
+    names = frozenset(entry.name for entry in entries)
+    return any(not exclude(entry, names) for entry in entries)
 
 
 def _listing(
     folder: str, prefix: str, exclude: Optional[Exclude]
 ) -> List[Tuple[os.DirEntry[str], str]]:
     with os.scandir(folder) as entries:
-        found = sorted(entries, key=lambda entry: entry.name)  # the same walk on every copy
+        found = sorted(entries, key=_name)  # the same walk on every copy
     names = frozenset(entry.name for entry in found)
     return [
         (entry, prefix + entry.name)

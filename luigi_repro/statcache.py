@@ -30,13 +30,8 @@ import attrs
 
 from luigi_repro.fingerprint import (
     Counters,
-    Exclude,
     algorithm_of,
-    describe_special,
-    hash_bytes,
     hash_file,
-    iter_directory,
-    manifest_fingerprint,
 )
 from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
@@ -46,14 +41,18 @@ from luigi_repro.writerrights import check_may_read
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "CachedFingerprint",
-    "DirectoryFingerprint",
     "PersistentStatCache",
     "StatKey",
-    "fingerprint_directory",
     "fingerprint_file",
     "flush_stat_caches",
     "open_stat_cache",
+    "pack_stat",
 ]
+
+
+def pack_stat(dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    """A stat as the persistent cache stores it: ``"dev:ino:size:mtime_ns:ctime_ns"``."""
+    return f"{dev}:{ino}:{size}:{mtime_ns}:{ctime_ns}"
 
 
 #: How often a file that keeps changing while it is hashed is tried again.
@@ -285,6 +284,28 @@ class PersistentStatCache:
         except (TypeError, ValueError):
             return None
 
+    def entries_below(self, folder: str, slot: str) -> Dict[str, Tuple[str, int, str]]:
+        """Every entry for a path inside ``folder`` (absolute) as ``{path: (packed stat,
+        taken_at_ns, fingerprint)}``: one query for a folder of any size, where asking file by
+        file cost more than the whole walk. The packed stat is ``pack_stat``'s string."""
+        self.flush()  # what this process put is written, so one query sees it all
+        low = os.fsencode(folder.rstrip(os.sep) + os.sep)
+        high = low[:-1] + bytes([low[-1] + 1])
+
+        def query(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                "SELECT path, stat, taken_at_ns, fingerprint FROM fingerprints"
+                " WHERE path >= ? AND path < ? AND algorithm = ?",
+                (low, high, slot),
+            ).fetchall()
+
+        rows = self._guard(query) or ()
+        return {
+            path.decode("utf-8", "surrogateescape"): (packed, taken_at, fingerprint)
+            for path, packed, taken_at, fingerprint in rows
+            if isinstance(path, bytes) and isinstance(taken_at, int)
+        }
+
     def put(self, path: str, entry: CachedFingerprint, slot: Optional[str] = None) -> None:
         """Remember ``entry`` for ``path`` (only stable, non-racy entries are worth keeping).
 
@@ -295,7 +316,7 @@ class PersistentStatCache:
             return
         slot = slot or entry.algorithm
         st = entry.stat
-        packed = f"{st.dev}:{st.ino}:{st.size}:{st.mtime_ns}:{st.ctime_ns}"
+        packed = pack_stat(st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns)
         encoded = os.fsencode(path)
         row = (encoded, slot, packed, entry.size, entry.taken_at_ns, entry.fingerprint)
         with self._lock:
@@ -455,55 +476,3 @@ def fingerprint_file(
             return entry
         key = after
     return CachedFingerprint(fingerprint, size, None, taken_at)
-
-
-@attrs.frozen
-class DirectoryFingerprint:
-    """A directory's fingerprint with its manifest: one cached fingerprint per relative path."""
-
-    fingerprint: str
-    entries: Mapping[str, CachedFingerprint]
-
-    @property
-    def size(self) -> int:
-        return sum(entry.size for entry in self.entries.values())
-
-    @property
-    def stable(self) -> bool:
-        return all(entry.stat is not None for entry in self.entries.values())
-
-    def manifest(self) -> Dict[str, str]:
-        """``{relative path: fingerprint}``, the form kept in downstream records."""
-        return {rel: entry.fingerprint for rel, entry in self.entries.items()}
-
-
-def fingerprint_directory(
-    root: str,
-    algorithm: str,
-    *,
-    hints: Optional[Mapping[str, CachedFingerprint]] = None,
-    cache: Optional[PersistentStatCache] = None,
-    racy_window_ns: int = 2_000_000_000,
-    counters: Optional[Counters] = None,
-    exclude: Optional[Exclude] = None,
-) -> DirectoryFingerprint:
-    """Fingerprint every file below ``root`` (reusing per-file hints) and the manifest they form."""
-    entries: Dict[str, CachedFingerprint] = {}
-    for rel, path, special in iter_directory(root, exclude):
-        if special:
-            # Described, not read: cheap to redo, so it is never taken from a hint.
-            fingerprint = hash_bytes(describe_special(path), algorithm)
-            lstat = StatKey.of(os.lstat(path))
-            entries[rel] = CachedFingerprint(fingerprint, 0, lstat, time.time_ns())
-            continue
-        hint = hints.get(rel) if hints is not None else None
-        entries[rel] = fingerprint_file(
-            path,
-            algorithm,
-            hint=hint,
-            cache=cache,
-            racy_window_ns=racy_window_ns,
-            counters=counters,
-        )
-    manifest = {rel: entry.fingerprint for rel, entry in entries.items()}
-    return DirectoryFingerprint(manifest_fingerprint(manifest, algorithm), entries)

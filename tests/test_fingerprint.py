@@ -35,7 +35,7 @@ from luigi_repro.fingerprint import (
     manifest_fingerprint,
     short,
 )
-from luigi_repro.statcache import fingerprint_directory
+from luigi_repro.folderprint import fingerprint_directory
 
 HAVE_BLAKE3 = importlib.util.find_spec("blake3") is not None
 
@@ -435,7 +435,7 @@ def test_symlink_to_file_is_hashed_by_content() -> None:
     os.symlink(os.path.abspath("target.txt"), "root/link.txt")
     assert walk("root") == {"real.txt": False, "link.txt": False}
     result = fingerprint_directory("root", "sha256")
-    assert result.entries["link.txt"].fingerprint == hash_bytes(b"the content", "sha256")
+    assert result.files["link.txt"] == hash_bytes(b"the content", "sha256")
 
 
 def test_symlinked_folders_are_followed_but_loops_and_dangling_links_are_not() -> None:
@@ -453,13 +453,13 @@ def test_symlinked_folders_are_followed_but_loops_and_dangling_links_are_not() -
         "dangling": True,
     }
     result = fingerprint_directory("root", "sha256")
-    assert sorted(result.entries) == [
+    assert sorted(result.files) == [
         "dangling",
         "sub/file.txt",
         "sub/loop",
         "to_outside/secret.txt",
     ]
-    assert result.entries["dangling"].size == 0
+    assert "dangling" not in result.stamps  # described, not sized
     before = result.fingerprint
     write("outside/secret.txt", b"changed")
     assert fingerprint_directory("root", "sha256").fingerprint != before
@@ -487,8 +487,8 @@ def test_fifo_is_special_and_never_opened() -> None:
     os.mkfifo("root/pipe")
     assert walk("root") == {"file.txt": False, "pipe": True}
     result = fingerprint_directory("root", "sha256")
-    assert sorted(result.entries) == ["file.txt", "pipe"]
-    assert result.entries["pipe"].size == 0
+    assert sorted(result.files) == ["file.txt", "pipe"]
+    assert "pipe" not in result.stamps  # described, not sized
 
 
 def _rename(root: Path) -> None:

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from strategies import fingerprints
 
 from luigi_repro.fingerprint import Counters, diff_manifests, hash_bytes, hash_file, hash_stream
+from luigi_repro.folderprint import fingerprint_directory
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.statcache import (
     CachedFingerprint,
     PersistentStatCache,
     StatKey,
-    fingerprint_directory,
     fingerprint_file,
     open_stat_cache,
 )
@@ -491,7 +491,7 @@ def test_directory_hints_avoid_reading_unchanged_files() -> None:
     assert first.stable
     counters = Counters()
     again = fingerprint_directory(
-        "root", ALGO, hints=first.entries, racy_window_ns=WINDOW_NS, counters=counters
+        "root", ALGO, known=first.known(), racy_window_ns=WINDOW_NS, counters=counters
     )
     assert counters.files_hashed == 0
     assert again.fingerprint == first.fingerprint
@@ -505,7 +505,7 @@ def test_directory_rehashes_only_the_changed_file() -> None:
     overwrite_keeping_mtime("root/sub/b.txt", b"BETA")
     counters = Counters()
     again = fingerprint_directory(
-        "root", ALGO, hints=first.entries, racy_window_ns=WINDOW_NS, counters=counters
+        "root", ALGO, known=first.known(), racy_window_ns=WINDOW_NS, counters=counters
     )
     assert (counters.files_hashed, counters.bytes_hashed) == (1, 4)
     assert diff_manifests(first.manifest(), again.manifest()).changed == ("sub/b.txt",)

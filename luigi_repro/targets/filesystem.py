@@ -22,8 +22,8 @@ from luigi.target import FileSystemTarget
 from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError, UnsupportedTarget
 from luigi_repro.fingerprint import hash_file, hash_stream
+from luigi_repro.folderprint import fingerprint_directory
 from luigi_repro.record import oversize
-from luigi_repro.statcache import fingerprint_directory
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,

@@ -31,6 +31,12 @@ import luigi.format
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.errors import RecordError, TemporaryReplaced
 from luigi_repro.fingerprint import describe_special, hash_bytes
+from luigi_repro.folderprint import (
+    STAMPS_FORMAT,
+    fingerprint_directory,
+    known_from_state,
+    stamp_state,
+)
 from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.localpath import physical_path
 from luigi_repro.locking import (
@@ -46,8 +52,8 @@ from luigi_repro.plainfiles import NotPlainFile, read_plain, refusal
 from luigi_repro.record import oversize
 from luigi_repro.statcache import (
     CachedFingerprint,
+    PersistentStatCache,
     StatKey,
-    fingerprint_directory,
     fingerprint_file,
 )
 from luigi_repro.targets.base import (
@@ -78,25 +84,6 @@ def file_hint(previous: Optional[Observation], kind: str = "file") -> Optional[C
         return CachedFingerprint(previous.fingerprint, stat.size, stat, taken_at)
     except ValueError:
         return None
-
-
-def directory_hints(previous: Optional[Observation]) -> Dict[str, CachedFingerprint]:
-    hints: Dict[str, CachedFingerprint] = {}
-    if previous is None or previous.manifest is None or previous.state.get("kind") != "dir":
-        return hints
-    files = previous.state.get("files")
-    if not isinstance(files, dict):
-        return hints
-    for rel, fingerprint in previous.manifest.items():
-        entry = files.get(rel)
-        if not isinstance(entry, dict) or not isinstance(entry.get("taken_at_ns"), int):
-            continue
-        try:
-            stat = StatKey.from_json(entry.get("stat"))
-        except ValueError:
-            continue
-        hints[rel] = CachedFingerprint(fingerprint, stat.size, stat, entry["taken_at_ns"])
-    return hints
 
 
 class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
@@ -149,27 +136,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if refused is not None:
             raise NotPlainFile(f"{self.path} {refused}")  # a file or folder of /proc, /sys…
         if stat_module.S_ISDIR(st.st_mode):
-            result = fingerprint_directory(
-                self.path,
-                context.algorithm,
-                hints=directory_hints(previous),
-                cache=cache,
-                racy_window_ns=context.racy_window_ns,
-                counters=context.counters,
-                exclude=context.is_bookkeeping,
-            )
-            files = {
-                rel: {"stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
-                for rel, entry in result.entries.items()
-                if entry.stat is not None
-            }
-            return Observation(
-                fingerprint=result.fingerprint,
-                size=result.size,
-                state={"kind": "dir", "files": files},
-                manifest=result.manifest(),
-                stable=result.stable,
-            )
+            return self._observe_folder(context, previous, cache)
         if not stat_module.S_ISREG(st.st_mode):
             # A pipe or device would block or never end: describe it rather than read it.
             described = hash_bytes(describe_special(self.path), context.algorithm)
@@ -187,6 +154,46 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if entry.stat is not None:
             state = {"kind": "file", "stat": entry.stat.to_json(), "taken_at_ns": entry.taken_at_ns}
         return Observation(entry.fingerprint, entry.size, state, None, entry.stat is not None)
+
+    def _observe_folder(
+        self,
+        context: FingerprintContext,
+        previous: Optional[Observation],
+        cache: Optional[PersistentStatCache],
+    ) -> Observation:
+        """A folder's manifest, reusing every fingerprint whose file's stamp is unchanged."""
+        known = None
+        if previous is not None:
+            known = known_from_state(
+                previous.fingerprint,
+                previous.state,
+                previous.manifest,
+                context.algorithm,
+                context.racy_window_ns,
+            )
+        result = fingerprint_directory(
+            self.path,
+            context.algorithm,
+            known=known,
+            cache=cache,
+            racy_window_ns=context.racy_window_ns,
+            counters=context.counters,
+            exclude=context.is_bookkeeping,
+        )
+        if previous is not None and result.unchanged and result.fingerprint == previous.fingerprint:
+            # Every file matched its stamp: what the record holds still describes the folder.
+            state = previous.state
+            if state.get("format") != STAMPS_FORMAT:
+                state = stamp_state(result, context.racy_window_ns)
+            manifest = previous.manifest if previous.manifest is not None else result.files
+            return Observation(result.fingerprint, result.size, state, manifest, result.stable)
+        return Observation(
+            fingerprint=result.fingerprint,
+            size=result.size,
+            state=stamp_state(result, context.racy_window_ns),
+            manifest=result.manifest(),
+            stable=result.stable,
+        )
 
     def settled_token(self, observation: Observation, racy_window_ns: int) -> Optional[Hashable]:
         hint = file_hint(observation, str(observation.state.get("kind")))

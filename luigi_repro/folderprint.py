@@ -1,0 +1,293 @@
+"""Fingerprinting a folder in one walk: one stat per file, compared with what was seen before.
+
+A folder of 100,000 files must be checked in about the time a plain ``os.scandir`` + ``stat``
+walk takes, so the warm path does no more than that walk: each file's stamp
+``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` is compared, as a tuple, with the stamp
+kept beside the previous manifest (``known``), and the remembered fingerprint is reused when
+they are equal. Only files without a matching stamp go further: the persistent stat cache is
+asked once for the whole folder (one query, not one per file), and what it cannot vouch for is
+read. The racy rule is the stat cache's: a stamp is kept for later only when the fingerprint was
+taken at least the racy window after the file's last write.
+
+The stamps a record keeps are compact (a list of integers per file, aligned with the sorted
+manifest) so that the record of a folder of 100,000 files stays well under the record cap.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import attrs
+
+from luigi_repro.fingerprint import (
+    Counters,
+    Exclude,
+    algorithm_of,
+    describe_special,
+    hash_bytes,
+    manifest_fingerprint,
+    walk_directory,
+)
+from luigi_repro.localpath import physical_path
+from luigi_repro.statcache import (
+    CachedFingerprint,
+    PersistentStatCache,
+    StatKey,
+    fingerprint_file,
+    pack_stat,
+)
+
+__all__ = [
+    "DirectoryFingerprint",
+    "FileStamp",
+    "Known",
+    "STAMPS_FORMAT",
+    "fingerprint_directory",
+    "known_from_state",
+    "stamp_state",
+]
+
+#: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``: equal stamps, same content.
+FileStamp = Tuple[int, int, int, int, int]
+
+#: Fingerprints that may be reused without reading, by relative path: ``(fingerprint, stamp)``.
+Known = Mapping[str, Tuple[str, FileStamp]]
+
+#: Marks the compact form of a folder's stamps in a record's state.
+STAMPS_FORMAT = 2
+
+
+@attrs.frozen
+class DirectoryFingerprint:
+    """A folder's fingerprint, its manifest and the stamps that vouch for its files later.
+
+    ``stamps`` holds only files whose fingerprint may be reused (taken long enough after their
+    last write, and stable while read); ``unchanged`` says every file matched ``known`` exactly,
+    so whatever was kept with it still describes the folder.
+    """
+
+    fingerprint: str
+    files: Dict[str, str]
+    stamps: Dict[str, FileStamp]
+    size: int
+    stable: bool
+    unchanged: bool = False
+
+    def manifest(self) -> Dict[str, str]:
+        """``{relative path: fingerprint}``, the form kept in downstream records."""
+        return self.files
+
+    def known(self) -> Dict[str, Tuple[str, FileStamp]]:
+        """The fingerprints a later walk may reuse, with the stamps that vouch for them."""
+        return {rel: (self.files[rel], stamp) for rel, stamp in self.stamps.items()}
+
+
+class _CacheView:
+    """The persistent cache's entries below one folder, fetched with one query when first
+    needed (a folder where every file matched its stamp never asks)."""
+
+    def __init__(
+        self, cache: Optional[PersistentStatCache], root: str, slot: str, window_ns: int
+    ) -> None:
+        self._cache = cache
+        self._root = root.rstrip(os.sep) + os.sep
+        self._slot = slot
+        self._window_ns = window_ns
+        self._entries: Optional[Dict[str, Tuple[str, int, str]]] = None
+
+    def vouched(self, rel: str, stamp: FileStamp) -> Optional[str]:
+        """The cached fingerprint of ``rel`` if it was taken of a file with this very stamp,
+        long enough after its last write; else None."""
+        if self._cache is None:
+            return None
+        if self._entries is None:
+            self._entries = self._cache.entries_below(self._root, self._slot)
+        found = self._entries.get(self._root + rel)
+        if found is None or found[0] != pack_stat(*stamp):
+            return None
+        if found[1] - max(stamp[3], stamp[4]) < self._window_ns:
+            return None  # racy: taken too soon after the last write to be trusted
+        return found[2]
+
+
+def fingerprint_directory(
+    root: str,
+    algorithm: str,
+    *,
+    known: Optional[Known] = None,
+    cache: Optional[PersistentStatCache] = None,
+    racy_window_ns: int = 2_000_000_000,
+    counters: Optional[Counters] = None,
+    exclude: Optional[Exclude] = None,
+) -> DirectoryFingerprint:
+    """Fingerprint every file below ``root``, reading only those no stamp or cache vouches for.
+
+    ``known`` holds fingerprints already trusted for ``algorithm`` (see :func:`known_from_state`).
+    """
+    known = known or {}
+    files: Dict[str, str] = {}
+    stamps: Dict[str, FileStamp] = {}
+    size = 0
+    stable = True
+    matched = statted = 0
+    view = _CacheView(cache, physical_path(root), algorithm, racy_window_ns)
+    for rel, path, st in walk_directory(root, exclude):
+        if st is None:
+            # Described, not read: cheap to redo, so never reused from a stamp.
+            files[rel] = hash_bytes(describe_special(path), algorithm)
+            continue
+        statted += 1
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        size += stamp[2]
+        previous = known.get(rel)
+        if previous is not None and previous[1] == stamp:
+            files[rel] = previous[0]
+            stamps[rel] = previous[1]  # the tuple already held: no new one per file
+            matched += 1
+            continue
+        vouched = view.vouched(rel, stamp)
+        if vouched is not None:
+            files[rel] = vouched
+            stamps[rel] = stamp
+            continue
+        entry = fingerprint_file(
+            path,
+            algorithm,
+            cache=cache,
+            racy_window_ns=racy_window_ns,
+            counters=counters,
+            stat=st,
+        )
+        files[rel] = entry.fingerprint
+        if entry.stat is None:
+            stable = False
+        elif not entry.is_racy(racy_window_ns):
+            stamps[rel] = _stamp_of_key(entry.stat)
+    if counters is not None:
+        counters.files_statted += statted
+    unchanged = matched == len(files) == len(known)
+    return DirectoryFingerprint(
+        manifest_fingerprint(files, algorithm), files, stamps, size, stable, unchanged
+    )
+
+
+def _stamp_of_key(key: StatKey) -> FileStamp:
+    return (key.dev, key.ino, key.size, key.mtime_ns, key.ctime_ns)
+
+
+def stamp_state(result: DirectoryFingerprint, racy_window_ns: int) -> Mapping[str, Any]:
+    """The state a record keeps for a folder: per file of the sorted manifest, its stamp as
+    ``[dev, ino, size, mtime_ns, ctime_ns]`` or null when it must be read again.
+
+    Built only when read (when a record is written): checking an input never needs it.
+    """
+    return _StampState(result, racy_window_ns)
+
+
+class _StampState(Mapping[str, Any]):
+    """A folder's state, made into JSON-ready lists on first use."""
+
+    def __init__(self, result: DirectoryFingerprint, racy_window_ns: int) -> None:
+        self._result = result
+        self._window = racy_window_ns
+        self._built: Optional[Dict[str, Any]] = None
+
+    def _state(self) -> Dict[str, Any]:
+        if self._built is None:
+            stamps = self._result.stamps
+            listed: List[Optional[List[int]]] = []
+            for rel in sorted(self._result.files):
+                stamp = stamps.get(rel)
+                listed.append(None if stamp is None else list(stamp))
+            self._built = {
+                "kind": "dir",
+                "format": STAMPS_FORMAT,
+                "racy_window_ns": self._window,
+                "stamps": listed,
+            }
+        return self._built
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "kind":
+            return "dir"  # asked on every check: answered without building the lists
+        if key == "format":
+            return STAMPS_FORMAT
+        return self._state().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._state()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state())
+
+    def __len__(self) -> int:
+        return len(self._state())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]  # a mapping, compared by content
+
+
+def known_from_state(
+    fingerprint: str,
+    state: Mapping[str, Any],
+    manifest: Optional[Mapping[str, str]],
+    algorithm: str,
+    racy_window_ns: int,
+) -> Dict[str, Tuple[str, FileStamp]]:
+    """The fingerprints a folder's recorded state vouches for, by relative path.
+
+    Empty when the state is of another kind, another algorithm, or was judged settled with a
+    racy window shorter than today's. The per-file form of earlier versions is read too.
+    """
+    if manifest is None or state.get("kind") != "dir":
+        return {}
+    try:
+        if algorithm_of(fingerprint) != algorithm:
+            return {}
+    except ValueError:
+        return {}
+    if state.get("format") == STAMPS_FORMAT:
+        return _known_from_stamps(state, manifest, racy_window_ns)
+    return _known_from_files(state.get("files"), manifest, algorithm, racy_window_ns)
+
+
+def _known_from_stamps(
+    state: Mapping[str, Any], manifest: Mapping[str, str], racy_window_ns: int
+) -> Dict[str, Tuple[str, FileStamp]]:
+    window = state.get("racy_window_ns")
+    listed = state.get("stamps")
+    if not isinstance(window, int) or window < racy_window_ns or not isinstance(listed, list):
+        return {}
+    names = sorted(manifest)
+    if len(names) != len(listed):
+        return {}
+    known: Dict[str, Tuple[str, FileStamp]] = {}
+    for rel, stamp in zip(names, listed):
+        # Whatever else a stamp holds can only fail to equal a real stat (never raise).
+        if type(stamp) is list and len(stamp) == 5:
+            known[rel] = (manifest[rel], tuple(stamp))
+    return known
+
+
+def _known_from_files(
+    files: Any, manifest: Mapping[str, str], algorithm: str, racy_window_ns: int
+) -> Dict[str, Tuple[str, FileStamp]]:
+    """Stamps in the earlier form ``{rel: {"stat": {...}, "taken_at_ns": n}}``."""
+    known: Dict[str, Tuple[str, FileStamp]] = {}
+    if not isinstance(files, dict):
+        return known
+    for rel, fingerprint in manifest.items():
+        entry = files.get(rel)
+        if not isinstance(entry, dict) or not isinstance(entry.get("taken_at_ns"), int):
+            continue
+        try:
+            key = StatKey.from_json(entry.get("stat"))
+        except ValueError:
+            continue
+        cached = CachedFingerprint(fingerprint, key.size, key, entry["taken_at_ns"])
+        if cached.trusted_for(key, algorithm, racy_window_ns):
+            known[rel] = (fingerprint, _stamp_of_key(key))
+    return known
