@@ -7,7 +7,7 @@ Luigi accepts a single object, a list, a tuple, a dict, or any nesting of them. 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Set, Tuple
 
 import attrs
 import luigi
@@ -17,6 +17,7 @@ from luigi_repro.record import Key
 
 __all__ = [
     "InputRef",
+    "upstream_first",
     "dynamic_inputs",
     "flatten_with_keys",
     "format_key",
@@ -146,3 +147,23 @@ def dynamic_inputs(yielded: Any, batch: int) -> List[InputRef]:
         for output_key, target in flatten_with_keys(upstream.output()):
             refs.append(InputRef(key, output_key, upstream, target, True))
     return refs
+
+
+def upstream_first(root: luigi.Task) -> List[luigi.Task]:
+    """Every task reachable through ``requires()``, each after everything it requires."""
+    order: List[luigi.Task] = []
+    done: Set[str] = set()
+    stack: List[Tuple[luigi.Task, bool]] = [(root, False)]
+    while stack:
+        task, expanded = stack.pop()
+        if task.task_id in done:
+            continue
+        if expanded:
+            done.add(task.task_id)
+            order.append(task)
+            continue
+        stack.append((task, True))
+        for _, upstream in reversed(requirements_of(task)):
+            if upstream.task_id not in done:
+                stack.append((upstream, False))
+    return order

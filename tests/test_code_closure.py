@@ -25,7 +25,7 @@ from pipelines import build, families, from_scratch, runs
 from strategies import json_values
 
 from luigi_repro import ReasonKind, audit_paths, codereach, judging, verify
-from luigi_repro.cli.adopt import plan
+from luigi_repro.adoption import plan
 from luigi_repro.codeclosure import (
     CodeClosure,
     code_closure,
