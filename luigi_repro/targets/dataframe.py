@@ -5,7 +5,9 @@ atomically; ``load()`` reads it back. The fingerprint is of the *data* — Arrow
 contents (:mod:`luigi_repro.tablehash`) — so the same frame written with another compression,
 row-group size or library version keeps its fingerprint and early cutoff works; a changed value,
 dtype, column name or row order changes it. Like any local file, the fingerprint is reused while
-the file's stat is unchanged, so the data is only decoded again after the file changed.
+the file's stat is unchanged, so the data is only decoded again after the file changed. The
+data is fingerprinted as it is read, batch after batch: memory stays a few batches however large
+the file is.
 
 The index is handled explicitly, never silently dropped:
 
@@ -21,14 +23,15 @@ Needs pandas and pyarrow (``pip install luigi-repro[dataframe]``), imported only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as stat_module
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.locking import NEW_FILE_FLAGS
 from luigi_repro.statcache import fingerprint_file
-from luigi_repro.tablehash import fingerprint_table, require_pyarrow
+from luigi_repro.tablehash import NeedsWholeTable, TableDigest, fingerprint_table, require_pyarrow
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,
@@ -41,6 +44,13 @@ __all__ = ["CsvTarget", "FeatherTarget", "ParquetTarget"]
 
 #: The kind of state a table target keeps: a stat that vouches for a *table* fingerprint.
 _STATE_KIND = "table-file"
+
+#: Decoded bytes per batch while fingerprinting: large enough to hash at full speed, small
+#: enough that a table of any size is fingerprinted in a bounded amount of memory.
+BATCH_BYTES = 16 << 20
+
+#: A file's schema and its record batches, in order.
+Batches = Tuple[Any, Iterator[Any]]
 
 
 def _pandas() -> Any:
@@ -100,11 +110,27 @@ class _TableTarget(HashableLocalTarget):
     # --- fingerprint of the data ---------------------------------------------------------------
 
     def _read_for_fingerprint(self, path: str) -> Any:
+        """The whole table, as it is fingerprinted (used when it cannot be streamed)."""
         return self._read(path)
 
+    def _batches_for_fingerprint(self, path: str) -> contextlib.AbstractContextManager[Batches]:
+        """The schema and record batches of the table :meth:`_read_for_fingerprint` reads."""
+        raise NotImplementedError
+
     def _digest(self, path: str, algorithm: str, counters: Optional[Counters]) -> Tuple[str, int]:
+        size = os.path.getsize(path)
+        try:
+            with self._batches_for_fingerprint(path) as (schema, batches):
+                digest = TableDigest(schema, algorithm)
+                for batch in batches:
+                    digest.add(batch)
+            # A table without rows is hashed with its readers' empty chunks, as it always was.
+            if digest.num_rows:
+                return digest.hexdigest(counters), size
+        except NeedsWholeTable:
+            pass
         table = self._read_for_fingerprint(path)
-        return fingerprint_table(table, algorithm, counters), os.path.getsize(path)
+        return fingerprint_table(table, algorithm, counters), size
 
     @property
     def _state_kind(self) -> str:
@@ -151,6 +177,20 @@ class ParquetTarget(_TableTarget):
 
         return pq.read_table(path)
 
+    @contextlib.contextmanager
+    def _batches_for_fingerprint(self, path: str) -> Iterator[Batches]:
+        require_pyarrow()
+        import pyarrow.parquet as pq
+
+        # Buffered reads: a column chunk is read a piece at a time, never whole.
+        with pq.ParquetFile(path, buffer_size=1 << 20) as parquet:
+            metadata = parquet.metadata
+            rows, decoded = max(metadata.num_rows, 1), 0
+            for group in range(metadata.num_row_groups):
+                decoded += metadata.row_group(group).total_byte_size
+            batch_rows = max(1, BATCH_BYTES * rows // max(decoded, 1))
+            yield parquet.schema_arrow, parquet.iter_batches(batch_size=batch_rows)
+
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
         import pyarrow.parquet as pq
@@ -169,6 +209,20 @@ class FeatherTarget(_TableTarget):
         import pyarrow.feather as feather
 
         return feather.read_table(path)
+
+    @contextlib.contextmanager
+    def _batches_for_fingerprint(self, path: str) -> Iterator[Batches]:
+        pa = require_pyarrow()
+        import pyarrow.ipc as ipc
+
+        # Read, not memory-mapped: mapped pages would stay in the process until evicted.
+        with pa.OSFile(path) as source:
+            try:
+                reader = ipc.open_file(source)
+            except pa.ArrowInvalid:  # Feather version 1 is not Arrow IPC
+                raise NeedsWholeTable("not an Arrow IPC file") from None
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            yield reader.schema, batches
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
@@ -226,18 +280,34 @@ class CsvTarget(_TableTarget):
 
         return csv.read_csv(path, parse_options=self._parse_options())
 
-    def _read_for_fingerprint(self, path: str) -> Any:
+    def _as_text(self, path: str) -> Any:
+        """Conversion options that read every cell as the text written."""
         pa = require_pyarrow()
         import pyarrow.csv as csv
 
         with csv.open_csv(path, parse_options=self._parse_options()) as reader:
             names = reader.schema.names
-        as_text = csv.ConvertOptions(
+        return csv.ConvertOptions(
             column_types={name: pa.string() for name in names},
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
+
+    def _read_for_fingerprint(self, path: str) -> Any:
+        import pyarrow.csv as csv
+
+        as_text = self._as_text(path)
         return csv.read_csv(path, parse_options=self._parse_options(), convert_options=as_text)
+
+    @contextlib.contextmanager
+    def _batches_for_fingerprint(self, path: str) -> Iterator[Batches]:
+        import pyarrow.csv as csv
+
+        as_text = self._as_text(path)
+        with csv.open_csv(
+            path, parse_options=self._parse_options(), convert_options=as_text
+        ) as reader:
+            yield reader.schema, iter(reader)
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
