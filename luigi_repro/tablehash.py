@@ -296,7 +296,7 @@ class TableDigest:
         self.num_rows += batch.num_rows
 
     def add_chunk(self, index: int, chunk: pyarrow.Array) -> None:
-        """Hash the next piece of column ``index`` (rows are counted by :meth:`add`)."""
+        """Hash the next piece of column ``index``; who adds pieces sets :attr:`num_rows`."""
         dictionary = self._dictionaries[index]
         streams = self._streams[index]
         if dictionary is not None:

@@ -23,10 +23,9 @@ Needs pandas and pyarrow (``pip install luigi-repro[dataframe]``), imported only
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat as stat_module
-from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.locking import NEW_FILE_FLAGS
@@ -45,12 +44,38 @@ __all__ = ["CsvTarget", "FeatherTarget", "ParquetTarget"]
 #: The kind of state a table target keeps: a stat that vouches for a *table* fingerprint.
 _STATE_KIND = "table-file"
 
-#: Decoded bytes per batch while fingerprinting: large enough to hash at full speed, small
-#: enough that a table of any size is fingerprinted in a bounded amount of memory.
+#: Decoded bytes of Parquet column chunks read together while fingerprinting: enough to keep
+#: both cores decoding, little enough that a table of any size needs a bounded amount of memory.
 BATCH_BYTES = 16 << 20
 
-#: A file's schema and its record batches, in order.
-Batches = Tuple[Any, Iterator[Any]]
+
+def _leaf_count(pa: Any, arrow_type: Any) -> int:
+    """How many Parquet columns (leaves) hold a field of this Arrow type."""
+    if isinstance(arrow_type, pa.ExtensionType):
+        return _leaf_count(pa, arrow_type.storage_type)
+    if pa.types.is_struct(arrow_type):
+        return sum(_leaf_count(pa, child.type) for child in arrow_type)
+    if pa.types.is_map(arrow_type):
+        return _leaf_count(pa, arrow_type.key_type) + _leaf_count(pa, arrow_type.item_type)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return _leaf_count(pa, arrow_type.value_type)
+    if pa.types.is_fixed_size_list(arrow_type):
+        return _leaf_count(pa, arrow_type.value_type)
+    return 1
+
+
+def _column_sets(sizes: List[int]) -> Iterator[List[int]]:
+    """Consecutive fields, each set holding about :data:`BATCH_BYTES` (one field at least)."""
+    chosen: List[int] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if chosen and total + size > BATCH_BYTES:
+            yield chosen
+            chosen, total = [], 0
+        chosen.append(index)
+        total += size
+    if chosen:
+        yield chosen
 
 
 def _pandas() -> Any:
@@ -113,17 +138,14 @@ class _TableTarget(HashableLocalTarget):
         """The whole table, as it is fingerprinted (used when it cannot be streamed)."""
         return self._read(path)
 
-    def _batches_for_fingerprint(self, path: str) -> contextlib.AbstractContextManager[Batches]:
-        """The schema and record batches of the table :meth:`_read_for_fingerprint` reads."""
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
+        """The digest of the table :meth:`_read_for_fingerprint` reads, fed a piece at a time."""
         raise NotImplementedError
 
     def _digest(self, path: str, algorithm: str, counters: Optional[Counters]) -> Tuple[str, int]:
         size = os.path.getsize(path)
         try:
-            with self._batches_for_fingerprint(path) as (schema, batches):
-                digest = TableDigest(schema, algorithm)
-                for batch in batches:
-                    digest.add(batch)
+            digest = self._streamed_digest(path, algorithm)
             # A table without rows is hashed with its readers' empty chunks, as it always was.
             if digest.num_rows:
                 return digest.hexdigest(counters), size
@@ -177,19 +199,39 @@ class ParquetTarget(_TableTarget):
 
         return pq.read_table(path)
 
-    @contextlib.contextmanager
-    def _batches_for_fingerprint(self, path: str) -> Iterator[Batches]:
-        require_pyarrow()
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
+        pa = require_pyarrow()
         import pyarrow.parquet as pq
 
-        # Buffered reads: a column chunk is read a piece at a time, never whole.
-        with pq.ParquetFile(path, buffer_size=1 << 20) as parquet:
-            metadata = parquet.metadata
-            rows, decoded = max(metadata.num_rows, 1), 0
+        # A column chunk of a row group at a time (a few together while they are small): the
+        # reader holds what it reads whole, and the digest keeps each column's streams apart.
+        with pq.ParquetFile(path) as parquet:
+            schema, metadata = parquet.schema_arrow, parquet.metadata
+            leaves = [_leaf_count(pa, field.type) for field in schema]
+            if sum(leaves) != metadata.num_columns:
+                raise NeedsWholeTable("the file's columns do not match its Arrow schema")
+            starts = [sum(leaves[:index]) for index in range(len(leaves))]
+            digest = TableDigest(schema, algorithm)
             for group in range(metadata.num_row_groups):
-                decoded += metadata.row_group(group).total_byte_size
-            batch_rows = max(1, BATCH_BYTES * rows // max(decoded, 1))
-            yield parquet.schema_arrow, parquet.iter_batches(batch_size=batch_rows)
+                sizes = metadata.row_group(group)
+                for fields in _column_sets(
+                    [
+                        sum(
+                            sizes.column(leaf).total_uncompressed_size
+                            for leaf in range(start, start + count)
+                        )
+                        for start, count in zip(starts, leaves)
+                    ]
+                ):
+                    indices = [
+                        leaf for k in fields for leaf in range(starts[k], starts[k] + leaves[k])
+                    ]
+                    piece = parquet.reader.read_row_group(group, column_indices=indices)
+                    for k, column in zip(fields, piece.columns):
+                        for chunk in column.chunks:
+                            digest.add_chunk(k, chunk)
+            digest.num_rows = metadata.num_rows
+        return digest
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
@@ -210,8 +252,7 @@ class FeatherTarget(_TableTarget):
 
         return feather.read_table(path)
 
-    @contextlib.contextmanager
-    def _batches_for_fingerprint(self, path: str) -> Iterator[Batches]:
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
         pa = require_pyarrow()
         import pyarrow.ipc as ipc
 
@@ -221,8 +262,10 @@ class FeatherTarget(_TableTarget):
                 reader = ipc.open_file(source)
             except pa.ArrowInvalid:  # Feather version 1 is not Arrow IPC
                 raise NeedsWholeTable("not an Arrow IPC file") from None
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            yield reader.schema, batches
+            digest = TableDigest(reader.schema, algorithm)
+            for index in range(reader.num_record_batches):
+                digest.add(reader.get_batch(index))
+        return digest
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
@@ -299,15 +342,17 @@ class CsvTarget(_TableTarget):
         as_text = self._as_text(path)
         return csv.read_csv(path, parse_options=self._parse_options(), convert_options=as_text)
 
-    @contextlib.contextmanager
-    def _batches_for_fingerprint(self, path: str) -> Iterator[Batches]:
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
         import pyarrow.csv as csv
 
         as_text = self._as_text(path)
         with csv.open_csv(
             path, parse_options=self._parse_options(), convert_options=as_text
         ) as reader:
-            yield reader.schema, iter(reader)
+            digest = TableDigest(reader.schema, algorithm)
+            for batch in reader:
+                digest.add(batch)
+        return digest
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()

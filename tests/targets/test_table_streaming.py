@@ -199,3 +199,21 @@ def test_a_batch_of_another_table_is_refused() -> None:
     digest = TableDigest(pa.schema([("x", pa.int64())]), "xxh3_128")
     with pytest.raises(ValueError, match="does not belong to a table"):
         digest.add(pa.record_batch({"x": pa.array(["a"])}))
+
+
+def test_parquet_columns_of_every_shape_are_read_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Maps, fixed-size lists, lists of structs and a name that looks like a nested path."""
+    table = pa.table(
+        {
+            "a": pa.array([{"b": 1, "c": "x"}, None, {"b": 3, "c": None}]),
+            "a.b": pa.array([7, 8, 9]),
+            "m": pa.array([[("k", 1)], None, []], pa.map_(pa.string(), pa.int64())),
+            "fixed": pa.array([[1, 2], None, [5, 6]], pa.list_(pa.int64(), 2)),
+            "ls": pa.array([[{"x": 1}], [], None], pa.list_(pa.struct([("x", pa.int64())]))),
+        }
+    )
+    target = ParquetTarget("shapes.parquet", row_group_size=2)
+    target.dump(table)
+    for batch_bytes in (1, 16 << 20):
+        streamed_value, whole = file_fingerprints(target, batch_bytes, monkeypatch)
+        assert streamed_value == whole == fingerprint_table(table, "xxh3_128")
