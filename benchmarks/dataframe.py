@@ -78,7 +78,10 @@ def run(results: Results, quick: bool) -> None:
         times["table"] / times["decode"],
         "x",
     )
-    _memory(results, quick)
+    if quick:
+        _memory(results, [64 << 20, 256 << 20], "256 MiB (quick)")
+    else:
+        _memory(results, [256 << 20, 2 << 30], "2 GiB")
 
 
 #: Rows per row group of the files built on disk (8 numeric columns: 64 MiB a group).
@@ -160,8 +163,8 @@ def _child(mode: str, path: str) -> Dict[str, Any]:
     return report
 
 
-def _memory(results: Results, quick: bool) -> None:
-    sizes = [64 << 20, 256 << 20] if quick else [256 << 20, 2 << 30]
+def _memory(results: Results, sizes: List[int], label: str) -> None:
+    """Streamed and whole-table fingerprints of Parquet files of two ``sizes`` (bytes)."""
     growth: List[float] = []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-dataframe-") as folder:
@@ -170,20 +173,20 @@ def _memory(results: Results, quick: bool) -> None:
             stream, whole = _child("stream", path), _child("whole", path)
         if stream["fp"] != whole["fp"]:
             raise RuntimeError("streaming and whole-table fingerprints differ")
-        label = f"{decoded / 2**20:.0f} MiB table"
+        table = f"{decoded / 2**20:.0f} MiB table"
         mib = decoded / 2**20
         growth.append(max(stream["growth_kib"], 1) / 1024)
-        results.add("dataframe", f"peak RSS growth, streamed, {label}", growth[-1], "MiB")
+        results.add("dataframe", f"peak RSS growth, streamed, {table}", growth[-1], "MiB")
         results.add(
-            "dataframe", f"peak RSS growth, whole table, {label}", whole["growth_kib"] / 1024, "MiB"
+            "dataframe", f"peak RSS growth, whole table, {table}", whole["growth_kib"] / 1024, "MiB"
         )
-        results.add("dataframe", f"streamed throughput, {label}", mib / stream["seconds"], "MiB/s")
+        results.add("dataframe", f"streamed throughput, {table}", mib / stream["seconds"], "MiB/s")
         results.add(
-            "dataframe", f"whole-table throughput, {label}", mib / whole["seconds"], "MiB/s"
+            "dataframe", f"whole-table throughput, {table}", mib / whole["seconds"], "MiB/s"
         )
         results.add(
             "dataframe",
-            f"streamed / whole-table throughput, {label}",
+            f"streamed / whole-table throughput, {table}",
             whole["seconds"] / stream["seconds"],
             "x",
             target=">= 1",
@@ -191,10 +194,9 @@ def _memory(results: Results, quick: bool) -> None:
         )
     slope = math.log(growth[1] / growth[0]) / math.log(sizes[1] / sizes[0])
     results.add("dataframe", "peak RSS growth vs table size (log-log slope)", slope, "", "~0")
-    largest = f"{sizes[-1] / 2**30:g} GiB" if not quick else f"{sizes[-1] >> 20} MiB (quick)"
     results.add(
         "dataframe",
-        f"peak RSS growth, {largest} table <= {RSS_GOAL_MIB} MiB",
+        f"peak RSS growth, {label} table <= {RSS_GOAL_MIB} MiB",
         growth[-1],
         "MiB",
         target=f"<= {RSS_GOAL_MIB}",

@@ -124,3 +124,17 @@ def test_the_records_benchmark_parses_each_shape_unrefused() -> None:
         multiple, seconds = records._parse_cost(data, 1 << 20)
         assert 1 < multiple <= records.PARSE_MEMORY_MULTIPLE
         assert seconds > 0
+
+
+def test_the_dataframe_memory_rows_are_measured_small() -> None:
+    """Streamed and whole-table fingerprints agree; every memory and speed row is filled in."""
+    from benchmarks import dataframe
+    from benchmarks.common import Results
+
+    results = Results()
+    dataframe._memory(results, [1 << 20, 2 << 20], "tiny")
+    measures = {row["measure"] for row in results.rows}
+    assert "peak RSS growth, streamed, 2 MiB table" in measures
+    assert "streamed / whole-table throughput, 1 MiB table" in measures
+    assert "peak RSS growth vs table size (log-log slope)" in measures
+    assert "peak RSS growth, tiny table <= 256 MiB" in measures
