@@ -46,7 +46,7 @@ _STATE_KIND = "table-file"
 
 #: Decoded bytes of Parquet column chunks read together while fingerprinting: enough to keep
 #: both cores decoding, little enough that a table of any size needs a bounded amount of memory.
-BATCH_BYTES = 16 << 20
+PARQUET_READ_BYTES = 16 << 20
 
 
 def _leaf_count(pa: Any, arrow_type: Any) -> int:
@@ -65,17 +65,42 @@ def _leaf_count(pa: Any, arrow_type: Any) -> int:
 
 
 def _column_sets(sizes: List[int]) -> Iterator[List[int]]:
-    """Consecutive fields, each set holding about :data:`BATCH_BYTES` (one field at least)."""
+    """Consecutive fields, each set about :data:`PARQUET_READ_BYTES` (one field at least)."""
     chosen: List[int] = []
     total = 0
     for index, size in enumerate(sizes):
-        if chosen and total + size > BATCH_BYTES:
+        if chosen and total + size > PARQUET_READ_BYTES:
             yield chosen
             chosen, total = [], 0
         chosen.append(index)
         total += size
     if chosen:
         yield chosen
+
+
+def _parquet_column_chunks(parquet: Any) -> Iterator[Tuple[int, Any]]:
+    """``(field index, chunk)`` of a ``ParquetFile``: each column's chunks in row order.
+
+    The reader holds what it reads whole, so it reads a few column chunks of one row group at a
+    time; the digest keeps every column's streams apart, so columns may come in any order.
+    """
+    pa = require_pyarrow()
+    metadata = parquet.metadata
+    leaves = [_leaf_count(pa, field.type) for field in parquet.schema_arrow]
+    if sum(leaves) != metadata.num_columns:
+        raise NeedsWholeTable("the file's columns do not match its Arrow schema")
+    spans = [range(sum(leaves[:index]), sum(leaves[: index + 1])) for index in range(len(leaves))]
+    for group in range(metadata.num_row_groups):
+        columns = metadata.row_group(group)
+        sizes = [
+            sum(columns.column(leaf).total_uncompressed_size for leaf in span) for span in spans
+        ]
+        for fields in _column_sets(sizes):
+            indices = [leaf for index in fields for leaf in spans[index]]
+            piece = parquet.reader.read_row_group(group, column_indices=indices)
+            for index, column in zip(fields, piece.columns):
+                for chunk in column.chunks:
+                    yield index, chunk
 
 
 def _pandas() -> Any:
@@ -200,37 +225,14 @@ class ParquetTarget(_TableTarget):
         return pq.read_table(path)
 
     def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
-        pa = require_pyarrow()
+        require_pyarrow()
         import pyarrow.parquet as pq
 
-        # A column chunk of a row group at a time (a few together while they are small): the
-        # reader holds what it reads whole, and the digest keeps each column's streams apart.
         with pq.ParquetFile(path) as parquet:
-            schema, metadata = parquet.schema_arrow, parquet.metadata
-            leaves = [_leaf_count(pa, field.type) for field in schema]
-            if sum(leaves) != metadata.num_columns:
-                raise NeedsWholeTable("the file's columns do not match its Arrow schema")
-            starts = [sum(leaves[:index]) for index in range(len(leaves))]
-            digest = TableDigest(schema, algorithm)
-            for group in range(metadata.num_row_groups):
-                sizes = metadata.row_group(group)
-                for fields in _column_sets(
-                    [
-                        sum(
-                            sizes.column(leaf).total_uncompressed_size
-                            for leaf in range(start, start + count)
-                        )
-                        for start, count in zip(starts, leaves)
-                    ]
-                ):
-                    indices = [
-                        leaf for k in fields for leaf in range(starts[k], starts[k] + leaves[k])
-                    ]
-                    piece = parquet.reader.read_row_group(group, column_indices=indices)
-                    for k, column in zip(fields, piece.columns):
-                        for chunk in column.chunks:
-                            digest.add_chunk(k, chunk)
-            digest.num_rows = metadata.num_rows
+            digest = TableDigest(parquet.schema_arrow, algorithm)
+            for index, chunk in _parquet_column_chunks(parquet):
+                digest.add_chunk(index, chunk)
+            digest.num_rows = parquet.metadata.num_rows
         return digest
 
     def _write(self, table: Any, stream: BinaryIO) -> None:

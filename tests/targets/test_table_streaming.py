@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
@@ -132,31 +134,35 @@ def test_empty_batches_count_as_empty_chunks_do() -> None:
     assert fingerprint_table(without_empty, "xxh3_128") != fingerprint_table(table, "xxh3_128")
 
 
-def file_fingerprints(target: Any, batch_bytes: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+def file_fingerprints(target: Any, read_bytes: int, monkeypatch: pytest.MonkeyPatch) -> Any:
     """(streamed fingerprint, fingerprint of the table read whole) of one target's file."""
-    monkeypatch.setattr(dataframe_module, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(dataframe_module, "PARQUET_READ_BYTES", read_bytes)
     whole = fingerprint_table(target._read_for_fingerprint(target.path), "xxh3_128")
     return target.observe(context(full=True)).fingerprint, whole
 
 
 @SETTINGS
 @given(
-    table=tables(distinct=False),
+    table=st.one_of(tables(), tables(distinct=False)),
     group=st.integers(1, 30),
-    batch_bytes=st.sampled_from([1, 64, 4096, 16 << 20]),
+    read_bytes=st.sampled_from([1, 64, 4096, 16 << 20]),
     dictionary=st.booleans(),
 )
 def test_parquet_files_stream_to_their_fingerprint(
-    monkeypatch: pytest.MonkeyPatch, table: pa.Table, group: int, batch_bytes: int, dictionary: bool
+    monkeypatch: pytest.MonkeyPatch, table: pa.Table, group: int, read_bytes: int, dictionary: bool
 ) -> None:
     target = ParquetTarget(f"{fresh_name()}.parquet")
     pq.write_table(table, target.path, row_group_size=group, use_dictionary=dictionary)
-    streamed_value, whole = file_fingerprints(target, batch_bytes, monkeypatch)
+    streamed_value, whole = file_fingerprints(target, read_bytes, monkeypatch)
     assert streamed_value == whole
 
 
 @SETTINGS
-@given(table=tables(distinct=False), chunk=st.integers(1, 30), compressed=st.booleans())
+@given(
+    table=st.one_of(tables(), tables(distinct=False)),
+    chunk=st.integers(1, 30),
+    compressed=st.booleans(),
+)
 def test_feather_files_stream_to_their_fingerprint(
     monkeypatch: pytest.MonkeyPatch, table: pa.Table, chunk: int, compressed: bool
 ) -> None:
@@ -214,6 +220,32 @@ def test_parquet_columns_of_every_shape_are_read_apart(monkeypatch: pytest.Monke
     )
     target = ParquetTarget("shapes.parquet", row_group_size=2)
     target.dump(table)
-    for batch_bytes in (1, 16 << 20):
-        streamed_value, whole = file_fingerprints(target, batch_bytes, monkeypatch)
+    for read_bytes in (1, 16 << 20):
+        streamed_value, whole = file_fingerprints(target, read_bytes, monkeypatch)
         assert streamed_value == whole == fingerprint_table(table, "xxh3_128")
+
+
+@pytest.mark.parametrize("target_cls", [ParquetTarget, FeatherTarget, CsvTarget])
+def test_a_frame_file_is_never_read_whole(monkeypatch: pytest.MonkeyPatch, target_cls: Any) -> None:
+    """Categoricals (with pandas metadata), strings and numbers in many pieces: all streamed."""
+    frame = pd.DataFrame(
+        {
+            "c": pd.Categorical(["x", "y", "x", None] * 50, categories=["y", "x", "unused"]),
+            "s": [f"v{k}" for k in range(200)],
+            "f": np.linspace(0, 1, 200),
+        }
+    )
+    if target_cls is CsvTarget:
+        frame = frame.drop(columns="c")
+    options = {"row_group_size": 30} if target_cls is ParquetTarget else {"chunksize": 30}
+    target = (
+        target_cls(fresh_name()) if target_cls is CsvTarget else target_cls(fresh_name(), **options)
+    )
+    target.dump(frame)
+    expected = fingerprint_table(target._read_for_fingerprint(target.path), "xxh3_128")
+
+    def refuse(path: str) -> Any:
+        raise AssertionError(f"{path} was read whole")
+
+    monkeypatch.setattr(target, "_read_for_fingerprint", refuse)
+    assert target.observe(context(full=True)).fingerprint == expected
