@@ -159,8 +159,11 @@ def _hash_array(pa: Any, streams: _Streams, path: str, array: Any) -> None:
         )
         # NaN has many bit patterns: make them one. A dot product (fast, NaN-propagating)
         # screens out the usual case of no NaN before the element-wise pass.
-        if types.is_floating(kind) and len(values) and np.isnan(np.dot(values, values)):
-            values = np.where(np.isnan(values), np.nan, values)
+        if types.is_floating(kind) and len(values):
+            with np.errstate(over="ignore"):  # a sum of squares overflows to inf, never NaN
+                screened = np.dot(values, values)
+            if np.isnan(screened):
+                values = np.where(np.isnan(values), np.nan, values)
         streams.feed(path + "/data", np.ascontiguousarray(values).data)
     elif types.is_decimal(kind) or types.is_fixed_size_binary(kind):
         text = array.cast(pa.string()) if types.is_decimal(kind) else array.cast(pa.binary())

@@ -185,6 +185,7 @@ def test_csv_files_stream_to_their_fingerprint(
     assert streamed_value == whole
 
 
+@pytest.mark.filterwarnings("ignore:Feather V1 files are deprecated:DeprecationWarning")
 def test_feather_version_1_is_still_fingerprinted(monkeypatch: pytest.MonkeyPatch) -> None:
     table = pa.table({"x": [1, 2, 3], "s": ["a", None, "c"]})
     target = FeatherTarget("old.feather", version=1)
