@@ -16,6 +16,11 @@ the index width; an extension type is its name, its metadata and its storage, wh
 is registered where the check runs). pandas' metadata is included without the parts that name
 its writer (versions), so that ``Int64`` and ``int64`` or an index differ.
 
+Streaming. :class:`TableDigest` takes the table record batch after record batch, so a file is
+fingerprinted without ever being in memory whole; its value is that of :func:`fingerprint_table`
+on the table the batches make. A dictionary column's dictionary is unified batch after batch as
+Arrow unifies a whole column (first appearance order), which needs only the dictionary so far.
+
 Needs ``pyarrow`` (``pip install luigi-repro[dataframe]``), imported only when used.
 """
 
@@ -30,10 +35,18 @@ from luigi_repro.fingerprint import Counters, Hasher, new_hasher
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
 
-__all__ = ["fingerprint_table", "require_pyarrow"]
+__all__ = ["NeedsWholeTable", "TableDigest", "fingerprint_table", "require_pyarrow"]
 
 _EXTENSION_NAME = b"ARROW:extension:name"
 _EXTENSION_METADATA = b"ARROW:extension:metadata"
+
+
+class NeedsWholeTable(Exception):
+    """This table's fingerprint cannot be computed batch after batch; hash the whole table.
+
+    Only a dictionary column in several batches whose first dictionary repeats a value is like
+    that: unifying the whole column merges the repeats and renumbers the first batch's codes.
+    """
 
 
 def require_pyarrow() -> Any:
@@ -146,8 +159,11 @@ def _hash_array(pa: Any, streams: _Streams, path: str, array: Any) -> None:
         )
         # NaN has many bit patterns: make them one. A dot product (fast, NaN-propagating)
         # screens out the usual case of no NaN before the element-wise pass.
-        if types.is_floating(kind) and len(values) and np.isnan(np.dot(values, values)):
-            values = np.where(np.isnan(values), np.nan, values)
+        if types.is_floating(kind) and len(values):
+            with np.errstate(over="ignore"):  # a sum of squares overflows to inf, never NaN
+                screened = np.dot(values, values)
+            if np.isnan(screened):
+                values = np.where(np.isnan(values), np.nan, values)
         streams.feed(path + "/data", np.ascontiguousarray(values).data)
     elif types.is_decimal(kind) or types.is_fixed_size_binary(kind):
         text = array.cast(pa.string()) if types.is_decimal(kind) else array.cast(pa.binary())
@@ -211,30 +227,114 @@ def _pandas_metadata(schema: Any) -> Optional[Any]:
     return {key: document.get(key) for key in ("index_columns", "column_indexes", "columns")}
 
 
+class _UnifiedDictionary:
+    """The dictionary of one dictionary column, unified batch after batch.
+
+    Arrow keeps the dictionary of a column in one chunk as it is, and otherwise unifies the
+    dictionaries in order of first appearance. Both are reproduced here holding only the
+    dictionary so far: its new values are hashed as they appear (a stream is a concatenation),
+    and each chunk's codes are translated to the unified dictionary before they are hashed.
+    """
+
+    def __init__(self) -> None:
+        self.values: Any = None
+        self.distinct = False
+
+    def recode(self, pa: Any, streams: _Streams, chunk: Any) -> Any:
+        """``chunk`` with codes into the dictionary so far, whose new values are hashed."""
+        if self.values is None:
+            self.values = chunk.dictionary
+            _hash_array(pa, streams, "dictionary", self.values)
+            return chunk
+        if not self.distinct:  # Arrow unifies any column of two chunks or more
+            if pa.compute.count_distinct(self.values, mode="all").as_py() != len(self.values):
+                raise NeedsWholeTable("a dictionary column's first dictionary repeats a value")
+            self.distinct = True
+        if chunk.dictionary.equals(self.values):
+            return chunk
+        so_far = pa.DictionaryArray.from_arrays(
+            pa.array([], type=chunk.type.index_type), self.values, ordered=chunk.type.ordered
+        )
+        unified = pa.chunked_array([so_far, chunk], type=chunk.type).unify_dictionaries()
+        recoded = unified.chunk(1)
+        grown = recoded.dictionary
+        if len(grown) > len(self.values):
+            _hash_array(pa, streams, "dictionary", grown.slice(len(self.values)))
+        self.values = grown
+        return recoded
+
+
+class TableDigest:
+    """A table's data fingerprint, fed record batch after record batch.
+
+    ``TableDigest(schema, algorithm)``, then :meth:`add` every batch in order, then
+    :meth:`hexdigest`: the value :func:`fingerprint_table` gives for the table they make, when it
+    has rows (without rows, a table's fingerprint depends on whether its columns have one empty
+    chunk or none, which batches do not tell).
+    Memory is one batch plus the dictionaries of dictionary columns.
+    """
+
+    def __init__(self, schema: pyarrow.Schema, algorithm: str) -> None:
+        self._pa = require_pyarrow()
+        self.schema = schema
+        self.algorithm = algorithm
+        self.num_rows = 0
+        self.bytes_hashed = 0
+        self._streams = [_Streams(algorithm) for _ in schema]
+        self._dictionaries = [
+            _UnifiedDictionary() if self._pa.types.is_dictionary(field.type) else None
+            for field in schema
+        ]
+
+    def add(self, batch: pyarrow.RecordBatch) -> None:
+        """Hash the next rows (a record batch, or a table, with this digest's columns)."""
+        if batch.schema.types != self.schema.types:
+            raise ValueError(
+                f"a batch with columns {batch.schema.types} does not belong to a table "
+                f"with columns {self.schema.types}"
+            )
+        for index, column in enumerate(batch.columns):
+            for chunk in getattr(column, "chunks", (column,)):
+                self.add_chunk(index, chunk)
+        self.num_rows += batch.num_rows
+
+    def add_chunk(self, index: int, chunk: pyarrow.Array) -> None:
+        """Hash the next piece of column ``index``; who adds pieces sets :attr:`num_rows`."""
+        dictionary = self._dictionaries[index]
+        streams = self._streams[index]
+        if dictionary is not None:
+            chunk = dictionary.recode(self._pa, streams, chunk)
+        _hash_array(self._pa, streams, "column", chunk)
+        self.bytes_hashed += chunk.nbytes
+
+    def hexdigest(self, counters: Optional[Counters] = None) -> str:
+        """The fingerprint (``"<algorithm>:<hex>"``) of every row added so far."""
+        hasher = new_hasher(self.algorithm)
+        hasher.update(b"luigi_repro-table-2\0")
+        metadata = _pandas_metadata(self.schema)
+        hasher.update(_framed(json.dumps(metadata, sort_keys=True)))
+        hasher.update(_framed(f"rows:{self.num_rows}"))
+        for field, streams in zip(self.schema, self._streams):
+            hasher.update(_framed(field.name))
+            hasher.update(_framed(_describe_type(self._pa, field.type, field)))
+            streams.digest_into(hasher)
+        if counters is not None:
+            counters.files_hashed += 1
+            counters.bytes_hashed += self.bytes_hashed
+        return f"{self.algorithm}:{hasher.hexdigest()}"
+
+
 def fingerprint_table(
     table: pyarrow.Table, algorithm: str, counters: Optional[Counters] = None
 ) -> str:
     """The data fingerprint of an Arrow table (``"<algorithm>:<hex>"``)."""
     pa = require_pyarrow()
-    hasher = new_hasher(algorithm)
-    hasher.update(b"luigi_repro-table-2\0")
-    metadata = _pandas_metadata(table.schema)
-    hasher.update(_framed(json.dumps(metadata, sort_keys=True)))
-    hasher.update(_framed(f"rows:{table.num_rows}"))
+    digest = TableDigest(table.schema, algorithm)
     for index, column in enumerate(table.columns):
-        field = table.schema.field(index)
-        hasher.update(_framed(field.name))
-        hasher.update(_framed(_describe_type(pa, column.type, field)))
-        streams = _Streams(algorithm)
         if pa.types.is_dictionary(column.type):
+            # The whole column is at hand: unify it at once, whatever its first dictionary.
             column = column.unify_dictionaries()
-            if column.num_chunks:
-                _hash_array(pa, streams, "dictionary", column.chunk(0).dictionary)
         for chunk in column.chunks:
-            _hash_array(pa, streams, "column", chunk)
-            if counters is not None:
-                counters.bytes_hashed += chunk.nbytes
-        streams.digest_into(hasher)
-    if counters is not None:
-        counters.files_hashed += 1
-    return f"{algorithm}:{hasher.hexdigest()}"
+            digest.add_chunk(index, chunk)
+    digest.num_rows = table.num_rows
+    return digest.hexdigest(counters)

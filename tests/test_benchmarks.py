@@ -153,3 +153,17 @@ def test_the_scaling_benchmark_runs_small(tmp_path: Path) -> None:
     assert measures["no-op rebuild, 6 tasks in 2 layers: own verdicts decided per build"] == 0
     assert measures["daily chain of 6 days, built from scratch: own verdicts decided per build"]
     assert "daily chain build growth, checked (log-log slope)" in measures
+
+
+def test_the_dataframe_memory_rows_are_measured_small() -> None:
+    """Streamed and whole-table fingerprints agree; every memory and speed row is filled in."""
+    from benchmarks import dataframe
+    from benchmarks.common import Results
+
+    results = Results()
+    dataframe._memory(results, [1 << 20, 2 << 20], "tiny")
+    measures = {row["measure"] for row in results.rows}
+    assert "peak RSS growth, streamed, 2 MiB table" in measures
+    assert "streamed / whole-table throughput, 1 MiB table" in measures
+    assert "peak RSS growth vs table size (log-log slope)" in measures
+    assert "peak RSS growth, tiny table <= 256 MiB" in measures

@@ -5,7 +5,9 @@ atomically; ``load()`` reads it back. The fingerprint is of the *data* — Arrow
 contents (:mod:`luigi_repro.tablehash`) — so the same frame written with another compression,
 row-group size or library version keeps its fingerprint and early cutoff works; a changed value,
 dtype, column name or row order changes it. Like any local file, the fingerprint is reused while
-the file's stat is unchanged, so the data is only decoded again after the file changed.
+the file's stat is unchanged, so the data is only decoded again after the file changed. The
+data is fingerprinted as it is read, batch after batch: memory stays a few batches however large
+the file is.
 
 The index is handled explicitly, never silently dropped:
 
@@ -23,12 +25,12 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.locking import NEW_FILE_FLAGS
 from luigi_repro.statcache import fingerprint_file
-from luigi_repro.tablehash import fingerprint_table, require_pyarrow
+from luigi_repro.tablehash import NeedsWholeTable, TableDigest, fingerprint_table, require_pyarrow
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,
@@ -41,6 +43,64 @@ __all__ = ["CsvTarget", "FeatherTarget", "ParquetTarget"]
 
 #: The kind of state a table target keeps: a stat that vouches for a *table* fingerprint.
 _STATE_KIND = "table-file"
+
+#: Decoded bytes of Parquet column chunks read together while fingerprinting: enough to keep
+#: both cores decoding, little enough that a table of any size needs a bounded amount of memory.
+PARQUET_READ_BYTES = 16 << 20
+
+
+def _leaf_count(pa: Any, arrow_type: Any) -> int:
+    """How many Parquet columns (leaves) hold a field of this Arrow type."""
+    if isinstance(arrow_type, pa.ExtensionType):
+        return _leaf_count(pa, arrow_type.storage_type)
+    if pa.types.is_struct(arrow_type):
+        return sum(_leaf_count(pa, child.type) for child in arrow_type)
+    if pa.types.is_map(arrow_type):
+        return _leaf_count(pa, arrow_type.key_type) + _leaf_count(pa, arrow_type.item_type)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return _leaf_count(pa, arrow_type.value_type)
+    if pa.types.is_fixed_size_list(arrow_type):
+        return _leaf_count(pa, arrow_type.value_type)
+    return 1
+
+
+def _column_sets(sizes: List[int]) -> Iterator[List[int]]:
+    """Consecutive fields, each set about :data:`PARQUET_READ_BYTES` (one field at least)."""
+    chosen: List[int] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if chosen and total + size > PARQUET_READ_BYTES:
+            yield chosen
+            chosen, total = [], 0
+        chosen.append(index)
+        total += size
+    if chosen:
+        yield chosen
+
+
+def _parquet_column_chunks(parquet: Any) -> Iterator[Tuple[int, Any]]:
+    """``(field index, chunk)`` of a ``ParquetFile``: each column's chunks in row order.
+
+    The reader holds what it reads whole, so it reads a few column chunks of one row group at a
+    time; the digest keeps every column's streams apart, so columns may come in any order.
+    """
+    pa = require_pyarrow()
+    metadata = parquet.metadata
+    leaves = [_leaf_count(pa, field.type) for field in parquet.schema_arrow]
+    if sum(leaves) != metadata.num_columns:
+        raise NeedsWholeTable("the file's columns do not match its Arrow schema")
+    spans = [range(sum(leaves[:index]), sum(leaves[: index + 1])) for index in range(len(leaves))]
+    for group in range(metadata.num_row_groups):
+        columns = metadata.row_group(group)
+        sizes = [
+            sum(columns.column(leaf).total_uncompressed_size for leaf in span) for span in spans
+        ]
+        for fields in _column_sets(sizes):
+            indices = [leaf for index in fields for leaf in spans[index]]
+            piece = parquet.reader.read_row_group(group, column_indices=indices)
+            for index, column in zip(fields, piece.columns):
+                for chunk in column.chunks:
+                    yield index, chunk
 
 
 def _pandas() -> Any:
@@ -100,11 +160,24 @@ class _TableTarget(HashableLocalTarget):
     # --- fingerprint of the data ---------------------------------------------------------------
 
     def _read_for_fingerprint(self, path: str) -> Any:
+        """The whole table, as it is fingerprinted (used when it cannot be streamed)."""
         return self._read(path)
 
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
+        """The digest of the table :meth:`_read_for_fingerprint` reads, fed a piece at a time."""
+        raise NotImplementedError
+
     def _digest(self, path: str, algorithm: str, counters: Optional[Counters]) -> Tuple[str, int]:
+        size = os.path.getsize(path)
+        try:
+            digest = self._streamed_digest(path, algorithm)
+            # A table without rows is hashed with its readers' empty chunks, as it always was.
+            if digest.num_rows:
+                return digest.hexdigest(counters), size
+        except NeedsWholeTable:
+            pass
         table = self._read_for_fingerprint(path)
-        return fingerprint_table(table, algorithm, counters), os.path.getsize(path)
+        return fingerprint_table(table, algorithm, counters), size
 
     @property
     def _state_kind(self) -> str:
@@ -151,6 +224,17 @@ class ParquetTarget(_TableTarget):
 
         return pq.read_table(path)
 
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
+        require_pyarrow()
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as parquet:
+            digest = TableDigest(parquet.schema_arrow, algorithm)
+            for index, chunk in _parquet_column_chunks(parquet):
+                digest.add_chunk(index, chunk)
+            digest.num_rows = parquet.metadata.num_rows
+        return digest
+
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
         import pyarrow.parquet as pq
@@ -169,6 +253,21 @@ class FeatherTarget(_TableTarget):
         import pyarrow.feather as feather
 
         return feather.read_table(path)
+
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
+        pa = require_pyarrow()
+        import pyarrow.ipc as ipc
+
+        # Read, not memory-mapped: mapped pages would stay in the process until evicted.
+        with pa.OSFile(path) as source:
+            try:
+                reader = ipc.open_file(source)
+            except pa.ArrowInvalid:  # Feather version 1 is not Arrow IPC
+                raise NeedsWholeTable("not an Arrow IPC file") from None
+            digest = TableDigest(reader.schema, algorithm)
+            for index in range(reader.num_record_batches):
+                digest.add(reader.get_batch(index))
+        return digest
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
@@ -226,18 +325,36 @@ class CsvTarget(_TableTarget):
 
         return csv.read_csv(path, parse_options=self._parse_options())
 
-    def _read_for_fingerprint(self, path: str) -> Any:
+    def _as_text(self, path: str) -> Any:
+        """Conversion options that read every cell as the text written."""
         pa = require_pyarrow()
         import pyarrow.csv as csv
 
         with csv.open_csv(path, parse_options=self._parse_options()) as reader:
             names = reader.schema.names
-        as_text = csv.ConvertOptions(
+        return csv.ConvertOptions(
             column_types={name: pa.string() for name in names},
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
+
+    def _read_for_fingerprint(self, path: str) -> Any:
+        import pyarrow.csv as csv
+
+        as_text = self._as_text(path)
         return csv.read_csv(path, parse_options=self._parse_options(), convert_options=as_text)
+
+    def _streamed_digest(self, path: str, algorithm: str) -> TableDigest:
+        import pyarrow.csv as csv
+
+        as_text = self._as_text(path)
+        with csv.open_csv(
+            path, parse_options=self._parse_options(), convert_options=as_text
+        ) as reader:
+            digest = TableDigest(reader.schema, algorithm)
+            for batch in reader:
+                digest.add(batch)
+        return digest
 
     def _write(self, table: Any, stream: BinaryIO) -> None:
         require_pyarrow()
