@@ -97,6 +97,11 @@ class ChangeWatch:
         #: Set when events were lost (queue overflow, a failed read): all is suspect once.
         self._lost = False
 
+    def disable(self) -> None:
+        """Watch nothing from now on: a process that checks once and exits gains nothing."""
+        self.forget()
+        self._failed = True
+
     @property
     def available(self) -> bool:
         """Can this process be told of changes at all?"""

@@ -36,6 +36,10 @@ COMMANDS = ("verify", "show", "adopt")
 
 def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
     """Run one subcommand; only its own module (and so its imports) is loaded."""
+    if clock.as_command:
+        from luigi_repro.runtime import runtime
+
+        runtime().memory.watch.disable()  # the command checks once and exits: nothing to keep
     if name == "verify":
         from luigi_repro.cli import verify
 

@@ -37,6 +37,8 @@ class CommandClock:
     """Started when ``main()`` is entered; ``as_command`` counts from the process start."""
 
     def __init__(self, as_command: bool) -> None:
+        #: True for the ``luigi-repro`` command (a process of its own), False from Python.
+        self.as_command = as_command
         self._started = time.perf_counter()
         age = process_age() if as_command else None
         if age is not None:
