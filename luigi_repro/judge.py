@@ -67,8 +67,8 @@ class Judge:
         #: Verdicts are reused across calls when their evidence still holds (not for ``full``
         #: audits, which must read everything again).
         self.memory = None if full else (memory or runtime().memory)
-        if self.memory is not None:
-            self.memory.begin()  # what changed since the last check
+        #: The generation of remembered verdicts this check began in.
+        self.generation = 0 if self.memory is None else self.memory.begin()
         self.evidence = Evidence(
             settings,
             None if self.memory is None or not settings.watch_changes else self.memory.watch,
@@ -192,7 +192,9 @@ class Judge:
                 memory.counts.reused += 1
                 return entry.verdict  # type: ignore[no-any-return]
             if self.evidence.still_holds(entry.trace):
-                memory.revalidated_own(entry, entry.trace.watched, entry.trace.paths)
+                memory.revalidated_own(
+                    entry, entry.trace.watched, entry.trace.paths, self.generation
+                )
                 self.verdicts_reused += 1
                 memory.counts.replayed += 1
                 return entry.verdict  # type: ignore[no-any-return]
@@ -206,7 +208,9 @@ class Judge:
             self.evidence.trace = outer
         memory.counts.decided += 1
         if trace.reusable:
-            memory.remember_own(key, identity, trace, verdict, trace.watched, trace.paths)
+            memory.remember_own(
+                key, identity, trace, verdict, trace.watched, trace.paths, self.generation
+            )
         return verdict
 
     # --- the walk over the DAG ------------------------------------------------------------------
@@ -319,7 +323,12 @@ class Judge:
         self._active.discard(task.task_id)
         if self.memory is not None and frame.identity is not None and not self.exhaustive:
             self.memory.remember_status(
-                self._key(task), status, frame.stood_on, frame.watched, frame.paths
+                self._key(task),
+                status,
+                frame.stood_on,
+                frame.watched,
+                frame.paths,
+                self.generation,
             )
 
     # --- tasks judged by their own complete() ---------------------------------------------------

@@ -30,6 +30,7 @@ import threading
 from typing import Any, Dict, FrozenSet, Iterable, Optional, OrderedDict, Set, Tuple
 
 import attrs
+import luigi.configuration
 
 from luigi_repro.codeclosure import code_fingerprint
 from luigi_repro.config import Settings
@@ -41,8 +42,15 @@ __all__ = ["Counts", "Entry", "VerdictKey", "VerdictMemory"]
 #: (task id, class, settings, exhaustive, digest of the signing key)
 VerdictKey = Tuple[str, type, Settings, bool, bytes]
 
-#: How many tasks' verdicts one process remembers.
+#: How many tasks' verdicts one process remembers, and roughly how many bytes they may keep
+#: alive (a folder input's manifest can make one entry weigh megabytes).
 CAPACITY = 65536
+BUDGET_BYTES = 256 << 20
+
+#: Rough sizes behind :func:`_weight`: an entry with its task's bookkeeping, and one item of
+#: evidence (an observation, a record's input or output, a manifest line).
+_ENTRY_BYTES = 4096
+_ITEM_BYTES = 160
 
 
 @attrs.define
@@ -77,6 +85,8 @@ class Entry:
     upstream: Tuple[VerdictKey, ...] = ()
     status_paths: FrozenSet[str] = frozenset()
     runs: int = 0
+    #: Roughly how many bytes the entry keeps alive (its trace's records and manifests).
+    weight: int = 0
     dependents: Set[VerdictKey] = attrs.field(factory=set)
 
 
@@ -92,7 +102,13 @@ class VerdictMemory:
         self._by_folder: Dict[str, Set[str]] = {}
         self._by_task: Dict[str, Set[VerdictKey]] = {}
         self._code: Dict[Tuple[type, str], str] = {}
-        self._cwd = ""
+        self._world: Tuple[Any, ...] = ("",)
+        #: Bumped by every check that took in a change. A check that remembers a verdict after
+        #: another thread's check took changes in cannot tell whether one was about its files
+        #: (read, but not yet indexed when the event came): it remembers the verdict as stale.
+        self.generation = 0
+        self.weight = 0
+        self.budget = BUDGET_BYTES
         #: Counts runs in this process: a False status is never reused across one.
         self.runs = 0
         #: What the checks of this process did (tests and benchmarks read it).
@@ -100,18 +116,24 @@ class VerdictMemory:
 
     # --- the start of each outermost check ------------------------------------------------------
 
-    def begin(self) -> None:
-        """Take in what changed since the last check: file events, the folder, the code."""
-        changes = self.watch.changes()
+    def begin(self) -> int:
+        """Take in what changed since the last check: file events, the working folder, the
+        environment and Luigi's configuration (which ``requires()`` and ``output()`` of tasks
+        upstream may read), the code. Returns the generation a check starting now sees."""
         with self._lock:
-            cwd = os.getcwd()
-            if cwd != self._cwd:
-                self._cwd = cwd  # relative paths name other files now
-                changes.everything = changes.everything or bool(self._entries)
+            changes = self.watch.changes()
+            world = _world()
+            if world != self._world:
+                if world[0] != self._world[0]:  # relative paths name other files now
+                    changes.everything = changes.everything or bool(self._entries)
+                self._world = world
+                self._all_statuses_dirty()
             if self._code_changed():
                 self._all_statuses_dirty()
             if changes:
+                self.generation += 1
                 self._apply(changes)
+            return self.generation
 
     def _code_changed(self) -> bool:
         changed = False
@@ -180,23 +202,31 @@ class VerdictMemory:
         verdict: Any,
         watched: bool,
         paths: Iterable[str],
+        since: int,
     ) -> None:
-        """A newly decided own verdict (its status, if any, is no longer clean)."""
+        """A newly decided own verdict (its status, if any, is no longer clean); ``since`` is
+        the generation the deciding check began in."""
         with self._lock:
             old = self._entries.pop(key, None)
             dependents: Set[VerdictKey] = set()
             if old is not None:
-                self._unindex(old)
+                self._drop(old)
                 dependents = old.dependents
                 self._status_dirty(dependents)
-            entry = Entry(key, identity, trace, verdict, watched, frozenset(paths))
+            clean = watched and since == self.generation
+            entry = Entry(key, identity, trace, verdict, clean, frozenset(paths))
+            entry.weight = _weight(trace)
             entry.dependents = dependents
             self._entries[key] = entry
+            self.weight += entry.weight
             self._index(entry)
             self._evict()
 
-    def revalidated_own(self, entry: Entry, watched: bool, paths: Iterable[str]) -> None:
-        """The own evidence was replayed and still holds; watched from now on if ``watched``."""
+    def revalidated_own(
+        self, entry: Entry, watched: bool, paths: Iterable[str], since: int
+    ) -> None:
+        """The own evidence was replayed and still holds; watched from now on if ``watched``
+        (and no other check took in changes meanwhile)."""
         with self._lock:
             if self._entries.get(entry.key) is not entry:
                 return
@@ -205,7 +235,7 @@ class VerdictMemory:
                 self._unindex(entry)
                 entry.paths = entry.paths | new_paths
                 self._index(entry)
-            entry.own_clean = watched
+            entry.own_clean = watched and since == self.generation
 
     # --- statuses -------------------------------------------------------------------------------
 
@@ -233,9 +263,11 @@ class VerdictMemory:
         upstream: Iterable[VerdictKey],
         watched: bool,
         paths: Iterable[str],
+        since: int,
     ) -> None:
-        """The status just computed; clean (reusable) only if every part of it is watched and
-        every upstream status it stands on is clean."""
+        """The status just computed; clean (reusable) only if every part of it is watched,
+        every upstream status it stands on is clean, and no other check took in changes since
+        ``since``."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -245,7 +277,7 @@ class VerdictMemory:
                 if above is not None:
                     above.dependents.discard(key)
             upstream = tuple(upstream)
-            clean = watched and entry.own_clean
+            clean = watched and entry.own_clean and since == self.generation
             for up in upstream:
                 above = self._entries.get(up)
                 if above is None:
@@ -302,10 +334,22 @@ class VerdictMemory:
             if not keys:
                 del self._by_task[entry.key[0]]
 
+    def _drop(self, entry: Entry) -> None:
+        """Unlink an entry leaving the memory from the indexes and from what it stood on."""
+        self._unindex(entry)
+        self.weight -= entry.weight
+        for up in entry.upstream:
+            above = self._entries.get(up)
+            if above is not None:
+                above.dependents.discard(entry.key)
+
     def _evict(self) -> None:
-        while len(self._entries) > self.capacity:
+        """Least recently used first, until both the count and the byte budget hold."""
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.capacity or self.weight > self.budget
+        ):
             _, entry = self._entries.popitem(last=False)
-            self._unindex(entry)
+            self._drop(entry)
             self._status_dirty(entry.dependents)
 
     def __len__(self) -> int:
@@ -320,8 +364,33 @@ class VerdictMemory:
         """Drop everything (tests reset through :func:`luigi_repro.runtime.reset`)."""
         with self._lock:
             self._entries.clear()
+            self.weight = 0
             self._by_path.clear()
             self._by_folder.clear()
             self._by_task.clear()
             self._code.clear()
             self.watch.forget()
+
+
+def _weight(trace: Any) -> int:
+    """Roughly the bytes a trace keeps alive."""
+    items = len(trace.observations) + len(trace.existence)
+    for _, record in trace.records:
+        for entry in (*record.inputs, *record.outputs):
+            items += 1 + (len(entry.manifest) if entry.manifest else 0)
+    return _ENTRY_BYTES + _ITEM_BYTES * items
+
+
+def _world() -> Tuple[Any, ...]:
+    """What ``requires()`` and ``output()`` may read besides parameters: the working folder,
+    the environment and Luigi's configuration (raw values; another parser: its identity)."""
+    config = luigi.configuration.get_config()
+    sections = getattr(config, "_sections", None)
+    if isinstance(sections, dict):
+        described: Any = tuple(
+            (name, tuple(sorted(values.items())) if isinstance(values, dict) else values)
+            for name, values in sorted(sections.items())
+        )
+    else:
+        described = id(config)
+    return os.getcwd(), frozenset(os.environ.items()), described

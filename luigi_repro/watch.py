@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import stat as stat_module
 import threading
-from typing import Any, Dict, Iterable, Set, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, Optional, Set, Tuple
 
 from luigi_repro.fsclock import LOCAL_TYPES, filesystem_type
 
@@ -67,6 +68,8 @@ if flags is not None:
 else:  # pragma: no cover
     _MASK = _GONE = _FILE_MASK = 0
 
+_MOUNTINFO = "/proc/self/mountinfo"
+
 #: Beyond this many watches (folders and files), new files are revalidated by stat instead.
 MAX_WATCHES = 20000
 
@@ -96,6 +99,8 @@ class ChangeWatch:
         self._owner = os.getpid()
         #: Set when events were lost (queue overflow, a failed read): all is suspect once.
         self._lost = False
+        self._mounts: Optional[BinaryIO] = None
+        self._poller: Any = None
 
     def disable(self) -> None:
         """Watch nothing from now on: a process that checks once and exits gains nothing."""
@@ -133,6 +138,8 @@ class ChangeWatch:
         folder = os.path.dirname(path)
         while folder not in self._folders:
             if os.path.isdir(folder):
+                if os.path.realpath(folder) != folder:
+                    return False  # through a symlink: the folders above its target are unwatched
                 if not self._add_chain(folder):
                     return False
                 break
@@ -151,7 +158,8 @@ class ChangeWatch:
             wd = self._inotify.add_watch(path, _FILE_MASK | flags.DONT_FOLLOW)
         except OSError:
             return False  # gone meanwhile: its folder's event says so
-        self._paths_of[wd] = path
+        if self._paths_of.setdefault(wd, path) != path:
+            return False  # one file under two names: events name only one of them
         self._files.add(wd)
         return True
 
@@ -188,8 +196,32 @@ class ChangeWatch:
         except OSError:
             self._failed = not self._folders  # no inotify here at all, or out of watches
             return False
+        if self._paths_of.setdefault(wd, folder) != folder:
+            return False  # one folder under two names (a bind mount): events name only one
         self._folders[folder] = wd
-        self._paths_of[wd] = folder
+        self._watch_mounts()
+        return True
+
+    def _watch_mounts(self) -> None:
+        """Mounting over a watched folder raises no inotify event; the mount table says so."""
+        if self._mounts is not None:
+            return
+        try:
+            self._mounts = open(_MOUNTINFO, "rb")  # noqa: SIM115 - kept open to be polled
+            self._mounts.read()
+            self._poller = select.poll()
+            self._poller.register(self._mounts, select.POLLPRI | select.POLLERR)
+        except OSError:
+            self._mounts = None
+            self._failed = True  # no way to see a mount: trust no event alone
+
+    def _mounts_changed(self) -> bool:
+        if self._mounts is None or self._poller is None:
+            return False
+        if not self._poller.poll(0):
+            return False
+        self._mounts.seek(0)
+        self._mounts.read()  # acknowledges the change
         return True
 
     def changes(self) -> Changes:
@@ -197,7 +229,7 @@ class ChangeWatch:
         if not self.available or self._inotify is None:
             return Changes(everything=self._lost)
         with self._lock:
-            found = Changes(everything=self._lost)
+            found = Changes(everything=self._lost or self._mounts_changed())
             self._lost = False
             try:
                 events = self._inotify.read(timeout=0)
@@ -227,8 +259,11 @@ class ChangeWatch:
             return
         path = os.path.join(folder, event.name) if event.name else folder
         found.paths.add(path)
-        if event.mask & flags.ISDIR:
-            found.trees.add(path)  # a folder made, renamed or removed: everything under it
+        if event.mask & flags.ISDIR or path in self._folders:
+            # A folder made, renamed, removed, or swapped for a symlink (whose event says
+            # nothing of folders): everything under that name, watched anew when next seen.
+            found.trees.add(path)
+            self._forget_folder(path)
 
     def _forget_folder(self, folder: str) -> None:
         below = [f for f in self._folders if f == folder or f.startswith(folder + os.sep)]
@@ -246,14 +281,20 @@ class ChangeWatch:
             self._folders.clear()
             self._paths_of.clear()
             self._files.clear()
-            if inotify is not None and self._owner == os.getpid():
-                inotify.close()
+            mounts, self._mounts, self._poller = self._mounts, None, None
+            if self._owner == os.getpid():
+                if inotify is not None:
+                    inotify.close()
+                if mounts is not None:
+                    mounts.close()
             self._owner = os.getpid()
             self._lost = False
 
     def after_fork(self) -> None:
         """In a forked child: the inherited descriptor's queue is the parent's."""
-        self._inotify = None  # its copy of the descriptor closes with it, the parent's stays
+        # Their copies of the descriptors close with them; the parent's stay. The mount table's
+        # change flag belongs to the open file, shared with the parent: never read it here.
+        self._inotify = self._mounts = self._poller = None
         self._lock = threading.Lock()
         self._folders.clear()
         self._paths_of.clear()

@@ -21,6 +21,7 @@ from pipelines import build, log_run, runs, write_raw
 
 from luigi_repro import HashableExternalFile, HashableLocalTarget, TaskWithCheckingInputHash
 from luigi_repro.judge import judging
+from luigi_repro.memory import BUDGET_BYTES, CAPACITY
 from luigi_repro.runtime import reset, runtime
 
 
@@ -143,3 +144,35 @@ def test_without_watches_every_status_is_replayed_by_stat(monkeypatch: pytest.Mo
     write_raw("7", "changed\n")
     assert not Day(DAYS - 1).complete()
     assert runtime().memory.watch.watched_folders() == ()
+
+
+def test_remembered_verdicts_stay_within_their_byte_budget() -> None:
+    """Evicting least recently used entries keeps the estimate under the budget; an evicted
+    verdict is decided again, never answered wrongly."""
+    memory = runtime().memory
+    memory.budget = 20 * 5000  # room for a few entries only
+    try:
+        assert Day(DAYS - 1).complete()
+        assert memory.weight <= memory.budget
+        assert len(memory) < DAYS
+        write_raw("3", "changed\n")
+        assert not Day(DAYS - 1).complete()
+        assert Day(2).complete()
+    finally:
+        memory.budget = BUDGET_BYTES
+
+
+def test_an_evicted_task_leaves_no_edge_behind() -> None:
+    """What stood on an evicted entry is forgotten by the entries it stood on."""
+    memory = runtime().memory
+    memory.capacity = 5
+    try:
+        assert Day(DAYS - 1).complete()
+        for day in range(DAYS):
+            Day(day).complete()
+        for key in list(memory._entries):
+            entry = memory.entry(key)
+            assert entry is not None
+            assert entry.dependents <= set(memory._entries)
+    finally:
+        memory.capacity = CAPACITY
