@@ -26,12 +26,13 @@ import luigi
 
 from luigi_repro.codeclosure import code_fingerprint
 from luigi_repro.config import Settings, load_settings
-from luigi_repro.dag import flatten_with_keys, requirements_of
+from luigi_repro.dag import requirements_of
 from luigi_repro.errors import ReproError
-from luigi_repro.evidence import Evidence, Outcome, Trace, watch_paths
+from luigi_repro.evidence import Evidence, Outcome, Trace
 from luigi_repro.fingerprint import Counters
 from luigi_repro.memory import VerdictKey, VerdictMemory
 from luigi_repro.params import canonical_params
+from luigi_repro.plaintasks import PlainTasks
 from luigi_repro.reads import unwatched
 from luigi_repro.record import Key, Record
 from luigi_repro.rules import OwnVerdict, Rules, is_checked_task
@@ -81,9 +82,9 @@ class Judge:
         self._signer = b"" if key is None else hashlib.blake2b(key, digest_size=16).digest()
         self._statuses: Dict[str, TaskStatus] = {}
         self._active: Set[str] = set()
-        self._plain: Dict[str, Tuple[bool, str, bool, Tuple[str, ...]]] = {}
         #: Every task this judge has seen, by task_id (the CLI draws the DAG from it).
         self.tasks: Dict[str, luigi.Task] = {}
+        self._plain = PlainTasks(self.evidence, settings, self.tasks)
         #: How many tasks were judged, and how many of those verdicts were reused from an
         #: earlier call (their evidence still held); tests, benchmarks and the CLI read these.
         self.tasks_judged = 0
@@ -97,6 +98,7 @@ class Judge:
         sibling = Judge(self.settings, exhaustive=True, memory=self.memory)
         sibling.evidence = self.evidence
         sibling.rules = Rules(self.evidence, self.settings, True)
+        sibling._plain = PlainTasks(self.evidence, self.settings, sibling.tasks)
         if self.memory is None:
             sibling.memory = None
         return sibling
@@ -292,7 +294,7 @@ class Judge:
                 ok, described = verdict.ok, verdict.status.value
                 frame.stood_on.append(self._key(upstream))
             else:
-                ok, described, watched, paths = self._plain_complete(upstream)
+                ok, described, watched, paths = self._plain.complete(upstream)
                 frame.watched = frame.watched and watched
                 frame.paths.update(paths)
             frame.pending.pop()
@@ -333,43 +335,9 @@ class Judge:
 
     # --- tasks judged by their own complete() ---------------------------------------------------
 
-    def _plain_complete(self, task: luigi.Task) -> Tuple[bool, str, bool, Tuple[str, ...]]:
-        """``task.complete()`` once per judge, and whether a watch covers its answer.
-
-        Only Luigi's own ``complete()`` (every output exists) over watchable targets can be
-        covered; anything else is asked again on every check.
-        """
-        known = self._plain.get(task.task_id)
-        if known is None:
-            self.tasks[task.task_id] = task
-            watched, paths = self._watch_default_complete(task)
-            try:
-                ok = bool(task.complete())
-                known = (ok, "complete" if ok else "not complete", watched, paths)
-            except Exception as exc:  # noqa: BLE001 - a failing complete() means "not complete"
-                known = (False, f"not checkable (complete() raised {exc!r})", False, ())
-            self._plain[task.task_id] = known
-        return known
-
-    def _watch_default_complete(self, task: luigi.Task) -> Tuple[bool, Tuple[str, ...]]:
-        watch = self.evidence.watch
-        if watch is None or type(task).complete is not luigi.Task.complete:
-            return False, ()
-        try:
-            outputs = [target for _, target in flatten_with_keys(task.output())]
-        except Exception:  # noqa: BLE001 - complete() will say so
-            return False, ()
-        paths: List[str] = []
-        for target in outputs:
-            found = watch_paths(target, self.settings)
-            if found is None:
-                return False, ()
-            paths.extend(found)
-        return bool(outputs) and watch.watch(paths), tuple(paths)
-
     def plain_complete(self, task: luigi.Task) -> Tuple[bool, str]:
         """``task.complete()`` for tasks judged by their own rules, once per judge."""
-        ok, described, _, _ = self._plain_complete(task)
+        ok, described, _, _ = self._plain.complete(task)
         return ok, described
 
     def is_complete(self, task: luigi.Task) -> bool:
