@@ -128,10 +128,17 @@ class Evidence:
 
     def _watch(self, target: Any) -> Tuple[bool, Tuple[str, ...]]:
         """Watch ``target``'s files before reading them: (watched, its local paths)."""
+        if self.watch is None or not self.watch.available:
+            return False, ()
         paths = watch_paths(target, self.settings)
-        if paths is None or self.watch is None:
-            return False, paths or ()
+        if paths is None:
+            return False, ()
         return self.watch.watch(paths), paths
+
+    def _paths(self, target: Any) -> Tuple[str, ...]:
+        if self.watch is None or not self.watch.available:
+            return ()
+        return watch_paths(target, self.settings) or ()
 
     def _saw(self, watched: bool, paths: Tuple[str, ...]) -> None:
         if self.trace is not None:
@@ -165,7 +172,7 @@ class Evidence:
             self._records[uri] = known
             self._saw(watched, paths)
         else:
-            self._saw(known[2], watch_paths(target, self.settings) or ())
+            self._saw(known[2], self._paths(target))
         return known[0], known[1]
 
     # --- fingerprints ---------------------------------------------------------------------------
@@ -203,7 +210,7 @@ class Evidence:
         memo_key = (target.uri, algorithm, target.fingerprint_kind, current_reader())
         known = self._observations.get(memo_key)
         if known is not None:
-            self._saw(known[1], watch_paths(target, self.settings) or ())
+            self._saw(known[1], self._paths(target))
             return known[0]
         previous = None
         record, _ = self.record_of(target) if recorded else (None, None)

@@ -18,6 +18,7 @@ before it replaces the old.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import secrets
@@ -84,6 +85,15 @@ def file_hint(previous: Optional[Observation], kind: str = "file") -> Optional[C
         return CachedFingerprint(previous.fingerprint, stat.size, stat, taken_at)
     except ValueError:
         return None
+
+
+@functools.cache
+def _reads_only_its_files(cls: type) -> bool:
+    """Are ``exists()``, ``observe()`` and the record reading of ``cls`` luigi_repro's own?"""
+    return all(
+        getattr(cls, name).__module__.startswith("luigi_repro.")
+        for name in ("exists", "observe", "read_record_bytes")
+    )
 
 
 class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
@@ -214,11 +224,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         A subclass whose ``exists()``, ``observe()`` or record reading is its own may look at
         other files (a ``.done`` marker): it is revalidated by replaying what it saw instead.
         """
-        cls = type(self)
-        if not all(
-            getattr(cls, name).__module__.startswith("luigi_repro.")
-            for name in ("exists", "observe", "read_record_bytes")
-        ):
+        if not _reads_only_its_files(type(self)):
             return None
         return (self.uri, physical_path(self.record_location(settings)))
 
