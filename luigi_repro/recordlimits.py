@@ -15,8 +15,6 @@ from typing import Any, List, Optional
 #: before it is built, whatever its size, while any record of ordinary shape — and any small
 #: record, however dense — is read.
 PARSE_MEMORY_MULTIPLE = 20
-
-
 #: Lead bytes of 4-byte UTF-8 sequences, or an escaped surrogate (\ud800-\udbff).
 _RE_BEYOND_BMP = re.compile(rb"[\xf0-\xff]|\\u[dD][89abAB]")
 

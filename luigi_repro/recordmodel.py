@@ -12,15 +12,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import attrs
 
 SCHEMA_VERSION = 1
-
-
 #: Records are a few KiB (a folder output of 10,000 files makes about 2 MiB): 16 MiB by default.
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
-
-
 JSONValue = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
-
-
 #: A position inside a nested ``requires()`` or ``output()`` structure: dict keys and list indexes.
 Key = Tuple[Union[str, int], ...]
 

@@ -77,8 +77,6 @@ def _is_installed_path(path: str) -> bool:
 
 #: Top-level packages of task classes that live among installed packages: still the user's.
 _home_packages: Set[str] = set()
-
-
 _namespace_verdicts: Dict[Tuple[str, Optional[str]], bool] = {}
 
 

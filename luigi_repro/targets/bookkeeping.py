@@ -54,15 +54,9 @@ def _is_temporary(entry: os.DirEntry[str], record_suffix: str, siblings: FrozenS
 
 
 _TEMPORARY = re.compile(r"\.(.+)" + re.escape(TMP_MARK.rstrip("-")) + r"(?:-old|-\d+-[0-9a-f]{8})?")
-
-
 #: Files read to recognise them as records or locks: larger ones are data.
 _RECOGNISE_LIMIT = 16 * 1024 * 1024
-
-
 _recognitions: collections.OrderedDict[Tuple[Any, ...], bool] = collections.OrderedDict()
-
-
 _recognitions_lock = threading.Lock()
 
 
