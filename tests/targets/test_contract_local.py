@@ -8,7 +8,6 @@ from typing import Any
 import luigi
 import luigi.format
 import pytest
-from contract import Make, Put, TargetContract
 
 from luigi_repro.targets import (
     HashableDirectoryTarget,
@@ -17,6 +16,7 @@ from luigi_repro.targets import (
     HashableMockTarget,
     HashableTarget,
 )
+from luigi_repro.testing import Make, Put, TargetContract
 
 
 def write_bytes(target: Any, data: bytes) -> None:
