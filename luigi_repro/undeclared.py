@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 
 import luigi
 
+from luigi_repro.config import ReadPolicy
 from luigi_repro.errors import (
     InputChangedDuringRun,
     UndeclaredRead,
@@ -37,7 +38,7 @@ def _describe(stat: Optional[StatKey]) -> str:
 
 
 def undeclared_inputs(
-    task: luigi.Task, policy: str, reads: Optional[ReadWatch], judge: Judge
+    task: luigi.Task, policy: ReadPolicy, reads: Optional[ReadWatch], judge: Judge
 ) -> Tuple[Tuple[InputEntry, ...], Tuple[str, ...]]:
     """Apply ``undeclared_reads`` to what run() read: (entries to track, paths to list).
 
