@@ -28,7 +28,16 @@ from luigi_repro.targets.base import (
     locate_target,
 )
 
-__all__ = ["Make", "Payload", "Put", "TargetContract", "context", "fresh_name", "sample_record"]
+__all__ = [
+    "Make",
+    "Payload",
+    "Put",
+    "TargetContract",
+    "context",
+    "fresh_name",
+    "sample_record",
+    "write_bytes",
+]
 
 Make = Callable[[str], HashableTarget]
 Put = Callable[[HashableTarget, Any], None]
@@ -40,6 +49,13 @@ _names = itertools.count()
 def fresh_name() -> str:
     """A name no other test of this process has used."""
     return f"item-{next(_names)}"
+
+
+def write_bytes(target: Any, data: bytes) -> None:
+    """Replace ``target``'s content with ``data`` through ``target.open("w")``: a ``put`` for
+    targets opened with ``format=luigi.format.Nop`` (bytes in, bytes out)."""
+    with target.open("w") as stream:
+        stream.write(data)
 
 
 def context(full: bool = False) -> FingerprintContext:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import luigi
 import luigi.format
@@ -16,12 +15,7 @@ from luigi_repro.targets import (
     HashableMockTarget,
     HashableTarget,
 )
-from luigi_repro.testing import Make, Put, TargetContract
-
-
-def write_bytes(target: Any, data: bytes) -> None:
-    with target.open("w") as stream:
-        stream.write(data)
+from luigi_repro.testing import Make, Put, TargetContract, write_bytes
 
 
 class TestLocalFile(TargetContract):

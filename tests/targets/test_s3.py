@@ -19,12 +19,7 @@ from luigi_repro.fingerprint import hash_bytes
 from luigi_repro.record import parse_record
 from luigi_repro.targets import HashableFileSystemTarget, HashableS3Target, as_hashable
 from luigi_repro.targets.base import FingerprintContext
-from luigi_repro.testing import Make, Put, TargetContract, context, fresh_name
-
-
-def write_bytes(target: Any, data: bytes) -> None:
-    with target.open("w") as stream:
-        stream.write(data)
+from luigi_repro.testing import Make, Put, TargetContract, context, fresh_name, write_bytes
 
 
 class TestS3(TargetContract):
