@@ -18,6 +18,7 @@ def first_line(node: ast.AST) -> int:
 
 
 def is_compound(statement: ast.stmt) -> bool:
+    """Does the statement hold statements of its own (``if``, ``for``, ``with``, ``try``…)?"""
     return isinstance(statement, _BLOCKS)
 
 

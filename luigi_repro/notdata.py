@@ -94,6 +94,7 @@ def module_files() -> FrozenSet[str]:
 
 
 def is_glob(pattern: str) -> bool:
+    """Is an ``undeclared_reads_ignore`` entry a glob pattern rather than a folder?"""
     return any(char in pattern for char in "*?[")
 
 
