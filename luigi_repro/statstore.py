@@ -92,6 +92,8 @@ class CachedFingerprint:
 #: How long SQLite waits for another process's lock on the cache. The cache only saves time, so
 #: a process that would wait longer (another process holding the file locked) goes on without it.
 BUSY_TIMEOUT_SECONDS = 1.0
+#: Entries written per transaction at most.
+_BATCH = 512
 
 
 def _unsafe_place(path: str) -> Optional[str]:
@@ -362,7 +364,3 @@ class PersistentStatCache:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
-
-
-#: Entries written per transaction at most.
-_BATCH = 512
