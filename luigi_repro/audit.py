@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
 
 from luigi_repro.config import Settings, load_settings
-from luigi_repro.dag import format_key
 from luigi_repro.evidence import Missing
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge
 from luigi_repro.localpath import physical_path, relocate, same_place
+from luigi_repro.ownentry import own_entry
 from luigi_repro.reads import unwatched_call
 from luigi_repro.reasons import listed_reads_reason, unresolved_code_note
-from luigi_repro.record import OutputEntry, Record
+from luigi_repro.record import Record
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
@@ -72,61 +72,6 @@ class _Node:
     pending: Optional[List[Tuple[str, HashableTarget, bool]]] = None
 
 
-def _components(uri: str) -> List[str]:
-    return [part for part in uri.replace(os.sep, "/").split("/") if part]
-
-
-def _common_suffix(one: str, other: str) -> int:
-    """How many trailing path components ``one`` and ``other`` share."""
-    count = 0
-    for mine, theirs in zip(reversed(_components(one)), reversed(_components(other))):
-        if mine != theirs:
-            break
-        count += 1
-    return count
-
-
-def _own_entry(record: Record, uri: str) -> Union[OutputEntry, Reason]:
-    """The record's entry for the output at ``uri``, or the BAD_RECORD reason none fits.
-
-    The entry at that very location; else (the record was moved or copied) the entry its
-    ``beside`` names; else, for a record written before ``beside`` existed, the entry whose
-    location ends with the most path components in common with ``uri``. Never a guess: two
-    entries that fit equally well are reported as ambiguous.
-    """
-    for entry in record.outputs:
-        if entry.uri == uri:
-            return entry
-    if record.beside is not None:
-        found = record.output(record.beside)
-        if found is not None:
-            return found
-        return _not_described(
-            uri, f"names output(){format_key(record.beside)} as its own, which it does not list"
-        )
-    scores = [(_common_suffix(entry.uri, uri), entry) for entry in record.outputs]
-    best = max(score for score, _ in scores)
-    fits = [entry for score, entry in scores if score == best]
-    if best == 0:
-        return _not_described(uri, "does not describe it")
-    if len(fits) > 1:
-        return Reason(
-            ReasonKind.BAD_RECORD,
-            f"the record beside {uri} is ambiguous: it does not say which of its outputs it "
-            f"describes, and {' and '.join(entry.uri for entry in fits)} fit equally well",
-            {"uri": uri, "problem": "ambiguous output", "candidates": [e.uri for e in fits]},
-        )
-    return fits[0]
-
-
-def _not_described(uri: str, problem: str) -> Reason:
-    return Reason(
-        ReasonKind.BAD_RECORD,
-        f"the record beside {uri} {problem}",
-        {"uri": uri, "problem": "output not described"},
-    )
-
-
 def _is_local(uri: str) -> bool:
     return os.path.isabs(uri)
 
@@ -148,7 +93,7 @@ class _Auditor:
         if record is None:
             return ("bad-record:" if error is not None else "file:") + target.uri
         task_id = record.task.task_id
-        own = _own_entry(record, target.uri)
+        own = own_entry(record, target.uri)
         if isinstance(own, Reason):
             return f"{task_id}@{target.uri}"
         if own.uri == target.uri or (
@@ -248,7 +193,7 @@ class _Auditor:
 
     def _check_record(self, node: _Node, record: Record) -> None:
         target = node.target
-        own = _own_entry(record, target.uri)
+        own = own_entry(record, target.uri)
         if isinstance(own, Reason):
             node.reasons.append(own)
             return

@@ -26,6 +26,16 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from luigi_repro.codeclasses import class_is_users, describe_function, is_task_class
 from luigi_repro.codeimports import import_user_module
+from luigi_repro.codekinds import (
+    CONTAINER_DEPTH,
+    CONTAINERS,
+    MAPPINGS,
+    SCALARS,
+    assigns,
+    imported_as,
+    is_code,
+    scope_of_code,
+)
 from luigi_repro.codeparts import (
     NOTHING,
     Reach,
@@ -40,7 +50,6 @@ from luigi_repro.codeparts import (
 from luigi_repro.codeprobe import MISSING, attribute_of, is_class
 from luigi_repro.codesource import (
     ModuleSource,
-    Scope,
     is_user_namespace,
     on_reload,
     source_of_namespace,
@@ -56,14 +65,6 @@ __all__ = [
     "reach_of_value",
     "runtime_reach",
 ]
-
-#: Scalars never hold code: skipped at once when walking a container.
-_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
-#: Containers whose items are followed (``HANDLERS = {"scale": scale}``, ``BACKENDS = [mod]``).
-_CONTAINERS = (dict, list, tuple, set, frozenset, types.MappingProxyType)
-_MAPPINGS = (dict, types.MappingProxyType)
-#: How deep into nested containers code is looked for.
-_CONTAINER_DEPTH = 4
 
 
 def reach_of_object(obj: Any, depth: int = 0) -> Reach:
@@ -109,15 +110,15 @@ def reach_of_value(value: Any, depth: int = 0, modules: bool = False) -> Reach:
     Containers are looked into; a user module held as a value (``modules``) counts whole.
     """
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return NOTHING
     if issubclass(kind, types.ModuleType):
         return _reach_of_module_value(value) if modules else NOTHING
-    if issubclass(kind, _CONTAINERS):
+    if issubclass(kind, CONTAINERS):
         return _reach_of_items(value, depth)
     if is_task_class(value):
         return NOTHING
-    if _is_code(value):
+    if is_code(value):
         return reach_of_object(value)
     if attribute_of(kind, "__module__") == "builtins" or is_task_class(kind):
         return NOTHING
@@ -126,38 +127,18 @@ def reach_of_value(value: Any, depth: int = 0, modules: bool = False) -> Reach:
 
 def _reach_of_items(container: Any, depth: int) -> Reach:
     """The code a container holds: a registry of handlers, a table of backend modules."""
-    if depth >= _CONTAINER_DEPTH:
+    if depth >= CONTAINER_DEPTH:
         return NOTHING
     try:
-        if issubclass(type(container), _MAPPINGS):
+        if issubclass(type(container), MAPPINGS):
             items = [*container.keys(), *container.values()]
         else:
             items = list(container)
     except Exception:  # noqa: BLE001 - a container of the user's may refuse to be listed
         return NOTHING
     return joined(
-        reach_of_value(item, depth + 1, modules=True)
-        for item in items
-        if type(item) not in _SCALARS
+        reach_of_value(item, depth + 1, modules=True) for item in items if type(item) not in SCALARS
     )
-
-
-def _is_code(value: Any) -> bool:
-    """Is the value a class, function or other callable whose code may be the user's?"""
-    kind = type(value)
-    return issubclass(
-        kind,
-        (
-            type,
-            types.FunctionType,
-            types.MethodType,
-            functools.partial,
-            functools.singledispatchmethod,
-            staticmethod,
-            classmethod,
-            property,
-        ),
-    ) or (callable(value) and attribute_of(value, "__wrapped__") is not MISSING)
 
 
 #: What each function reaches, learned once (dropped when a module runs again).
@@ -186,12 +167,12 @@ def _locate_function(func: types.FunctionType) -> Reach:
         # ``functools.singledispatch`` for the implementations registered on it too.
         reaches = [reach_of_object(wrapped, 1)] if wrapped is not None else []
         registry = own.get("registry")
-        if issubclass(type(registry), _MAPPINGS) and callable(own.get("dispatch")):
+        if issubclass(type(registry), MAPPINGS) and callable(own.get("dispatch")):
             reaches.append(_reach_of_items(registry, 0))
         return joined(reaches)
     source = source_of_namespace(func.__globals__)
     code = func.__code__
-    scope = _scope_of_code(source, code)
+    scope = scope_of_code(source, code)
     if scope is not None:
         parts = parts_of_scope(source, scope, func)
     else:
@@ -213,37 +194,13 @@ def runtime_reach(func: types.FunctionType) -> Reach:
             value = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        reaches.append(reach_of_value(value, modules=not _imported_as(value, name)))
+        reaches.append(reach_of_value(value, modules=not imported_as(value, name)))
     values = [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]
     reaches.extend(reach_of_value(value, modules=True) for value in values)
     wrapped = vars(func).get("__wrapped__")
     if wrapped is not None:
         reaches.append(reach_of_object(wrapped, 1))
     return joined(reaches)
-
-
-def _imported_as(value: Any, name: str) -> bool:
-    """Is ``name`` what ``import <module>`` binds for the module ``value``?"""
-    if not issubclass(type(value), types.ModuleType):
-        return False
-    module = str(attribute_of(value, "__name__"))
-    return name in (module.rpartition(".")[2], module.partition(".")[0])
-
-
-def _scope_of_code(source: ModuleSource, code: types.CodeType) -> Optional[Scope]:
-    """The ``def`` or ``lambda`` in the module's source that compiled to ``code``."""
-    index = source.index
-    if index is None or not source.holds(code):
-        return None
-    candidates = [
-        scope
-        for scope in index.by_first_line.get(code.co_firstlineno, ())
-        if scope.qualname.rpartition(".")[2] == code.co_name
-    ]
-    if len(candidates) > 1:
-        qualname = getattr(code, "co_qualname", None)
-        candidates = [s for s in candidates if s.qualname == qualname] or candidates
-    return candidates[0] if candidates else None
 
 
 def reach_of_name(source: ModuleSource, name: str, bare: bool) -> Reach:
@@ -276,11 +233,11 @@ def _resolve_name(source: ModuleSource, name: str, bare: bool) -> Reach:
         if any(not is_import(b.statement) for b in bindings):
             return Reach((constant_part(source, name),))
         return NOTHING
-    if _is_code(value):
+    if is_code(value):
         if bare and is_task_class(value):
             return NOTHING
         reach = reach_of_object(value)
-        assigned = any(_assigns(b.statement) for b in bindings)
+        assigned = any(assigns(b.statement) for b in bindings)
         if reach.parts and assigned:  # ``impute = cached(_impute)``: the statement counts too
             reach = joined([reach, Reach((constant_part(source, name),))])
         return reach
@@ -306,14 +263,6 @@ def _resolve_name(source: ModuleSource, name: str, bare: bool) -> Reach:
         material = "value:" + description
         reaches.append(Reach((part_for(source, "constant", name, None, None, material),)))
     return joined(reaches)
-
-
-def _assigns(statement: ast.stmt) -> bool:
-    """Does the statement compute a value (rather than import or define one)?"""
-    return not isinstance(
-        statement,
-        (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef),
-    )
 
 
 def _through_import(

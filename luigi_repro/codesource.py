@@ -1,4 +1,4 @@
-"""The user's source code as it was imported: where user code ends, and what its text said.
+"""The user's source code as it was imported: what its text said, and where each name is bound.
 
 A code fingerprint must describe the code that runs, not a file edited on disk since it was
 imported: a record written later would otherwise vouch for code that never ran. So the text of
@@ -7,36 +7,37 @@ from disk): when a task class is created, for the class's own module and every u
 already imported, and otherwise the first time the text is needed. It is read again only when
 the module is executed again (``importlib.reload`` gives it a new ``__spec__``).
 
-User code is code the user wrote: not the standard library, not installed packages (in a
-folder called site-packages or dist-packages, not merely one whose name contains the words),
-not Luigi, not luigi_repro. Installed packages count through the environment check instead
-(their versions are recorded). The decision is made per module, by where its file lives rather
-than by its name, so a pipeline module called like a standard-library one (``profile.py``) is
-still the user's. A module without a file is the user's (code typed into ``__main__``, a
-namespace made by ``exec``) unless Python built it in or a library made it to evaluate code it
-generates (``namedtuple``'s). The package of a task class that itself lives in site-packages
-(an installed pipeline) counts as the user's too.
-
-The module-level statements that bind or change each name are indexed here; the walks over
-them use stacks of their own, so a long ``elif`` chain is no deeper for Python than a flat one.
+Which modules are the user's is decided in :mod:`luigi_repro.usercode`; how module-level
+statements bind names, in :mod:`luigi_repro.codestatements`.
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
-import functools
 import os
-import site
 import symtable
 import sys
-import sysconfig
 import threading
 import tokenize
 import types
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import attrs
+
+from luigi_repro.codestatements import (
+    first_line,
+    is_compound,
+    module_statements,
+    mutation_receiver,
+    names_bound_by,
+    strip_docstrings,
+)
+from luigi_repro.usercode import (
+    OUR_PACKAGES,
+    is_stdlib_path,
+    is_user_namespace,
+    note_task_module,
+)
 
 __all__ = [
     "OUR_PACKAGES",
@@ -53,8 +54,6 @@ __all__ = [
     "source_of_namespace",
 ]
 
-#: Top-level packages that are never the user's code, whatever their location.
-OUR_PACKAGES = frozenset({"luigi", "luigi_repro", "builtins"})
 
 #: Nodes that open a scope of their own (and so a step of ``__qualname__``).
 ScopeNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda]
@@ -62,119 +61,6 @@ _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 _lock = threading.Lock()
-
-
-# --- where user code ends ------------------------------------------------------------------------
-
-
-@functools.cache
-def _installed_prefixes() -> Tuple[str, ...]:
-    """Folders of the standard library and of installed packages, as given and as real paths."""
-    paths = sysconfig.get_paths()
-    folders = [paths.get(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")]
-    try:
-        folders.extend(site.getsitepackages())
-        folders.append(site.getusersitepackages())
-    except AttributeError:  # pragma: no cover - a virtualenv's old site.py lacks them
-        pass
-    found: Set[str] = set()
-    for folder in folders:
-        if folder:
-            found.add(os.path.join(folder, ""))
-            found.add(os.path.join(os.path.realpath(folder), ""))
-    return tuple(sorted(found))
-
-
-@functools.cache
-def _stdlib_prefixes() -> Tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    folders = [paths.get("stdlib"), paths.get("platstdlib")]
-    return tuple({os.path.join(os.path.realpath(f), "") for f in folders if f})
-
-
-_PACKAGE_FOLDERS = frozenset({"site-packages", "dist-packages"})
-
-
-def _in_package_folder(path: str) -> bool:
-    """Is one of the path's folders ``site-packages``/``dist-packages`` (not merely a name
-    containing those words, such as a project checked out in ``site-packages-audit/``)?"""
-    return not _PACKAGE_FOLDERS.isdisjoint(path.replace("\\", "/").split("/"))
-
-
-def is_stdlib_path(path: str) -> bool:
-    """Is ``path`` a file of the standard library (and not of an installed package)?"""
-    real = os.path.realpath(path)
-    return not _in_package_folder(real) and real.startswith(_stdlib_prefixes())
-
-
-def _is_installed_path(path: str) -> bool:
-    def installed(candidate: str) -> bool:
-        return _in_package_folder(candidate) or candidate.startswith(_installed_prefixes())
-
-    return installed(path) or installed(os.path.realpath(path))
-
-
-#: Top-level packages of task classes that live among installed packages: still the user's.
-_home_packages: Set[str] = set()
-_namespace_verdicts: Dict[Tuple[str, Optional[str]], bool] = {}
-
-
-def note_task_module(module_name: str) -> None:
-    """Count the package of a task class's module as user code even if it is installed."""
-    top = module_name.partition(".")[0]
-    if top in OUR_PACKAGES or top in _home_packages:
-        return
-    module = sys.modules.get(module_name)
-    filename = getattr(module, "__file__", None)
-    if filename and _is_installed_path(filename):
-        with _lock:
-            _home_packages.add(top)
-            _namespace_verdicts.clear()
-
-
-def is_user_namespace(namespace: Mapping[str, Any]) -> bool:
-    """Is the module whose globals are ``namespace`` the user's code?"""
-    name = str(namespace.get("__name__") or "")
-    filename = namespace.get("__file__")
-    if not isinstance(filename, str) and _is_library_sandbox(namespace):
-        return False
-    cache_key = (name, filename if isinstance(filename, str) else None)
-    known = _namespace_verdicts.get(cache_key)
-    if known is None:
-        known = _namespace_verdicts[cache_key] = _decide_namespace(name, namespace)
-    return known
-
-
-def _is_library_sandbox(namespace: Mapping[str, Any]) -> bool:
-    """A namespace a library evaluates code it generates in, such as ``namedtuple``'s.
-
-    It is no module (nothing in ``sys.modules`` has it as globals) and it was given builtins
-    of its own (none at all for ``namedtuple``), which code typed or ``exec``-ed by the user,
-    even in a namespace of its own, never is.
-    """
-    given = namespace.get("__builtins__", builtins)
-    if given is builtins or given is vars(builtins):
-        return False
-    module = sys.modules.get(str(namespace.get("__name__") or ""))
-    return getattr(module, "__dict__", None) is not namespace
-
-
-def _decide_namespace(name: str, namespace: Mapping[str, Any]) -> bool:
-    top = name.partition(".")[0]
-    if top in OUR_PACKAGES:
-        return False
-    if top in _home_packages:
-        return True
-    filename = namespace.get("__file__")
-    if isinstance(filename, str) and filename:
-        return not _is_installed_path(filename)
-    folders = namespace.get("__path__")  # a namespace package: no file, only folders
-    if folders is not None:
-        return any(not _is_installed_path(str(folder)) for folder in list(folders))
-    spec = namespace.get("__spec__")
-    if getattr(spec, "origin", None) in ("built-in", "frozen"):
-        return False
-    return name not in sys.builtin_module_names
 
 
 # --- snapshots -----------------------------------------------------------------------------------
@@ -217,13 +103,13 @@ class SourceIndex:
         self._names_by_statement: Dict[int, List[str]] = {}
         self.star_imports: List[ast.ImportFrom] = []
         self._tables: Optional[Dict[Tuple[Tuple[str, int], ...], symtable.SymbolTable]] = None
-        for headers, statement in _module_statements(tree.body, ()):
+        for headers, statement in module_statements(tree.body, ()):
             self._bind(headers, statement)
             self._index_scopes(statement)
 
     def _bind(self, headers: Tuple[Tuple[str, ast.AST], ...], statement: ast.stmt) -> None:
         binding = Binding(headers, statement)
-        for name in _names_bound_by(statement):
+        for name in names_bound_by(statement):
             self.bindings.setdefault(name, []).append(binding)
             self._names_by_statement.setdefault(id(statement), []).append(name)
         if isinstance(statement, ast.ImportFrom) and any(a.name == "*" for a in statement.names):
@@ -243,7 +129,7 @@ class SourceIndex:
                 prefix = qualname + (".<locals>." if isinstance(node, _FUNCTION_NODES) else ".")
                 parents = (*parents, node)
             for child in ast.iter_child_nodes(node):
-                if node is statement and isinstance(child, ast.stmt) and _is_compound(node):
+                if node is statement and isinstance(child, ast.stmt) and is_compound(node):
                     continue  # the statements of a module-level block are indexed on their own
                 stack.append((child, prefix, parents))
 
@@ -305,188 +191,6 @@ class SourceIndex:
                 tables.setdefault(child_path, child)
                 stack.append((child_path, child))
         return tables
-
-
-def first_line(node: ast.AST) -> int:
-    """The line a node's code starts at: its first decorator, as ``co_firstlineno`` counts."""
-    lines = [getattr(node, "lineno", 0)]
-    lines.extend(d.lineno for d in getattr(node, "decorator_list", ()))
-    return min(lines)
-
-
-def _is_compound(statement: ast.stmt) -> bool:
-    return isinstance(statement, _BLOCKS)
-
-
-_BLOCKS: Tuple[type, ...] = (
-    ast.If,
-    ast.For,
-    ast.AsyncFor,
-    ast.While,
-    ast.With,
-    ast.AsyncWith,
-    ast.Try,
-    *((ast.TryStar,) if hasattr(ast, "TryStar") else ()),
-    *((ast.Match,) if hasattr(ast, "Match") else ()),
-)
-
-
-#: The tests of the blocks around a module-level statement (``("if", test)``…).
-_Headers = Tuple[Tuple[str, ast.AST], ...]
-
-
-def _module_statements(
-    body: List[ast.stmt], headers: _Headers
-) -> Iterator[Tuple[_Headers, ast.stmt]]:
-    """Every module-level statement, looking inside ``if``/``for``/``try``/``with`` blocks.
-
-    Each comes with the headers of the blocks around it (``("if", test)`` for the body of an
-    ``if``, ``("else", test)`` for its ``else``…), since they decide whether it runs. A ``for``
-    or ``with`` is also yielded itself: it binds its targets. Walked with a stack of its own, so
-    a long ``elif`` chain at module level is no deeper for Python than a flat one.
-    """
-    stack: List[Tuple[_Headers, Iterator[ast.stmt]]] = [(headers, iter(body))]
-    while stack:
-        around, statements = stack[-1]
-        statement = next(statements, None)
-        if statement is None:
-            stack.pop()
-            continue
-        blocks: List[Tuple[_Headers, List[ast.stmt]]] = []
-        if isinstance(statement, ast.If):
-            blocks.append(((*around, ("if", statement.test)), statement.body))
-            blocks.append(((*around, ("else", statement.test)), statement.orelse))
-        elif isinstance(statement, (ast.For, ast.AsyncFor, ast.While)):
-            if not isinstance(statement, ast.While):
-                yield around, statement
-            header = statement.test if isinstance(statement, ast.While) else statement.iter
-            blocks.append(((*around, ("loop", header)), statement.body))
-            blocks.append(((*around, ("loop-else", header)), statement.orelse))
-        elif isinstance(statement, (ast.With, ast.AsyncWith)):
-            yield around, statement
-            items = ast.Tuple(elts=[item.context_expr for item in statement.items], ctx=ast.Load())
-            blocks.append(((*around, ("with", items)), statement.body))
-        elif isinstance(statement, _BLOCKS):  # try / match: every branch may run
-            for field in ("body", "orelse", "finalbody"):
-                blocks.append((around, getattr(statement, field, [])))
-            for handler in getattr(statement, "handlers", []):
-                caught = handler.type or ast.Constant(value=None)
-                blocks.append(((*around, ("except", caught)), handler.body))
-            for case in getattr(statement, "cases", []):
-                blocks.append(((*around, ("case", case.pattern)), case.body))
-        else:
-            yield around, statement
-        stack.extend((inner, iter(block)) for inner, block in reversed(blocks))
-
-
-#: Methods that change a list, dict, set or deque in place: ``COLUMNS.append("x")`` at module
-#: level changes ``COLUMNS``; ``log.info("…")`` or ``pd.set_option(…)`` changes no constant.
-MUTATORS = frozenset(
-    {
-        "__setitem__",
-        "__delitem__",
-        "__iadd__",
-        "add",
-        "append",
-        "appendleft",
-        "clear",
-        "discard",
-        "extend",
-        "extendleft",
-        "insert",
-        "pop",
-        "popitem",
-        "popleft",
-        "remove",
-        "reverse",
-        "rotate",
-        "setdefault",
-        "sort",
-        "update",
-        "difference_update",
-        "intersection_update",
-        "symmetric_difference_update",
-    }
-)
-
-
-def mutation_receiver(statement: ast.stmt) -> Optional[ast.expr]:
-    """``COLUMNS`` in a module-level ``COLUMNS.append(…)``: what a mutator call changes."""
-    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
-        func = statement.value.func
-        if isinstance(func, ast.Attribute) and func.attr in MUTATORS:
-            return func.value
-    return None
-
-
-def _names_bound_by(statement: ast.stmt) -> Iterator[str]:
-    """Module-level names a statement binds, or may mutate in place (``X.append(…)``, ``X[k] = v``).
-
-    Whether a mutator call really changes a container is decided with the value at run time
-    (:mod:`luigi_repro.codeparts`): ``parser.add(…)`` on an object that is no container
-    changes no constant.
-    """
-    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        yield statement.name
-    elif isinstance(statement, ast.Import):
-        for alias in statement.names:
-            yield alias.asname or alias.name.partition(".")[0]
-    elif isinstance(statement, ast.ImportFrom):
-        for alias in statement.names:
-            if alias.name != "*":
-                yield alias.asname or alias.name
-    elif isinstance(statement, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-        targets: List[ast.expr]
-        if isinstance(statement, (ast.Assign, ast.Delete)):
-            targets = list(statement.targets)
-        else:
-            targets = [statement.target]
-        for target in targets:
-            yield from _target_roots(target)
-    elif isinstance(statement, (ast.For, ast.AsyncFor)):
-        yield from _target_roots(statement.target)
-    elif isinstance(statement, (ast.With, ast.AsyncWith)):
-        for item in statement.items:
-            if item.optional_vars is not None:
-                yield from _target_roots(item.optional_vars)
-    else:
-        receiver = mutation_receiver(statement)
-        if receiver is not None:
-            root = _chain_root(receiver)
-            if root is not None:
-                yield root
-
-
-def _target_roots(target: ast.expr) -> Iterator[str]:
-    if isinstance(target, (ast.Tuple, ast.List)):
-        for element in target.elts:
-            yield from _target_roots(element)
-    elif isinstance(target, ast.Starred):
-        yield from _target_roots(target.value)
-    else:
-        root = _chain_root(target)
-        if root is not None:
-            yield root
-
-
-def _chain_root(node: ast.expr) -> Optional[str]:
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def strip_docstrings(tree: ast.AST) -> None:
-    """Remove docstrings in place: they never change what the code does."""
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
 
 
 @attrs.define(eq=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, Hashable, Optional, Tuple
+from typing import Dict, Hashable, Literal, Optional, Tuple, TypeVar
 
 import attrs
 import luigi
@@ -26,17 +26,25 @@ from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
 from luigi_repro.record import DEFAULT_MAX_RECORD_BYTES
 
 __all__ = [
+    "ChangePolicy",
     "POLICIES",
     "READ_POLICIES",
+    "ReadPolicy",
     "ReproConfig",
     "Settings",
     "default_stat_cache_path",
     "load_settings",
 ]
 
-POLICIES = ("rerun", "warn", "ignore")
-#: What a run does with files it read without declaring them.
-READ_POLICIES = ("warn", "track", "error", "ignore")
+#: What a check does when the code or the environment differs from the record
+#: (``on_code_change``, ``on_env_change``).
+ChangePolicy = Literal["rerun", "warn", "ignore"]
+POLICIES: Tuple[ChangePolicy, ...] = ("rerun", "warn", "ignore")
+#: What a run does with files it read without declaring them (``undeclared_reads``).
+ReadPolicy = Literal["warn", "track", "error", "ignore"]
+READ_POLICIES: Tuple[ReadPolicy, ...] = ("warn", "track", "error", "ignore")
+
+_Choice = TypeVar("_Choice", bound=str)
 
 
 #: Configuration that libraries read on their own (``/etc/mime.types``, ``~/.aws/config``), not
@@ -152,9 +160,9 @@ class Settings:
     lock_timeout: float = 3600.0
     racy_window_ns: int = 2_000_000_000
     stat_cache_path: Optional[str] = None
-    on_code_change: str = "rerun"
-    on_env_change: str = "warn"
-    undeclared_reads: str = "warn"
+    on_code_change: ChangePolicy = "rerun"
+    on_env_change: ChangePolicy = "warn"
+    undeclared_reads: ReadPolicy = "warn"
     undeclared_reads_ignore: Tuple[str, ...] = attrs.field(
         factory=lambda: _ignore_patterns(DEFAULT_READS_IGNORE)
     )
@@ -233,11 +241,13 @@ def _byte_count(name: str, text: str) -> int:
     return count
 
 
-def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
+def _choice(name: str, text: str, choices: Tuple[_Choice, ...]) -> _Choice:
+    """The choice ``text`` names, typed as the choices are (a policy's Literal type)."""
     value = text.strip().lower()
-    if value not in choices:
-        raise ConfigError(name, text, "one of " + ", ".join(choices))
-    return value
+    for choice in choices:
+        if choice == value:
+            return choice
+    raise ConfigError(name, text, "one of " + ", ".join(choices))
 
 
 _settings_cache: Dict[Hashable, Settings] = {}

@@ -18,19 +18,13 @@ task is not complete), or records written after the outputs they describe were f
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
-import os
-import socket
 import time
-import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 import luigi
 
-from luigi_repro import environment
-from luigi_repro.codeclosure import code_closure, code_version_of
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import (
     InputRef,
@@ -43,58 +37,28 @@ from luigi_repro.dag import (
 from luigi_repro.errors import (
     InputChangedDuringRun,
     OutputNotWritten,
-    OutputUnstable,
-    RecordError,
-    RecordRefused,
     RunProtocolError,
-    UndeclaredRead,
     UnsupportedTarget,
 )
 from luigi_repro.evidence import Missing, Outcome, warn_once
 from luigi_repro.judge import Judge
 from luigi_repro.locking import HeldLocks, LockRequest, folder_syncs_deferred, lock_backend
 from luigi_repro.log import logger
-from luigi_repro.params import canonical_params
 from luigi_repro.reads import ReadWatch, unwatched_call
 from luigi_repro.record import (
-    PARSE_MEMORY_MULTIPLE,
-    InputEntry,
     Key,
-    OutputEntry,
     Record,
-    RunSection,
-    TaskSection,
     dump_record,
-    estimated_parse_bytes,
-    oversize,
-    parse_record,
 )
 from luigi_repro.rules import is_checked_task
+from luigi_repro.runrecord import RunTimes, build_record, now_iso, observe_output, refuse_unreadable
 from luigi_repro.runtime import runtime
-from luigi_repro.statcache import StatKey, flush_stat_caches
+from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import TaskStatus
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
-from luigi_repro.targets.local import HashableLocalTarget
+from luigi_repro.undeclared import undeclared_inputs
 
 __all__ = ["RunProtocol"]
-
-
-def _uri_of(target: Any, hashable: Optional[HashableTarget]) -> str:
-    if hashable is not None:
-        return hashable.uri
-    return str(getattr(target, "path", target))
-
-
-def _describe(stat: Optional[StatKey]) -> str:
-    """A file's stat, as a change message shows it."""
-    if stat is None:
-        return "changing"
-    modified = datetime.datetime.fromtimestamp(stat.mtime_ns / 1e9, datetime.timezone.utc)
-    return f"{stat.size} bytes modified {modified.isoformat(timespec='microseconds')}"
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class RunProtocol:
@@ -187,7 +151,7 @@ class RunProtocol:
             self.reads = ReadWatch(self.task.task_id, self.settings)
             self.reads.exclude_outputs(target for _, target in self.outputs)
             self.reads.exclude_inputs(ref.target for ref in self.inputs)
-        self._started_at = _now_iso()
+        self._started_at = now_iso()
         self._started_clock = time.monotonic()
         return True
 
@@ -254,7 +218,7 @@ class RunProtocol:
         self._lock()
         try:
             self._observe_inputs(Judge(self.settings), self.inputs, self._before)
-            self._started_at = _now_iso()
+            self._started_at = now_iso()
             self._started_clock = time.monotonic()
             return self.finish(adopted=True)
         finally:
@@ -275,7 +239,9 @@ class RunProtocol:
                 raise InputChangedDuringRun(
                     self.task.task_id, hashable.uri, before.fingerprint, after_fp
                 )
-        tracked, listed = self._undeclared_reads(judge)
+        tracked, listed = undeclared_inputs(
+            self.task, self.settings.undeclared_reads, self.reads, judge
+        )
         missing = [target.uri for _, target in self.outputs if not target.exists()]
         if missing:
             raise OutputNotWritten(self.task.task_id, missing)
@@ -286,8 +252,18 @@ class RunProtocol:
         ]
         if stale:
             raise OutputNotWritten(self.task.task_id, (), stale)
-        outputs = tuple(self._observe_output(judge, key, target) for key, target in self.outputs)
-        record = self._record(outputs, adopted)
+        outputs = tuple(
+            observe_output(self.task.task_id, judge, key, target) for key, target in self.outputs
+        )
+        record = build_record(
+            self.task,
+            self.settings,
+            self.signing_key,
+            self.inputs,
+            self._before,
+            outputs,
+            RunTimes(self._started_at, self._started_clock, adopted),
+        )
         if tracked or listed:
             record = attrs.evolve(record, inputs=record.inputs + tracked, undeclared_reads=listed)
         # Each copy names the output it sits beside: an audit of a copied results folder then
@@ -296,7 +272,7 @@ class RunProtocol:
             (target, dump_record(attrs.evolve(record, beside=key), self.signing_key))
             for key, target in self.outputs
         ]
-        self._refuse_unreadable(documents)
+        refuse_unreadable(self.task.task_id, self.settings, self.signing_key, documents)
         if self._held is not None:
             self._held.check()  # a lost lock means someone else may have run it: no record
         try:
@@ -306,145 +282,6 @@ class RunProtocol:
             runtime().memory.task_ran(self.task.task_id)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
         return record
-
-    def _undeclared_reads(self, judge: Judge) -> Tuple[Tuple[InputEntry, ...], Tuple[str, ...]]:
-        """Apply ``undeclared_reads`` to what run() read: (entries to track, paths to list).
-
-        ``error`` raises :class:`UndeclaredRead`; ``track`` fingerprints each file now and fails
-        like a declared input if it changed since ``run()`` first opened it.
-        """
-        read = self.reads.undeclared() if self.reads is not None else {}
-        if not read:
-            return (), ()
-        paths = tuple(read)
-        policy = self.settings.undeclared_reads
-        if policy == "error":
-            raise UndeclaredRead(self.task.task_id, paths)
-        if policy == "warn":
-            logger.warning(
-                "luigi_repro: %r read file(s) it does not declare: %s. A change to them will not "
-                "make it run again: declare each in requires() with HashableExternalFile(path), "
-                "or set [luigi_repro] undeclared_reads = track.",
-                self.task,
-                ", ".join(paths),
-            )
-            return (), paths
-        return tuple(self._track(judge, path, stat) for path, stat in read.items()), ()
-
-    def _track(self, judge: Judge, path: str, first: StatKey) -> InputEntry:
-        """An implicit input for a file run() read, fingerprinted as it was when it was read."""
-        outcome = judge.observe(HashableLocalTarget(path), recorded=False)
-        now = None
-        if not isinstance(outcome, Missing):
-            with contextlib.suppress(ValueError):
-                now = StatKey.from_json(outcome.state.get("stat"))
-        if isinstance(outcome, Missing) or now != first:
-            # Fingerprinted under another stat than the one it was read with: not what was read.
-            after = None if isinstance(outcome, Missing) else _describe(now)
-            raise InputChangedDuringRun(
-                self.task.task_id,
-                path,
-                _describe(first),
-                after,
-                "it was read without being declared; if the task writes it itself, it is an "
-                "output: declare it in output()",
-            )
-        return InputEntry(
-            key=(f"undeclared:{path}",),
-            output_key=(),
-            uri=path,
-            fingerprint=outcome.fingerprint,
-            undeclared=True,
-        )
-
-    def _refuse_unreadable(self, documents: List[Tuple[HashableTarget, bytes]]) -> None:
-        """Raise :class:`RecordRefused` if a reader would refuse one of these records.
-
-        The copies differ only in ``beside``: sizes are compared for each, and one is parsed
-        the way every check will parse it.
-        """
-        limit = self.settings.max_record_bytes
-        for target, data in documents:
-            problem = None
-            if len(data) > limit:
-                problem = oversize(len(data), limit)
-            elif target is documents[0][0]:
-                try:
-                    parse_record(data, target.uri, self.signing_key, limit)
-                except RecordError as exc:
-                    problem = exc.problem
-            if problem is not None:
-                cost = -(-estimated_parse_bytes(data) // PARSE_MEMORY_MULTIPLE)
-                raise RecordRefused(self.task.task_id, target.uri, problem, max(len(data), cost))
-
-    def _observe_output(self, judge: Judge, key: Key, target: HashableTarget) -> OutputEntry:
-        context = judge.context
-        for _ in range(2):
-            observation = target.observe(context, None)
-            if observation.stable:
-                return OutputEntry(
-                    key=key,
-                    uri=target.uri,
-                    fingerprint=observation.fingerprint,
-                    size=observation.size,
-                    state=observation.state,
-                    manifest=observation.manifest,
-                    target=target.describe(),
-                )
-        raise OutputUnstable(self.task.task_id, target.uri)
-
-    def _record(self, outputs: Tuple[OutputEntry, ...], adopted: bool) -> Record:
-        task = self.task
-        cls = type(task)
-        inputs = []
-        for ref in self.inputs:
-            before = self._before[(ref.key, ref.output_key, ref.dynamic)]
-            hashable = as_hashable(ref.target)
-            inputs.append(
-                InputEntry(
-                    key=ref.key,
-                    output_key=ref.output_key,
-                    uri=_uri_of(ref.target, hashable),
-                    fingerprint=None if before is None else before.fingerprint,
-                    task_id=ref.task.task_id,
-                    task_family=ref.task.get_task_family(),
-                    task_module=type(ref.task).__module__,
-                    # Enough to rebuild the task (insignificant ones too: a parameter without
-                    # a default is needed), but no hidden or private values: they may be secrets.
-                    task_params=(ref.task.to_str_params(only_public=True) if ref.dynamic else None),
-                    dynamic=ref.dynamic,
-                    manifest=None if before is None else before.manifest,
-                    recorded=is_checked_task(ref.task),
-                    # How it was fingerprinted (a table's data, not its bytes), for audits.
-                    target=None if hashable is None else hashable.describe(),
-                )
-            )
-        code = code_closure(cls, self.settings.hash_algorithm)
-        return Record(
-            task=TaskSection(
-                family=task.get_task_family(),
-                module=cls.__module__,
-                task_id=task.task_id,
-                params=canonical_params(task, self.signing_key),
-                code_fingerprint=code.fingerprint,
-                code_version=code_version_of(cls),
-                code_parts=code.parts,
-                code_unresolved=code.unresolved,
-            ),
-            inputs=tuple(inputs),
-            outputs=outputs,
-            run=RunSection(
-                run_id=uuid.uuid4().hex,
-                started=self._started_at,
-                ended=_now_iso(),
-                duration_s=round(time.monotonic() - self._started_clock, 6),
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                versions=environment.current_versions(),
-                packages=environment.imported_packages(),
-                adopted=adopted,
-            ),
-        )
 
     @unwatched_call
     def abandon(self) -> None:

@@ -38,17 +38,13 @@ import contextvars
 import fnmatch
 import functools
 import os
-import site
 import stat as stat_module
 import sys
-import tempfile
 import threading
-import zoneinfo
 from typing import (
     Any,
     Callable,
     Dict,
-    FrozenSet,
     Iterable,
     Iterator,
     List,
@@ -59,15 +55,20 @@ from typing import (
     cast,
 )
 
-from luigi_repro.config import Settings, default_stat_cache_path
+from luigi_repro.config import Settings
 from luigi_repro.localpath import physical_path
+from luigi_repro.notdata import (
+    inside,
+    is_glob,
+    is_repro_file,
+    module_files,
+    system_folders,
+)
 from luigi_repro.statcache import StatKey
 from luigi_repro.targets.base import as_hashable
 
 __all__ = ["ReadWatch", "local_path_of", "unwatched", "unwatched_call", "watching"]
 
-#: Folders whose files are never the task's data, wherever the interpreter lives.
-_SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
 #: Luigi's temporary names for an output: ``<output>-luigi-tmp-<digits>``.
 _LUIGI_TMP = "-luigi-tmp-"
 
@@ -200,86 +201,6 @@ def local_path_of(target: Any) -> Optional[str]:
     return physical_path(location)
 
 
-def _interpreter_folders() -> List[str]:
-    folders = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    with contextlib.suppress(AttributeError):  # site may be a stripped-down version
-        folders.extend(site.getsitepackages())
-    with contextlib.suppress(AttributeError):
-        folders.append(site.getusersitepackages())
-    return folders
-
-
-def _folders(paths: Iterable[str]) -> Set[str]:
-    """Each folder made absolute, as given and with symbolic links resolved."""
-    found: Set[str] = set()
-    for path in paths:
-        absolute = os.path.normpath(os.path.abspath(path))
-        found.update((absolute, os.path.realpath(absolute)))
-    found.discard(os.sep)  # an interpreter installed at the root must not hide every file
-    return found
-
-
-@functools.lru_cache(maxsize=1)
-def _fixed_folders() -> FrozenSet[str]:
-    """The interpreter's folders, the system's and the time-zone database: fixed per process."""
-    return frozenset(_folders([*_interpreter_folders(), *_SYSTEM_FOLDERS, *zoneinfo.TZPATH]))
-
-
-def _system_folders() -> Set[str]:
-    """Folders whose files are never the task's data: the above, the temp folder, and
-    luigi_repro's cache folder (stat cache and run locks of non-local outputs)."""
-    return {
-        *_fixed_folders(),
-        *_folders([tempfile.gettempdir(), os.path.dirname(default_stat_cache_path())]),
-    }
-
-
-def _inside(path: str, folders: Set[str]) -> bool:
-    """Is ``path`` inside one of ``folders``? One set lookup per parent folder."""
-    end = len(path)
-    while True:
-        end = path.rfind(os.sep, 0, end)
-        if end <= 0:
-            return False
-        if path[:end] in folders:
-            return True
-
-
-def _module_files() -> FrozenSet[str]:
-    """Where the modules imported now were loaded from (source and bytecode)."""
-    found: Set[str] = set()
-    for module in list(sys.modules.values()):
-        try:
-            namespace = vars(module)  # not getattr: a module's __getattr__ could run code
-        except TypeError:
-            continue
-        spec = namespace.get("__spec__")
-        candidates = [
-            namespace.get("__file__"),
-            namespace.get("__cached__"),
-            getattr(spec, "origin", None),
-            getattr(spec, "cached", None),
-        ]
-        for candidate in candidates:
-            if isinstance(candidate, str) and candidate:
-                found.add(os.path.normpath(os.path.abspath(candidate)))
-    return frozenset(found)
-
-
-def _is_glob(pattern: str) -> bool:
-    return any(char in pattern for char in "*?[")
-
-
-def _is_bookkeeping(path: str, record_suffix: str) -> bool:
-    """A record, run lock or temporary file of luigi_repro's."""
-    if path.endswith(record_suffix):
-        return True
-    if ".repro" not in path:  # cheap first test: both names below contain it
-        return False
-    name = os.path.basename(path)
-    return name.startswith(".") and (name.endswith(".repro.lock") or ".repro-tmp" in name)
-
-
 class ReadWatch:
     """The files one run of one task opened for reading, minus everything that is not data.
 
@@ -297,9 +218,9 @@ class ReadWatch:
         #: The system's folders (interpreter, temp folder…), never data — but for a project
         #: that lives inside one of them (a checkout under /tmp, an app under /usr/src): files
         #: under the working folder then count, as anywhere else.
-        self._system = _system_folders()
+        self._system = system_folders()
         project = physical_path(os.getcwd())
-        self._project: Optional[str] = project if _inside(project, self._system) else None
+        self._project: Optional[str] = project if inside(project, self._system) else None
         #: Files this run opened for writing before any read: its own scratch files.
         self._written: Set[str] = set()
         #: The stat cache, as a prefix that also covers SQLite's ``-wal`` and ``-shm`` files.
@@ -313,8 +234,8 @@ class ReadWatch:
         self._lock = threading.Lock()
         #: ``undeclared_reads_ignore``: folders, and glob patterns matched against a file and
         #: each folder above it.
-        self._ignored_folders = {p for p in settings.undeclared_reads_ignore if not _is_glob(p)}
-        self._ignored_globs = [p for p in settings.undeclared_reads_ignore if _is_glob(p)]
+        self._ignored_folders = {p for p in settings.undeclared_reads_ignore if not is_glob(p)}
+        self._ignored_globs = [p for p in settings.undeclared_reads_ignore if is_glob(p)]
         #: The declared and output locations with their symlinks resolved, made when an open is
         #: not excluded by the path it was opened by (a declared input opened through a link).
         self._resolved: Optional[Tuple[Set[str], Set[str]]] = None
@@ -337,17 +258,17 @@ class ReadWatch:
             self._resolved = None
 
     def _excluded(self, path: str) -> bool:
-        if path in self._files or _is_bookkeeping(path, self._record_suffix):
+        if path in self._files or is_repro_file(path, self._record_suffix):
             return True
         if self._stat_cache is not None and path.startswith(self._stat_cache):
             return True
         if _LUIGI_TMP in path and path.partition(_LUIGI_TMP)[0] in self._outputs:
             return True  # <output>-luigi-tmp-NNN, or a file inside such a temporary folder
-        if _inside(path, self._folders):
+        if inside(path, self._folders):
             return True
-        if not _inside(path, self._system):
+        if not inside(path, self._system):
             return False
-        return self._project is None or not _inside(path, {self._project})
+        return self._project is None or not inside(path, {self._project})
 
     def _excluded_anyhow(self, path: str) -> bool:
         """Excluded as opened, as the file the symlinks lead to, or by the ignore option."""
@@ -361,12 +282,12 @@ class ReadWatch:
                 files = {os.path.realpath(p) for p in self._files}
                 self._resolved = (files, {os.path.realpath(p) for p in self._folders} | files)
             files, folders = self._resolved
-        if real in files or _inside(real, folders):
+        if real in files or inside(real, folders):
             return True
         return self._ignored(path) or (real != path and self._ignored(real))
 
     def _ignored(self, path: str) -> bool:
-        if _inside(path, self._ignored_folders):
+        if inside(path, self._ignored_folders):
             return True
         if not self._ignored_globs:
             return False
@@ -416,7 +337,7 @@ class ReadWatch:
         }
         if not candidates:
             return {}
-        modules = _module_files()
+        modules = module_files()
         marker = os.sep + "__pycache__" + os.sep
         return {
             path: candidates[path]

@@ -10,6 +10,9 @@ from typing import Iterator
 
 import pytest
 
+# The target conformance suite lives in the package; its asserts report like the tests' own.
+pytest.register_assert_rewrite("luigi_repro.testing")
+
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))

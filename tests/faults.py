@@ -17,7 +17,12 @@ from typing import Any, Callable, Dict
 import luigi
 from pipelines import log_run
 
-from luigi_repro import HashableExternalFile, HashableLocalTarget, TaskWithCheckingInputHash
+from luigi_repro import (
+    HashableExternalFile,
+    HashableLocalTarget,
+    TaskWithCheckingInputHash,
+    protocol,
+)
 from luigi_repro.protocol import RunProtocol
 from luigi_repro.targets import local
 
@@ -114,7 +119,7 @@ def _around(owner: Any, name: str, before: str = "", after: str = "") -> None:
 def _install() -> None:
     _around(RunProtocol, "begin", before="before-lock", after="after-records-removed")
     _around(RunProtocol, "finish", before="after-outputs-written", after="after-records")
-    _around(RunProtocol, "_record", after="before-records")
+    _around(protocol, "build_record", after="before-records")  # the record, not yet written
     original_write = local.HashableLocalTarget.write_record_bytes
 
     def write_record_bytes(self: Any, settings: Any, data: bytes) -> None:

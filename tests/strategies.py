@@ -257,3 +257,12 @@ def values_holding_a_set(draw: st.DrawFn) -> Any:
             items = {f"k{i}": item for i, item in enumerate(siblings)}
             value = items if kind == "dict" else FrozenOrderedDict(items)
     return value
+
+
+def reversed_dicts(value: Any) -> Any:
+    """The same JSON value with the insertion order of every object reversed."""
+    if isinstance(value, dict):
+        return {k: reversed_dicts(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_dicts(v) for v in value]
+    return value

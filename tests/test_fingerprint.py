@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 import xxhash
+from files import write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import fingerprints
@@ -108,16 +109,6 @@ class ReadOnly:
         chunk = self._data[self._pos : self._pos + size]
         self._pos += len(chunk)
         return chunk
-
-
-def write(path: str, data: bytes) -> str:
-    """Create ``path`` (and its folders) holding ``data``; return the path."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as stream:
-        stream.write(data)
-    return path
 
 
 def walk(root: str, exclude: Optional[Callable[[str, Any], bool]] = None) -> Dict[str, bool]:

@@ -130,11 +130,11 @@ def test_record_and_output_temporaries_skip_a_guessed_name(
 ) -> None:
     """Even a neighbour who guessed the random names of the record's and open('w')'s
     temporaries before they were made does not get them written through."""
-    from luigi_repro import locking
+    from luigi_repro import atomicfiles
 
-    record_names = planting(victim, locking.temporary_name)
+    record_names = planting(victim, atomicfiles.temporary_name)
     output_names = planting(victim, local_targets.luigi_temporary_name)
-    monkeypatch.setattr(locking, "temporary_name", record_names)
+    monkeypatch.setattr(atomicfiles, "temporary_name", record_names)
     monkeypatch.setattr(local_targets, "luigi_temporary_name", output_names)
     make_raw()
     assert build(Clean("a"))

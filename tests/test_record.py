@@ -17,6 +17,7 @@ from strategies import (
     json_documents,
     leaf_paths,
     records,
+    reversed_dicts,
     signing_keys,
 )
 
@@ -122,15 +123,6 @@ def set_path(document: Dict[str, Any], path: Tuple[Any, ...], value: Any) -> Non
     for part in path[:-1]:
         parent = parent[part]
     parent[path[-1]] = value
-
-
-def reversed_dicts(value: Any) -> Any:
-    """The same JSON value with the insertion order of every object reversed."""
-    if isinstance(value, dict):
-        return {k: reversed_dicts(value[k]) for k in reversed(list(value))}
-    if isinstance(value, list):
-        return [reversed_dicts(v) for v in value]
-    return value
 
 
 def reversed_record(record: Record) -> Record:

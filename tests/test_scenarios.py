@@ -33,7 +33,7 @@ from luigi_repro import (
 )
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.record import parse_record
-from luigi_repro.targets import base
+from luigi_repro.targets import bookkeeping
 
 
 @pytest.fixture
@@ -512,7 +512,7 @@ def test_records_inside_a_folder_input_stay_bookkeeping_when_the_project_moves(
     moved = tmp_path / "moved"
     os.rename(os.getcwd(), moved)
     monkeypatch.chdir(moved)
-    base._recognitions.clear()  # as in a new process
+    bookkeeping._recognitions.clear()  # as in a new process
     assert from_scratch(Aggregate())
     assert from_scratch(Aggregate("data_link"))
     assert build(Day(1))  # nothing to do: no new record or lock appears either

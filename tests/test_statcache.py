@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from files import write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import fingerprints
@@ -50,16 +51,6 @@ written_keys = st.builds(
 entries = st.builds(
     CachedFingerprint, fingerprint=fingerprints, size=n63, stat=stat_keys, taken_at_ns=n63
 )
-
-
-def write(path: str, data: bytes) -> str:
-    """Create ``path`` (and its folders) holding ``data``; return the path."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as stream:
-        stream.write(data)
-    return path
 
 
 def settle() -> None:

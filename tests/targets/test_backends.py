@@ -9,7 +9,6 @@ from typing import Any, List
 
 import luigi
 import pytest
-from contract import context, sample_record
 from luigi.mock import MockFileSystem, MockTarget
 from luigi.target import FileSystem, FileSystemTarget
 from pipelines import build, families, log_run, runs, write_raw
@@ -24,6 +23,7 @@ from luigi_repro import (
 )
 from luigi_repro.record import dump_record
 from luigi_repro.targets import HashableFileSystemTarget, HashableLocalTarget, as_hashable
+from luigi_repro.testing import context, sample_record
 
 # --- folders -------------------------------------------------------------------------------------
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import luigi
 import luigi.format
 import pytest
-from contract import Make, Put, TargetContract
 
 from luigi_repro.targets import (
     HashableDirectoryTarget,
@@ -17,11 +15,7 @@ from luigi_repro.targets import (
     HashableMockTarget,
     HashableTarget,
 )
-
-
-def write_bytes(target: Any, data: bytes) -> None:
-    with target.open("w") as stream:
-        stream.write(data)
+from luigi_repro.testing import Make, Put, TargetContract, write_bytes
 
 
 class TestLocalFile(TargetContract):

@@ -11,7 +11,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from contract import Make, Payload, Put, TargetContract, context, fresh_name
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipelines import build, families, log_run, runs, write_raw
@@ -19,6 +18,7 @@ from pipelines import build, families, log_run, runs, write_raw
 from luigi_repro import HashableExternalFile, TaskWithCheckingInputHash
 from luigi_repro.tablehash import fingerprint_table
 from luigi_repro.targets import CsvTarget, FeatherTarget, ParquetTarget
+from luigi_repro.testing import Make, Payload, Put, TargetContract, context, fresh_name
 
 
 def frame(n: int) -> pd.DataFrame:

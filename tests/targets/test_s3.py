@@ -10,7 +10,6 @@ import boto3
 import luigi
 import luigi.format
 import pytest
-from contract import Make, Put, TargetContract, context, fresh_name
 from luigi.contrib.s3 import S3Client, S3Target
 from pipelines import build, families, log_run, runs
 
@@ -20,11 +19,7 @@ from luigi_repro.fingerprint import hash_bytes
 from luigi_repro.record import parse_record
 from luigi_repro.targets import HashableFileSystemTarget, HashableS3Target, as_hashable
 from luigi_repro.targets.base import FingerprintContext
-
-
-def write_bytes(target: Any, data: bytes) -> None:
-    with target.open("w") as stream:
-        stream.write(data)
+from luigi_repro.testing import Make, Put, TargetContract, context, fresh_name, write_bytes
 
 
 class TestS3(TargetContract):

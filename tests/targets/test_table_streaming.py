@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-from contract import context, fresh_name
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from luigi_repro.tablehash import NeedsWholeTable, TableDigest, fingerprint_table
 from luigi_repro.targets import CsvTarget, FeatherTarget, ParquetTarget
 from luigi_repro.targets import dataframe as dataframe_module
+from luigi_repro.testing import context, fresh_name
 
 WORDS = ["", "a", "b", "ccc", "dé", "e" * 20]
 SETTINGS = settings(

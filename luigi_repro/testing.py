@@ -1,8 +1,14 @@
-"""The conformance suite every HashableTarget passes, written once.
+"""The conformance suite every HashableTarget passes, shipped so that third-party targets run it.
 
-A backend's test module subclasses :class:`TargetContract` and provides three fixtures:
-``make`` (a target for a new name), ``put`` (give a target some content, replacing any) and
-``payload`` (distinct contents by number). Everything else is shared.
+A backend's test module subclasses :class:`TargetContract` (under a name pytest collects, such as
+``TestMyTarget``) and provides two fixtures: ``make`` (a target for a new name) and ``put`` (give
+a target some content, replacing any); ``payload`` (distinct contents by number) may be
+overridden for targets whose content is not bytes. Every shared test then runs against the new
+backend, as fsspec's abstract test suite does for file systems.
+
+This module imports pytest, which luigi_repro does not otherwise need: only whoever imports
+``luigi_repro.testing`` must have it installed. For pytest's detailed assertion messages, call
+``pytest.register_assert_rewrite("luigi_repro.testing")`` in a ``conftest.py`` before importing it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,17 @@ from luigi_repro.targets.base import (
     locate_target,
 )
 
+__all__ = [
+    "Make",
+    "Payload",
+    "Put",
+    "TargetContract",
+    "context",
+    "fresh_name",
+    "sample_record",
+    "write_bytes",
+]
+
 Make = Callable[[str], HashableTarget]
 Put = Callable[[HashableTarget, Any], None]
 Payload = Callable[[int], Any]
@@ -30,7 +47,15 @@ _names = itertools.count()
 
 
 def fresh_name() -> str:
+    """A name no other test of this process has used."""
     return f"item-{next(_names)}"
+
+
+def write_bytes(target: Any, data: bytes) -> None:
+    """Replace ``target``'s content with ``data`` through ``target.open("w")``: a ``put`` for
+    targets opened with ``format=luigi.format.Nop`` (bytes in, bytes out)."""
+    with target.open("w") as stream:
+        stream.write(data)
 
 
 def context(full: bool = False) -> FingerprintContext:
@@ -39,6 +64,7 @@ def context(full: bool = False) -> FingerprintContext:
 
 
 def sample_record(target: HashableTarget) -> Record:
+    """A small valid record whose only output is ``target``."""
     return Record(
         task=TaskSection("Family", "module", "Family_x_1", {"x": "1"}, "xxh3_128:" + "0" * 32),
         inputs=(InputEntry(("a",), (), "/raw/a.csv", "xxh3_128:" + "1" * 32, recorded=False),),
@@ -59,14 +85,17 @@ class TargetContract:
 
     @pytest.fixture
     def make(self) -> Make:
-        raise NotImplementedError
+        """A target for a new name; every subclass provides it."""
+        raise NotImplementedError(f"{type(self).__name__} must define the 'make' fixture.")
 
     @pytest.fixture
     def put(self) -> Put:
-        raise NotImplementedError
+        """Give a target some content, replacing any; every subclass provides it."""
+        raise NotImplementedError(f"{type(self).__name__} must define the 'put' fixture.")
 
     @pytest.fixture
     def payload(self) -> Payload:
+        """Distinct contents by number (bytes); override for targets holding other content."""
         return lambda n: f"content number {n}\n".encode() * (n + 1)
 
     # --- missing content ---------------------------------------------------------------------
