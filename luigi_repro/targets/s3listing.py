@@ -1,12 +1,14 @@
 """What one check learns about S3 from listings, and record bodies remembered by their ETag.
 
 A check of many S3 outputs under one prefix would otherwise ask a ``HEAD`` per output, input and
-record. Inside a *check epoch* (:func:`check_epoch`, opened once per outermost check), the first
-question about ``s3://b/p/x`` lists the folder-like prefix ``s3://b/p/`` once (``ListObjectsV2``,
-1000 keys a page) and answers existence, ETag and size for every key directly under it: a key
-missing from a complete listing does not exist. S3 tells nobody about changes, so a listing
-answers for one epoch only; outside an epoch every question goes to S3 as before. A key this
-process writes or removes during an epoch is never answered from that epoch's listing again.
+record. Inside a *check epoch* (:func:`check_epoch`, opened once per outermost check), questions
+about keys under one folder-like prefix ``s3://b/p/`` list it once (``ListObjectsV2``, 1000 keys
+a page), and the listing answers existence, ETag and size for every key directly under it: a key
+missing from a complete listing does not exist. A prefix is listed only once the check has asked
+about enough keys under it to pay for the listing (two, or one per hundred keys it last held).
+S3 tells nobody about changes, so a listing answers for one epoch only; outside an epoch every
+question goes to S3 as before. A key this process writes or removes during an epoch is never
+answered from that epoch's listing again.
 
 Records are small, written once and read at every check: their bodies are remembered by
 (location, ETag, size), so a record the listing shows unchanged costs no ``GET``. A record is
@@ -30,7 +32,6 @@ __all__ = [
     "RecordBodies",
     "check_epoch",
     "forget_s3",
-    "in_check_epoch",
     "listed",
     "record_bodies",
     "written",
@@ -38,6 +39,12 @@ __all__ = [
 
 #: Direct children of one prefix listed at most (pages of 1000): beyond, HEAD is cheaper.
 MAX_LISTED_PAGES = 20
+
+#: A prefix is listed once an epoch has asked about this many keys under it, or about one key
+#: per this many keys its last listing held (a check of one task asks HEAD, as it always did,
+#: rather than download a listing of thousands of keys).
+LIST_AFTER_KEYS = 2
+KEYS_PER_QUESTION = 100
 
 
 @attrs.frozen
@@ -56,15 +63,31 @@ class _Prefix:
     objects: Optional[Dict[str, Listed]]
     folders: Set[str] = attrs.field(factory=set)
 
+    def __len__(self) -> int:
+        return len(self.objects or ()) + len(self.folders)
+
 
 class _Epoch:
-    """The listings and the keys written during one outermost check."""
+    """The listings, the keys asked about and the keys written during one outermost check."""
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.prefixes: Dict[Tuple[str, str], _Prefix] = {}
+        self.asked: Dict[Tuple[str, str], Set[str]] = {}
         self.written: Set[Tuple[str, str]] = set()
         self.lock = threading.Lock()
+
+    def worth_listing(self, where: Tuple[str, str], key: str) -> bool:
+        """Has this epoch asked about enough keys under ``where`` to pay for its listing?"""
+        asked = self.asked.setdefault(where, set())
+        asked.add(key)
+        size = _sizes.get(where, 0)
+        return len(asked) >= max(LIST_AFTER_KEYS, size // KEYS_PER_QUESTION)
+
+
+#: How many keys the last listing of each prefix held (bounded: a hint, not a truth).
+_sizes: Dict[Tuple[str, str], int] = {}
+_MAX_SIZES = 4096
 
 
 _numbers = itertools.count(1)
@@ -91,11 +114,6 @@ def check_epoch(fresh: bool = False) -> Iterator[int]:
         _current.reset(token)
 
 
-def in_check_epoch() -> bool:
-    """Is a check epoch open here (so listings may answer)?"""
-    return _current.get() is not None
-
-
 def prefix_of(key: str) -> str:
     """The folder-like prefix holding ``key``: everything up to its last ``/``."""
     return key[: key.rfind("/") + 1]
@@ -114,7 +132,12 @@ def listed(api: Any, bucket: str, key: str) -> Optional[Listed]:
             return None
         prefix = epoch.prefixes.get(where)
         if prefix is None:
+            if not epoch.worth_listing(where, key):
+                return None
             prefix = epoch.prefixes[where] = _list(api, bucket, where[1])
+            if len(_sizes) >= _MAX_SIZES:
+                _sizes.clear()
+            _sizes[where] = MAX_LISTED_PAGES * 1000 if prefix.objects is None else len(prefix)
     if prefix.objects is None:
         return None
     found = prefix.objects.get(key)
@@ -200,5 +223,7 @@ record_bodies = RecordBodies()
 
 
 def forget_s3() -> None:
-    """Forget the record bodies remembered in this process (listings die with their epoch)."""
+    """Forget the record bodies and prefix sizes remembered in this process (listings die with
+    their epoch)."""
     record_bodies.clear()
+    _sizes.clear()
