@@ -26,6 +26,7 @@ BENCHMARKS = [
     "records",
     "startup",
     "scaling",
+    "s3scale",
 ]
 
 
