@@ -41,8 +41,8 @@ __all__ = [
 MAX_LISTED_PAGES = 20
 
 #: A prefix is listed once an epoch has asked about this many keys under it, or about one key
-#: per this many keys its last listing held (a check of one task asks HEAD, as it always did,
-#: rather than download a listing of thousands of keys).
+#: per this many keys its last listing held: a page of a thousand keys takes far longer than one
+#: ``HEAD`` (about a hundred times on moto), so a check of one task keeps asking ``HEAD``.
 LIST_AFTER_KEYS = 2
 KEYS_PER_QUESTION = 100
 
