@@ -27,6 +27,7 @@ BENCHMARKS = [
     "startup",
     "scaling",
     "folders",
+    "s3scale",
 ]
 
 

@@ -38,6 +38,7 @@ from luigi_repro.record import Key, Record
 from luigi_repro.rules import OwnVerdict, Rules, is_checked_task
 from luigi_repro.runtime import runtime
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
+from luigi_repro.targets.s3listing import check_epoch
 from luigi_repro.targets.base import HashableTarget
 
 __all__ = ["Judge", "current_judge", "judging"]
@@ -389,7 +390,8 @@ def judging(
     judge = Judge(settings or load_settings(), exhaustive=exhaustive, full=full, counters=counters)
     token = _current.set(judge)
     try:
-        with unwatched():
+        # One listing of an S3 prefix answers for every object under it, for this check only.
+        with unwatched(), check_epoch(fresh=fresh):
             yield judge
     finally:
         _current.reset(token)

@@ -46,11 +46,13 @@ def reset() -> None:
     from luigi_repro.evidence import forget_warnings
     from luigi_repro.fsclock import forget_clocks
     from luigi_repro.targets.base import HashableTarget
+    from luigi_repro.targets.s3listing import forget_s3
 
     runtime().memory.forget()
     HashableTarget._record_cache.clear()
     forget_clocks()
     forget_warnings()
+    forget_s3()
 
 
 def _after_fork_in_child() -> None:

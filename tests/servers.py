@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -95,6 +96,22 @@ class MotoServer(_Server):
         self.launch(command, self.folder / "moto.log", env=dict(os.environ))
         wait_for_http(self.url + "/moto-api/", self)
         return self
+
+    def log_mark(self) -> int:
+        """Where the request log ends now: :meth:`requests_since` counts from there."""
+        assert self.log is not None
+        return self.log.stat().st_size
+
+    def requests_since(self, mark: int, bucket: str) -> List[str]:
+        """The requests on ``bucket`` the server logged after ``mark`` ("GET /bucket/key…")."""
+        assert self.log is not None
+        time.sleep(0.2)  # the server logs a request just after answering it
+        with self.log.open("rb") as stream:
+            stream.seek(mark)
+            lines = stream.read().decode(errors="replace").splitlines()
+        found = (re.search(r'"([A-Z]+ /[^ ]*)', line) for line in lines)
+        requests = [match.group(1) for match in found if match is not None]
+        return [r for r in requests if r.split(" ", 1)[1].split("?")[0].split("/")[1] == bucket]
 
     def env(self) -> Iterator[tuple[str, str]]:
         """Environment for boto3 (in this process and in workers) to use this server only."""

@@ -5,6 +5,11 @@ local file's stat: while a ``HEAD`` request returns the ones recorded, the recor
 holds and nothing is downloaded; otherwise the object is streamed and hashed. The record is the
 object beside the output (``<key>.repro.json``); S3 replaces objects atomically.
 
+Inside a check epoch (:func:`~luigi_repro.targets.s3listing.check_epoch`) one listing of a
+prefix answers the ``HEAD`` questions about every object under it, and a record the listing
+shows unchanged is not downloaded again (:mod:`luigi_repro.targets.s3listing`). A listing carries
+no version and no checksum: where the recorded state has one, ``HEAD`` is asked as before.
+
 An ETag is the MD5 of the content (or of the parts' MD5s for a multipart upload): identical
 content uploaded the same way keeps it, and content changed by accident never does. MD5 is
 broken on purpose, though: two different objects with one MD5 can be made. With the default
@@ -38,6 +43,7 @@ from luigi_repro.targets.base import (
     register_adapter,
     register_uri_resolver,
 )
+from luigi_repro.targets.s3listing import Listed, listed, record_bodies, written
 
 __all__ = ["HashableS3Target", "default_client"]
 
@@ -90,7 +96,9 @@ class HashableS3Target(HashableTarget, S3Target):
         return str(self.path)
 
     def exists(self) -> bool:
-        return bool(S3Target.exists(self))
+        bucket, key = self._where()
+        known = listed(self._api(), bucket, key)
+        return known.exists if known is not None else bool(S3Target.exists(self))
 
     def _api(self) -> Any:
         return self._client.s3.meta.client
@@ -98,6 +106,23 @@ class HashableS3Target(HashableTarget, S3Target):
     def _where(self, path: Optional[str] = None) -> Tuple[str, str]:
         bucket, key = S3Client._path_to_bucket_and_key(path or self.path)
         return str(bucket), str(key)
+
+    def _listed_state(self, previous: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """The state a listing shows, when it can stand for a ``HEAD`` compared with
+        ``previous`` (no version, no checksum recorded); None otherwise.
+
+        Raises ``FileNotFoundError`` when the listing shows the object absent.
+        """
+        if previous.get("version") not in (None, "null") or previous.get("sha256"):
+            return None
+        bucket, key = self._where()
+        known = listed(self._api(), bucket, key)
+        if known is None:
+            return None
+        if not known.exists:
+            raise FileNotFoundError(self.path)
+        state = {"kind": "s3", "etag": known.etag, "size": known.size}
+        return {**state, "version": previous.get("version")}
 
     def _head(self) -> Optional[Dict[str, Any]]:
         bucket, key = self._where()
@@ -138,14 +163,12 @@ class HashableS3Target(HashableTarget, S3Target):
             if remembered is not None:
                 previous = Observation(remembered[0], remembered[1], remembered[2])
         if previous is not None and not context.full:
-            head = self._head()
+            state = self._current_state(previous.state, context.algorithm)
             context.counters.files_statted += 1
-            if head is None:
-                raise FileNotFoundError(self.path)
             same_algorithm = previous.fingerprint.startswith(context.algorithm + ":")
             if (
                 same_algorithm
-                and dict(previous.state) == self._state(head)
+                and dict(previous.state) == state
                 and self._vouches(previous.state, context.algorithm)
             ):
                 return Observation(previous.fingerprint, previous.size, previous.state)
@@ -169,6 +192,16 @@ class HashableS3Target(HashableTarget, S3Target):
             )
         return observation
 
+    def _current_state(self, previous: Mapping[str, Any], algorithm: str) -> Dict[str, Any]:
+        """The object's state now: from the check's listing when it can vouch, else ``HEAD``."""
+        state = self._listed_state(previous) if self._vouches(previous, algorithm) else None
+        if state is not None:
+            return state
+        head = self._head()
+        if head is None:
+            raise FileNotFoundError(self.path)
+        return self._state(head)
+
     def change_token(self) -> Optional[Hashable]:
         # In a versioned bucket every write makes a new version. Otherwise nothing tells
         # "rewritten with the same bytes" from "left alone": the ETag follows the content and
@@ -180,8 +213,29 @@ class HashableS3Target(HashableTarget, S3Target):
     def record_location(self, settings: Settings) -> str:
         return str(self.path) + settings.record_suffix
 
-    def read_record_bytes(self, settings: Settings) -> Optional[bytes]:
+    def _listed_record(self, settings: Settings) -> Optional[Listed]:
         bucket, key = self._where(self.record_location(settings))
+        return listed(self._api(), bucket, key)
+
+    def record_token(self, settings: Settings) -> Optional[Tuple[Any, ...]]:
+        # Within a check the listing's ETag names the record's bytes: unchanged, not re-parsed.
+        known = self._listed_record(settings)
+        if known is None or not known.exists or not known.etag:
+            return None
+        return (self.record_location(settings), known.etag, known.size)
+
+    def read_record_bytes(self, settings: Settings) -> Optional[bytes]:
+        location = self.record_location(settings)
+        known = self._listed_record(settings)
+        if known is not None and not known.exists:
+            return None
+        if known is not None and known.size > settings.max_record_bytes:
+            raise RecordError(location, oversize(known.size, settings.max_record_bytes))
+        if known is not None:
+            body = record_bodies.get(location, known.etag, known.size)
+            if body is not None:
+                return body
+        bucket, key = self._where(location)
         try:
             response = self._api().get_object(Bucket=bucket, Key=key)
         except Exception as exc:  # noqa: BLE001
@@ -197,18 +251,31 @@ class HashableS3Target(HashableTarget, S3Target):
             body.close()
         size = max(len(data), int(response.get("ContentLength") or 0))
         if size > cap:
-            raise RecordError(self.record_location(settings), oversize(size, cap))
+            raise RecordError(location, oversize(size, cap))
+        record_bodies.put(location, response.get("ETag"), data)
         return data
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
-        bucket, key = self._where(self.record_location(settings))
-        self._api().put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+        location = self.record_location(settings)
+        bucket, key = self._where(location)
+        written(bucket, key)
+        response = self._api().put_object(
+            Bucket=bucket, Key=key, Body=data, ContentType="application/json"
+        )
+        record_bodies.put(location, response.get("ETag"), data)
 
     def remove_record(self, settings: Settings) -> None:
         bucket, key = self._where(self.record_location(settings))
+        written(bucket, key)
         self._api().delete_object(Bucket=bucket, Key=key)  # no error when it is absent
 
     # --- S3Target behaviour that changes --------------------------------------------------------
+
+    def open(self, mode: str = "r") -> Any:
+        """Like ``S3Target.open()``; writing makes the check's listing stop answering for it."""
+        if mode == "w":
+            written(*self._where())
+        return S3Target.open(self, mode)
 
     @contextlib.contextmanager
     def temporary_path(self) -> Iterator[str]:
@@ -224,12 +291,14 @@ class HashableS3Target(HashableTarget, S3Target):
                 if self._client.exists(tmp):
                     self._client.remove(tmp)
             raise
+        written(*self._where())
         self._client.move(tmp, self.path)
 
     def remove(self) -> None:
         """Remove the object and its record."""
         from luigi_repro.config import load_settings
 
+        written(*self._where())
         self._client.remove(self.path)
         self.remove_record(load_settings())
 
