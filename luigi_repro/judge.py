@@ -38,8 +38,8 @@ from luigi_repro.record import Key, Record
 from luigi_repro.rules import OwnVerdict, Rules, is_checked_task
 from luigi_repro.runtime import runtime
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
-from luigi_repro.targets.s3listing import check_epoch
 from luigi_repro.targets.base import HashableTarget
+from luigi_repro.targets.s3listing import check_epoch
 
 __all__ = ["Judge", "current_judge", "judging"]
 
