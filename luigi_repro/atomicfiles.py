@@ -173,10 +173,11 @@ def _replace_folder(src: str, dst: str) -> None:
     except BaseException:
         os.rename(aside, dst)
         raise
-    _discard(aside)
+    discard(aside)
 
 
-def _discard(path: str) -> None:
+def discard(path: str) -> None:
+    """Remove a file or folder left behind, quietly (it may be gone already)."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -28,6 +28,7 @@ from luigi_repro.locking import (
     lock_file_for,
 )
 from luigi_repro.protocol import RunProtocol
+from luigi_repro.targets import atomicfile as atomic_file
 from luigi_repro.targets import local as local_targets
 from luigi_repro.targets.dataframe import CsvTarget
 from luigi_repro.targets.directory import HashableDirectoryTarget
@@ -133,9 +134,9 @@ def test_record_and_output_temporaries_skip_a_guessed_name(
     from luigi_repro import atomicfiles
 
     record_names = planting(victim, atomicfiles.temporary_name)
-    output_names = planting(victim, local_targets.luigi_temporary_name)
+    output_names = planting(victim, atomic_file.luigi_temporary_name)
     monkeypatch.setattr(atomicfiles, "temporary_name", record_names)
-    monkeypatch.setattr(local_targets, "luigi_temporary_name", output_names)
+    monkeypatch.setattr(atomic_file, "luigi_temporary_name", output_names)
     make_raw()
     assert build(Clean("a"))
     assert Path("out/clean_a.txt").read_text() == "hello\n"
@@ -152,8 +153,8 @@ def test_temporary_path_skips_a_guessed_name(victim: Path, monkeypatch: pytest.M
     import pyarrow as pa
 
     Path("out").mkdir()
-    names = planting(victim, local_targets.luigi_temporary_name)
-    monkeypatch.setattr(local_targets, "luigi_temporary_name", names)
+    names = planting(victim, atomic_file.luigi_temporary_name)
+    monkeypatch.setattr(atomic_file, "luigi_temporary_name", names)
     CsvTarget("out/table.csv").dump(pa.table({"a": [1, 2]}))
     with HashableDirectoryTarget("out/parts").temporary_path() as tmp:
         Path(tmp, "a.txt").write_text("a")
@@ -174,7 +175,7 @@ def test_table_and_folder_temporaries_planted_after_the_name_was_chosen(
     import pyarrow as pa
 
     Path("out").mkdir()
-    names = planting(victim, local_targets.luigi_temporary_name)
+    names = planting(victim, atomic_file.luigi_temporary_name)
     monkeypatch.setattr(local_targets, "unused_temporary_name", names)
     with pytest.raises(FileExistsError):
         CsvTarget("out/table.csv").dump(pa.table({"a": [1, 2]}))

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import os
-import secrets
-import shutil
 import stat as stat_module
 from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, cast
 
 import luigi
 import luigi.format
 
+from luigi_repro.atomicfiles import discard
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.errors import RecordError, TemporaryReplaced
 from luigi_repro.fingerprint import describe_special, hash_bytes
@@ -43,8 +41,6 @@ from luigi_repro.localpath import physical_path
 from luigi_repro.locking import (
     atomic_replace,
     atomic_write,
-    create_new_file,
-    fsync_folder_soon,
     fsync_tree,
     lock_file_for,
     make_folders,
@@ -57,6 +53,7 @@ from luigi_repro.statcache import (
     StatKey,
     fingerprint_file,
 )
+from luigi_repro.targets.atomicfile import AtomicFile, unused_temporary_name
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,
@@ -302,7 +299,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if mode.replace("b", "").replace("t", "") != "w":
             return luigi.LocalTarget.open(self, mode)
         make_folders(os.path.dirname(os.path.normpath(self.path)))
-        return self.format.pipe_writer(_AtomicFile(self.path, load_settings().fsync))
+        return self.format.pipe_writer(AtomicFile(self.path, load_settings().fsync))
 
     @contextlib.contextmanager
     def temporary_path(self) -> Iterator[str]:
@@ -327,7 +324,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
                 fsync_tree(tmp_slashless)
             atomic_replace(tmp_slashless, slashless, fsync=fsync)
         except BaseException:
-            _discard(tmp_slashless)  # nothing there once it was moved into place
+            discard(tmp_slashless)  # nothing there once it was moved into place
             raise
 
     def remove(self) -> None:
@@ -339,82 +336,6 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         """Move the output; its record stays behind no longer, since it vouched for this path."""
         luigi.LocalTarget.move(self, new_path, raise_if_exists=raise_if_exists)
         self.remove_record(load_settings())
-
-
-def luigi_temporary_name(path: str) -> str:
-    """Luigi's temporary name for ``path`` (``<path>-luigi-tmp-<10 digits>``), but unguessable."""
-    return f"{path}-luigi-tmp-{secrets.randbelow(10_000_000_000):010}"
-
-
-def unused_temporary_name(path: str) -> str:
-    """A name from :func:`luigi_temporary_name` that nothing (a planted symlink) holds now.
-
-    The caller's code creates it; luigi_repro's own writers create it exclusively anyway.
-    """
-    while True:
-        name = luigi_temporary_name(path)
-        if not os.path.lexists(name):
-            return name
-
-
-class _AtomicFile(io.BufferedWriter):
-    """The file ``open('w')`` returns: written under a fresh temporary name, renamed on close.
-
-    Unlike Luigi's ``atomic_file``, the temporary is created exclusively and without following
-    a symlink, an exception inside ``with`` (or a file dropped unclosed, as by an abandoned
-    generator ``run()``) removes it, and with ``fsync`` the data is on disk before the rename.
-    """
-
-    def __init__(self, path: str, fsync: bool) -> None:
-        self.path = path
-        self._fsync = fsync
-        self.tmp_path, fd = create_new_file(lambda: luigi_temporary_name(path))
-        super().__init__(io.FileIO(fd, "w"))
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.flush()
-            if self._fsync:
-                os.fsync(self.fileno())
-        except BaseException:
-            self._abandon()
-            raise
-        super().close()
-        try:
-            os.replace(self.tmp_path, self.path)
-        except BaseException:
-            _discard(self.tmp_path)
-            raise
-        if self._fsync:
-            fsync_folder_soon(os.path.dirname(self.path))
-
-    def _abandon(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.raw.close()
-        with contextlib.suppress(OSError, ValueError):
-            super().close()
-        _discard(self.tmp_path)
-
-    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
-        if exc_type is not None:
-            self._abandon()
-            return
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # also when __init__ failed half-way
-            if not self.closed:
-                self._abandon()
-
-
-def _discard(path: str) -> None:
-    with contextlib.suppress(OSError):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.unlink(path)
 
 
 def _adapt_local(target: Any) -> Optional[HashableTarget]:
