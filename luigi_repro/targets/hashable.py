@@ -232,6 +232,13 @@ class HashableTarget(abc.ABC):
             raise RecordError(location, f"it cannot be read ({exc})") from None
         if data is None:
             return None
+        if key is not None:
+            try:
+                after = self.record_token(settings)
+            except ValueError:
+                after = None
+            if after != token:
+                key = None  # replaced while it was read: these bytes are not what ``token`` named
         # Same bytes, same record: a record too fresh for its stat to be trusted is still read
         # (never assumed), but parsing and checking its signature again would change nothing.
         writer = self.record_writer(settings)

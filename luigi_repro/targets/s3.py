@@ -43,7 +43,7 @@ from luigi_repro.targets.base import (
     register_adapter,
     register_uri_resolver,
 )
-from luigi_repro.targets.s3listing import Listed, listed, record_bodies, written
+from luigi_repro.targets.s3listing import Listed, listed, record_bodies, store_of, written
 
 __all__ = ["HashableS3Target", "default_client"]
 
@@ -102,6 +102,10 @@ class HashableS3Target(HashableTarget, S3Target):
 
     def _api(self) -> Any:
         return self._client.s3.meta.client
+
+    def _stored(self, location: str) -> str:
+        """``location`` on this target's server (record bodies are remembered per server)."""
+        return store_of(self._api(), "") + location
 
     def _where(self, path: Optional[str] = None) -> Tuple[str, str]:
         bucket, key = S3Client._path_to_bucket_and_key(path or self.path)
@@ -232,7 +236,7 @@ class HashableS3Target(HashableTarget, S3Target):
         if known is not None and known.size > settings.max_record_bytes:
             raise RecordError(location, oversize(known.size, settings.max_record_bytes))
         if known is not None:
-            body = record_bodies.get(location, known.etag, known.size)
+            body = record_bodies.get(self._stored(location), known.etag, known.size)
             if body is not None:
                 return body
         bucket, key = self._where(location)
@@ -252,21 +256,23 @@ class HashableS3Target(HashableTarget, S3Target):
         size = max(len(data), int(response.get("ContentLength") or 0))
         if size > cap:
             raise RecordError(location, oversize(size, cap))
-        record_bodies.put(location, response.get("ETag"), data)
+        if known is not None and response.get("ETag") != known.etag:
+            written(self._api(), bucket, key)  # replaced since the listing: it no longer vouches
+        record_bodies.put(self._stored(location), response.get("ETag"), data)
         return data
 
     def write_record_bytes(self, settings: Settings, data: bytes) -> None:
         location = self.record_location(settings)
         bucket, key = self._where(location)
-        written(bucket, key)
+        written(self._api(), bucket, key)
         response = self._api().put_object(
             Bucket=bucket, Key=key, Body=data, ContentType="application/json"
         )
-        record_bodies.put(location, response.get("ETag"), data)
+        record_bodies.put(self._stored(location), response.get("ETag"), data)
 
     def remove_record(self, settings: Settings) -> None:
         bucket, key = self._where(self.record_location(settings))
-        written(bucket, key)
+        written(self._api(), bucket, key)
         self._api().delete_object(Bucket=bucket, Key=key)  # no error when it is absent
 
     # --- S3Target behaviour that changes --------------------------------------------------------
@@ -274,7 +280,7 @@ class HashableS3Target(HashableTarget, S3Target):
     def open(self, mode: str = "r") -> Any:
         """Like ``S3Target.open()``; writing makes the check's listing stop answering for it."""
         if mode == "w":
-            written(*self._where())
+            written(self._api(), *self._where())
         return S3Target.open(self, mode)
 
     @contextlib.contextmanager
@@ -291,14 +297,14 @@ class HashableS3Target(HashableTarget, S3Target):
                 if self._client.exists(tmp):
                     self._client.remove(tmp)
             raise
-        written(*self._where())
+        written(self._api(), *self._where())
         self._client.move(tmp, self.path)
 
     def remove(self) -> None:
         """Remove the object and its record."""
         from luigi_repro.config import load_settings
 
-        written(*self._where())
+        written(self._api(), *self._where())
         self._client.remove(self.path)
         self.remove_record(load_settings())
 

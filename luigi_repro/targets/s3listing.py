@@ -126,9 +126,10 @@ def listed(api: Any, bucket: str, key: str) -> Optional[Listed]:
     epoch = _current.get()
     if epoch is None or not key or key.endswith("/"):
         return None
-    where = (bucket, prefix_of(key))
+    store = store_of(api, bucket)
+    where = (store, prefix_of(key))
     with epoch.lock:
-        if (bucket, key) in epoch.written:
+        if (store, key) in epoch.written:
             return None
         prefix = epoch.prefixes.get(where)
         if prefix is None:
@@ -167,13 +168,22 @@ def _list(api: Any, bucket: str, prefix: str) -> _Prefix:
     return _Prefix(None)
 
 
-def written(bucket: str, key: str) -> None:
+def written(api: Any, bucket: str, key: str) -> None:
     """This process writes or removes ``key``: the open epoch's listing no longer answers for
     it."""
     epoch = _current.get()
     if epoch is not None:
         with epoch.lock:
-            epoch.written.add((bucket, key))
+            epoch.written.add((store_of(api, bucket), key))
+
+
+def store_of(api: Any, bucket: str) -> str:
+    """Which bucket, on which server: two endpoints (AWS and a MinIO beside it) may each have a
+    bucket of one name."""
+    meta = getattr(api, "meta", None)
+    endpoint = getattr(meta, "endpoint_url", "") or ""
+    region = getattr(meta, "region_name", "") or ""
+    return f"{endpoint}|{region}|{bucket}"
 
 
 class RecordBodies:

@@ -15,6 +15,7 @@ from pipelines import build
 
 from luigi_repro import TaskWithCheckingInputHash
 from luigi_repro.cli import main
+from luigi_repro.config import load_settings
 from luigi_repro.runtime import reset
 from luigi_repro.targets import HashableS3Target, s3listing
 from luigi_repro.targets.s3listing import RecordBodies, check_epoch
@@ -203,3 +204,56 @@ def test_a_check_of_one_task_under_a_big_prefix_asks_its_objects_only(
         checked = requests(moto_server, built, lambda: Part(built, 3).complete())
     assert checked
     assert all("list-type=2" not in r for r in checked), checked
+
+
+def test_a_record_replaced_after_the_listing_is_not_remembered_by_the_listings_etag(
+    built: str,
+) -> None:
+    """The listing names one version of a record, the download reads a later one: the later
+    bytes must not be remembered under the earlier ETag, or restoring the earlier bytes (a
+    restore from backup) would be answered with the later record."""
+    key = "parts/part-00004.txt.repro.json"
+    client = boto3.client("s3")
+    original = client.get_object(Bucket=built, Key=key)["Body"].read()
+    target = Part(built, 4).output()
+    settings = load_settings()
+    changed = json.loads(original)
+    changed["task"]["params"]["number"] = "5"
+    reset()  # a new process: no record body remembered yet
+    with check_epoch():
+        warm = [Part(built, number).output().exists() for number in range(SMALL)]
+        assert all(warm)  # the prefix is listed now
+        client.put_object(Bucket=built, Key=key, Body=json.dumps(changed).encode())
+        assert target.read_record(settings).task.params["number"] == "5"
+    client.put_object(Bucket=built, Key=key, Body=original)  # the old bytes, the old ETag
+    with check_epoch():
+        for number in range(SMALL):
+            Part(built, number).output().exists()
+        assert target.read_record(settings).task.params["number"] == "4"
+
+
+class _Store:
+    """A stand-in S3 API answering ListObjectsV2 for one server's bucket."""
+
+    def __init__(self, endpoint: str, keys: List[str]) -> None:
+        self.meta = type("Meta", (), {"endpoint_url": endpoint, "region_name": "us-east-1"})()
+        self.keys = keys
+
+    def list_objects_v2(self, **arguments: Any) -> Any:
+        found = [k for k in self.keys if k.startswith(arguments["Prefix"])]
+        return {"Contents": [{"Key": k, "ETag": '"e"', "Size": 1} for k in found]}
+
+
+def test_a_listing_of_one_server_never_answers_for_a_bucket_of_the_same_name_on_another() -> None:
+    """AWS and a MinIO beside it may each hold a bucket called ``bkt``."""
+    here = _Store("http://127.0.0.1:1", [f"p/k{i}" for i in range(5)])
+    there = _Store("http://127.0.0.1:2", [])
+    with check_epoch():
+        for i in range(5):
+            s3listing.listed(here, "bkt", f"p/k{i}")  # enough questions: ``here`` is listed
+        answer = s3listing.listed(here, "bkt", "p/k1")
+        assert answer is not None
+        assert answer.exists
+        for i in range(5):
+            found = s3listing.listed(there, "bkt", f"p/k{i}")
+            assert found is None or not found.exists
