@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attrs
 
@@ -28,15 +28,15 @@ from luigi_repro.evidence import Missing
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge
 from luigi_repro.localpath import physical_path, relocate, same_place
-from luigi_repro.ownentry import own_entry
 from luigi_repro.reads import unwatched_call
 from luigi_repro.reasons import listed_reads_reason, unresolved_code_note
 from luigi_repro.record import Record
+from luigi_repro.recordgraph import inputs_of, locate, own_entry
 from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
-from luigi_repro.targets.base import HashableTarget, locate_target, probe_exists, target_from_uri
-from luigi_repro.writerrights import reading_for, writer_refusal
+from luigi_repro.targets.base import HashableTarget, probe_exists, target_from_uri
+from luigi_repro.writerrights import reading_for
 
 __all__ = ["RECORD_ONLY_NOTE", "audit_paths", "target_for_path"]
 
@@ -203,14 +203,16 @@ class _Auditor:
                 if output_entry is own
                 else relocate(output_entry.uri, own.uri, target.uri)
             )
-            output, unlocated = self._locate(location, output_entry.target, target, record)
+            output, unlocated = locate(location, output_entry.target, target, record)
             if output_entry is own and output is not None:
                 node.target = output  # typed by its record: a table is read as a table
             self._compare(node, output, location, output_entry.fingerprint, "output", unlocated)
         assert node.pending is not None
-        for input_entry in record.inputs:
-            location = relocate(input_entry.uri, own.uri, target.uri)
-            upstream, unlocated = self._locate(location, input_entry.target, None, record)
+        found = inputs_of(record, target)
+        assert not isinstance(found, Reason)  # the same own entry as above
+        for edge in found[1]:
+            input_entry, location = edge.entry, edge.location
+            upstream, unlocated = edge.target, edge.unlocated
             if input_entry.fingerprint is None:
                 # Recorded as unverifiable: existence is all the run could vouch for.
                 exists, failure = probe_exists(upstream)
@@ -230,23 +232,6 @@ class _Auditor:
         if record.undeclared_reads and self.settings.undeclared_reads == "track":
             node.reasons.append(listed_reads_reason(record.undeclared_reads))
         node.pending.reverse()
-
-    @staticmethod
-    def _locate(
-        location: str,
-        description: Optional[Mapping[str, Any]],
-        known: Optional[HashableTarget],
-        record: Record,
-    ) -> Tuple[Optional[HashableTarget], Optional[str]]:
-        """The target at ``location`` that reads its content as ``description`` says
-        (``known`` itself when it already does), or None and why (also when the record's
-        writer could not read it)."""
-        if known is not None and known.uri == location and known.describe() == description:
-            return known, None
-        refused = writer_refusal(location, record.writer)
-        if refused is not None:
-            return None, refused
-        return locate_target(location, description)
 
     def _compare(
         self,

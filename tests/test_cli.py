@@ -333,6 +333,27 @@ def test_show_prints_provenance_and_lineage(
     assert len(document["lineage"]) == 6
 
 
+def test_show_lineage_of_a_copied_results_folder_names_the_copys_files(
+    built: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """show --lineage walks the records as verify PATH does: in a copy, the copy's inputs."""
+    copy = tmp_path / "copy"
+    shutil.copytree(Path.cwd(), copy)
+    shutil.rmtree("out")
+    shutil.rmtree("raw")  # the original is gone: every location drawn must be the copy's
+    code, out, _ = cli(
+        "show", "--format", "json", "--lineage", str(copy / "out" / "report.txt"), capsys=capsys
+    )
+    assert code == 0
+    document = json.loads(out)
+    inputs = [uri for node in document["lineage"] for uri in node.get("inputs", [])]
+    assert inputs
+    assert all(uri.startswith(str(copy)) for uri in inputs), inputs
+    raws = [node for node in document["lineage"] if node.get("raw")]
+    assert raws
+    assert all(node["exists"] for node in raws)
+
+
 def test_show_without_record_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     """show of a file nothing vouches for says so and exits 1."""
     Path("plain.txt").write_text("x")

@@ -16,7 +16,9 @@ from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import short
 from luigi_repro.printable import printable
 from luigi_repro.record import Record, dump_record
-from luigi_repro.targets.base import HashableTarget, target_from_uri
+from luigi_repro.recordgraph import Edge, inputs_of
+from luigi_repro.status import Reason
+from luigi_repro.targets.base import HashableTarget
 
 __all__ = ["run"]
 
@@ -103,21 +105,30 @@ def _lineage(
             lines.append((depth, files, _label(record) + " (shown above)"))
             continue
         seen.add(key)
+        found = inputs_of(record, target)
+        if isinstance(found, Reason):
+            lines.append((depth, files, printable(f"bad record: {found.message}")))
+            nodes[key] = {"uri": target.uri, "error": found.message, "inputs": []}
+            continue
         lines.append((depth, files, _label(record)))
         nodes[key] = {
             "task_id": record.task.task_id,
             "label": _label(record),
             "outputs": [entry.uri for entry in record.outputs],
-            "inputs": [entry.uri for entry in record.inputs],
+            "inputs": [edge.location for edge in found[1]],
         }
-        groups: Dict[str, List[str]] = {}
-        for entry in record.inputs:
-            groups.setdefault(entry.task_id or entry.uri, []).append(entry.uri)
-        children = []
-        for uris in groups.values():
-            child = target_from_uri(uris[0])
-            if child is not None:
-                children.append((depth + 1, child, ", ".join(uris)))
+        # Where the inputs are from here: in a copied results folder, the copy's files.
+        groups: Dict[str, List[Edge]] = {}
+        for edge in found[1]:
+            groups.setdefault(edge.entry.task_id or edge.location, []).append(edge)
+        children: List[Tuple[int, HashableTarget, str]] = []
+        for edges in groups.values():
+            files_here = ", ".join(edge.location for edge in edges)
+            child = edges[0].target
+            if child is None:
+                lines.append((depth + 1, files_here, printable(str(edges[0].unlocated))))
+                continue
+            children.append((depth + 1, child, files_here))
         stack.extend(reversed(children))
     return lines, nodes
 
