@@ -45,9 +45,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"python {info['python']} on {info['platform']}, {info['cpus']} CPUs")
     results = Results()
     started = time.perf_counter()
-    for name in names:
-        importlib.import_module(f"benchmarks.{name}").run(results, options.quick)
-    results.save(options.json)
+    try:
+        for name in names:
+            importlib.import_module(f"benchmarks.{name}").run(results, options.quick)
+    finally:
+        results.save(options.json)  # what was measured is kept, even if a later part fails
     missed = [row for row in results.rows if row["ok"] is False]
     print(f"done in {time.perf_counter() - started:.0f} s; results in {options.json}")
     if missed:
