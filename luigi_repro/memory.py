@@ -393,4 +393,7 @@ def _world() -> Tuple[Any, ...]:
         )
     else:
         described = id(config)
-    return os.getcwd(), frozenset(os.environ.items()), described
+    # The environment's raw bytes where CPython keeps them (no decoding of every variable).
+    raw: Any = getattr(os.environ, "_data", None)
+    environment = frozenset(raw.items() if isinstance(raw, dict) else os.environ.items())
+    return os.getcwd(), environment, described

@@ -157,3 +157,42 @@ def test_an_event_taken_in_by_another_check_mid_decision_is_not_lost(
     monkeypatch.setattr(memory, "remember_own", original)
     assert not Upper("in.txt").complete()
     assert agrees(Upper("in.txt"))
+
+
+class FromEnvironment(TaskWithCheckingInputHash):
+    """Requires ``Upper`` of whatever file ``UPPER_SOURCE`` names now."""
+
+    def requires(self) -> Upper:
+        return Upper(os.environ.get("UPPER_SOURCE", "a.txt"))
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(os.path.abspath("out/from-environment.txt"))
+
+    def run(self) -> None:
+        with self.input().open() as source, self.output().open("w") as sink:
+            sink.write(source.read())
+
+
+class AboveEnvironment(TaskWithCheckingInputHash):
+    """Looks the same whatever the environment says: only the task below it moves."""
+
+    def requires(self) -> FromEnvironment:
+        return FromEnvironment()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(os.path.abspath("out/above-environment.txt"))
+
+    def run(self) -> None:
+        with self.input().open() as source, self.output().open("w") as sink:
+            sink.write(source.read())
+
+
+def test_a_deep_task_moved_by_the_environment_is_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("a.txt").write_text("a\n")
+    Path("b.txt").write_text("b\n")
+    monkeypatch.setenv("UPPER_SOURCE", "a.txt")
+    build(AboveEnvironment())
+    assert AboveEnvironment().complete()
+    monkeypatch.setenv("UPPER_SOURCE", "b.txt")
+    assert not AboveEnvironment().complete()
+    assert agrees(AboveEnvironment())
