@@ -100,3 +100,21 @@ class Results:
         with open(path, "w") as stream:
             json.dump({"machine": machine(), "results": self.rows}, stream, indent=2)
             stream.write("\n")
+
+
+#: Source of ``peak_kib()`` for benchmark child processes: the process's peak RSS in KiB (from
+#: ``VmHWM``, else ``ru_maxrss``) and which of the two said so. Prepend it to a child's script.
+PEAK_KIB_SOURCE = """
+import resource, sys
+
+def peak_kib():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]), "VmHWM"
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (peak // 1024 if sys.platform == "darwin" else peak), "ru_maxrss"
+"""

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from benchmarks.common import Results, median_times
+from benchmarks.common import PEAK_KIB_SOURCE, Results, median_times
 from luigi_repro.tablehash import fingerprint_table
 
 
@@ -89,19 +89,10 @@ GROUP_ROWS = 1 << 20
 #: The memory goal for the largest table: peak RSS growth while fingerprinting it.
 RSS_GOAL_MIB = 256
 
-CHILD = """
-import json, resource, sys, time
-
-def peak_kib():
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak
+CHILD = (
+    PEAK_KIB_SOURCE
+    + """
+import json, time
 
 import pyarrow.parquet as pq
 from luigi_repro.tablehash import fingerprint_table
@@ -109,7 +100,7 @@ from luigi_repro.targets import ParquetTarget
 from luigi_repro.targets.base import FingerprintContext
 
 mode, path = sys.argv[1], sys.argv[2]
-before = peak_kib()
+before = peak_kib()[0]
 started = time.perf_counter()
 if mode == "stream":
     context = FingerprintContext("xxh3_128", 0, ".repro.json", full=True)
@@ -117,8 +108,9 @@ if mode == "stream":
 else:
     fingerprint = fingerprint_table(pq.read_table(path), "xxh3_128")
 seconds = time.perf_counter() - started
-print(json.dumps({"growth_kib": peak_kib() - before, "seconds": seconds, "fp": fingerprint}))
+print(json.dumps({"growth_kib": peak_kib()[0] - before, "seconds": seconds, "fp": fingerprint}))
 """
+)
 
 
 def _write_parquet(path: str, size: int) -> int:

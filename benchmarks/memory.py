@@ -20,26 +20,17 @@ from typing import Any, Dict
 
 import numpy as np
 
-from benchmarks.common import Results
+from benchmarks.common import PEAK_KIB_SOURCE, Results
 
 #: The file is written as this one random block repeated (incompressible enough, never sparse).
 BLOCK = 64 << 20
 #: Children run; the largest growth is reported.
 RUNS = 3
 
-CHILD = """
-import json, resource, sys
-
-def peak_kib():
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]), "VmHWM"
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (peak // 1024 if sys.platform == "darwin" else peak), "ru_maxrss"
+CHILD = (
+    PEAK_KIB_SOURCE
+    + """
+import json
 
 from luigi_repro.fingerprint import hash_file
 
@@ -48,6 +39,7 @@ fingerprint, size = hash_file(sys.argv[1], "xxh3_128")
 after, _ = peak_kib()
 print(json.dumps({"before_kib": before, "after_kib": after, "source": source, "size": size}))
 """
+)
 
 
 def _child(path: str) -> Dict[str, Any]:
