@@ -30,6 +30,7 @@ from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 from luigi_repro.fingerprint import Counters
 from luigi_repro.fsclock import fs_now_ns, host_clock
 from luigi_repro.reportmodel import Report, TaskReport
+from luigi_repro.statcache import open_stat_cache
 from luigi_repro.statstore import PersistentStatCache, default_stat_cache_path, pack_stat
 from luigi_repro.status import Reason, ReasonKind
 
@@ -234,7 +235,9 @@ def replay_audit(paths: Sequence[str], counters: Optional[Counters] = None) -> O
     location = audit_store()
     if location is None or not os.path.exists(location):
         return None
-    store = PersistentStatCache(location)
+    store = open_stat_cache(location)  # the process's own: a broken store warns once
+    if store is None:
+        return None
     try:
         text = store.get_audit(audit_key(paths))
         if text is None:
@@ -257,5 +260,3 @@ def replay_audit(paths: Sequence[str], counters: Optional[Counters] = None) -> O
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None  # a truncated or foreign entry: decide instead
-    finally:
-        store.close()
