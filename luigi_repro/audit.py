@@ -36,9 +36,13 @@ from luigi_repro.report import Report, TaskReport
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import Reason, ReasonKind, status_from_reasons
 from luigi_repro.targets.base import HashableTarget, probe_exists, target_from_uri
+from luigi_repro.targets.local import HashableLocalTarget
 from luigi_repro.writerrights import reading_for
 
-__all__ = ["RECORD_ONLY_NOTE", "audit_paths", "target_for_path"]
+__all__ = ["RECORD_ONLY_NOTE", "UNREPLAYABLE", "audit_paths", "target_for_path"]
+
+#: Put in ``audit_paths``'s ``read`` when a verdict stands on more than local files.
+UNREPLAYABLE = "<not a local file>"
 
 RECORD_ONLY_NOTE = (
     "record-only audit: parameters and code are not checked (run verify with --module and a "
@@ -77,11 +81,24 @@ def _is_local(uri: str) -> bool:
 
 
 class _Auditor:
-    def __init__(self, judge: Judge) -> None:
+    def __init__(self, judge: Judge, read: Optional[Set[str]] = None) -> None:
         self.judge = judge
         self.settings = judge.settings
         self.nodes: Dict[str, TaskReport] = {}
         self.active: Set[str] = set()
+        #: Every local file the audit read (a folder, a remote object: ``UNREPLAYABLE``).
+        self.read = read
+
+    def _saw(self, target: HashableTarget, record: bool) -> None:
+        """Note that the verdict stands on ``target`` (and on its record, with ``record``)."""
+        if self.read is None:
+            return
+        if not isinstance(target, HashableLocalTarget):
+            self.read.add(UNREPLAYABLE)
+            return
+        self.read.add(target.uri)
+        if record:
+            self.read.add(physical_path(target.record_location(self.settings)))
 
     def node_id(self, target: HashableTarget) -> str:
         """One node per recorded run *at one place*: a copy of the results is another node.
@@ -89,6 +106,7 @@ class _Auditor:
         A copy is named by where the run's first output is in it, the same from each of the
         run's outputs there.
         """
+        self._saw(target, record=True)
         record, error = self.judge.record_of(target)
         if record is None:
             return ("bad-record:" if error is not None else "file:") + target.uri
@@ -156,6 +174,7 @@ class _Auditor:
         self, target: HashableTarget, node_id: str, is_root: bool, expect_record: bool
     ) -> _Node:
         self.active.add(node_id)
+        self._saw(target, record=expect_record)
         record, error = self.judge.record_of(target) if expect_record else (None, None)
         node = _Node(target, node_id, record, pending=[])
         if error is not None:
@@ -204,6 +223,8 @@ class _Auditor:
                 else relocate(output_entry.uri, own.uri, target.uri)
             )
             output, unlocated = locate(location, output_entry.target, target, record)
+            if output is not None:
+                self._saw(output, record=False)
             if output_entry is own and output is not None:
                 node.target = output  # typed by its record: a table is read as a table
             self._compare(node, output, location, output_entry.fingerprint, "output", unlocated)
@@ -213,6 +234,8 @@ class _Auditor:
         for edge in found[1]:
             input_entry, location = edge.entry, edge.location
             upstream, unlocated = edge.target, edge.unlocated
+            if upstream is not None:
+                self._saw(upstream, record=False)
             if input_entry.fingerprint is None:
                 # Recorded as unverifiable: existence is all the run could vouch for.
                 exists, failure = probe_exists(upstream)
@@ -334,11 +357,16 @@ def audit_paths(
     full: bool = False,
     counters: Optional[Counters] = None,
     settings: Optional[Settings] = None,
+    read: Optional[Set[str]] = None,
 ) -> Report:
-    """Audit the outputs at ``paths`` (and everything upstream) from their records alone."""
+    """Audit the outputs at ``paths`` (and everything upstream) from their records alone.
+
+    ``read``, when given, receives every local file the verdicts stand on, records included
+    (and ``UNREPLAYABLE`` when one stands on something else).
+    """
     started = time.perf_counter()
     judge = Judge(settings or load_settings(), exhaustive=True, full=full, counters=counters)
-    auditor = _Auditor(judge)
+    auditor = _Auditor(judge, read)
     roots: List[str] = []
     for path in paths:
         target = target_for_path(path, judge.settings)

@@ -14,7 +14,6 @@ run can be changed without editing shared files.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Dict, Hashable, Literal, Optional, Tuple, TypeVar
 
 import attrs
@@ -24,6 +23,7 @@ import luigi.configuration
 from luigi_repro.errors import ConfigError, SigningKeyError
 from luigi_repro.fingerprint import ALGORITHMS, DEFAULT_ALGORITHM
 from luigi_repro.record import DEFAULT_MAX_RECORD_BYTES
+from luigi_repro.statstore import default_stat_cache_path
 
 __all__ = [
     "ChangePolicy",
@@ -137,17 +137,6 @@ class ReproConfig(luigi.Config):
     @classmethod
     def get_task_family(cls) -> str:
         return "luigi_repro"
-
-
-def default_stat_cache_path() -> str:
-    """``luigi_repro/statcache.sqlite3`` in the user's cache folder (XDG on Linux)."""
-    if sys.platform == "win32":  # pragma: no cover - not tested on Windows
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
-    elif sys.platform == "darwin":  # pragma: no cover - not tested on macOS
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "luigi_repro", "statcache.sqlite3")
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import stat as stat_module
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
@@ -20,6 +21,17 @@ from luigi_repro.fingerprint import (
     algorithm_of,
 )
 from luigi_repro.log import logger
+
+
+def default_stat_cache_path() -> str:
+    """``luigi_repro/statcache.sqlite3`` in the user's cache folder (XDG on Linux)."""
+    if sys.platform == "win32":  # pragma: no cover - not tested on Windows
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+    elif sys.platform == "darwin":  # pragma: no cover - not tested on macOS
+        base = os.path.expanduser("~/Library/Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "luigi_repro", "statcache.sqlite3")
 
 
 def pack_stat(dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
@@ -199,6 +211,9 @@ class PersistentStatCache:
             " size INTEGER NOT NULL, taken_at_ns INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
             " PRIMARY KEY (path, algorithm)) WITHOUT ROWID"
         )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS audits (key TEXT NOT NULL PRIMARY KEY, entry TEXT NOT NULL)"
+        )
         conn.commit()
 
     def _guard(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -355,6 +370,24 @@ class PersistentStatCache:
                     "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
                     (uri, slot, packed, size, fingerprint),
                 )
+
+        self._guard(store)
+
+    def get_audit(self, key: str) -> Optional[str]:
+        """The remembered audit stored under ``key`` (see :mod:`luigi_repro.auditmemory`)."""
+
+        def query(conn: sqlite3.Connection) -> Any:
+            return conn.execute("SELECT entry FROM audits WHERE key = ?", (key,)).fetchone()
+
+        row = self._guard(query)
+        return row[0] if row is not None and isinstance(row[0], str) else None
+
+    def put_audit(self, key: str, entry: str) -> None:
+        """Store a remembered audit under ``key``, replacing any earlier one (one transaction)."""
+
+        def store(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO audits VALUES (?, ?)", (key, entry))
 
         self._guard(store)
 

@@ -6,12 +6,14 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING, Iterator, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple
+
+from luigi_repro.cli.clock import CommandClock
 
 if TYPE_CHECKING:  # Luigi is imported only by the commands that build tasks
     import luigi
 
-__all__ = ["UsageError", "load_task", "split_own_options"]
+__all__ = ["UsageError", "check_once", "load_task", "split_own_options"]
 
 
 #: Options of the luigi-repro subcommands, recognised to give a better hint when misplaced.
@@ -22,6 +24,14 @@ OWN_FLAGS = frozenset(
 
 class UsageError(Exception):
     """A mistake on the command line or in the environment: exit status 2, one sentence."""
+
+
+def check_once(clock: Optional[CommandClock]) -> None:
+    """A command checks once and exits: nothing is worth watching for a later check."""
+    if clock is not None and clock.as_command:
+        from luigi_repro.runtime import runtime
+
+        runtime().memory.watch.disable()
 
 
 def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:

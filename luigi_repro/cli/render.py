@@ -10,7 +10,7 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, S
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.printable import printable
-from luigi_repro.report import Report
+from luigi_repro.reportmodel import Report
 from luigi_repro.status import ReasonKind
 
 __all__ = ["Progress", "Style", "human_bytes", "render", "summary_line"]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 import attrs
 
-from luigi_repro.audit import audit_paths
+from luigi_repro.auditmemory import audit_key, audit_store, remember_audit, replay_audit
 from luigi_repro.cli.clock import CommandClock
-from luigi_repro.cli.common import UsageError, load_task, split_own_options
+from luigi_repro.cli.common import UsageError, check_once, load_task, split_own_options
 from luigi_repro.cli.render import Progress, render
 from luigi_repro.fingerprint import Counters
-from luigi_repro.report import Report, verify
+from luigi_repro.fsclock import host_clock
+from luigi_repro.reportmodel import Report
 
 DESCRIPTION = """\
 Check, without running anything, whether a pipeline's outputs still match their inputs,
@@ -55,6 +56,32 @@ def _is_path_mode(rest: Sequence[str]) -> bool:
     return "://" in first or os.path.exists(first) or os.path.lexists(first)
 
 
+def _audit(
+    paths: Sequence[str], full: bool, counters: Counters, clock: Optional[CommandClock]
+) -> Report:
+    """The record-only audit of ``paths``: replayed from an earlier process's when nothing it
+    stood on changed (Luigi is then never imported), decided and remembered otherwise."""
+    if not full:
+        replayed = replay_audit(paths, counters)
+        if replayed is not None:
+            return replayed
+    check_once(clock)
+    from luigi_repro.audit import UNREPLAYABLE, audit_paths
+    from luigi_repro.config import load_settings
+    from luigi_repro.statcache import open_stat_cache
+
+    settings = load_settings()
+    started = host_clock()
+    read: Set[str] = set()
+    report = audit_paths(paths, full=full, counters=counters, settings=settings, read=read)
+    store = open_stat_cache(settings.stat_cache_path)
+    # Kept only where a later process will look for it, and only when it can be replayed.
+    findable = audit_store() == settings.stat_cache_path
+    if store is not None and findable and not full and UNREPLAYABLE not in read:
+        remember_audit(store, audit_key(paths), report, read, started, settings.racy_window_ns)
+    return report
+
+
 def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     """Verify; the summary's seconds are ``clock``'s (the whole command) when given."""
     own_parser = parser()
@@ -62,6 +89,8 @@ def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     path_mode = _is_path_mode(rest)
     if path_mode:
         own, rest = split_own_options(own_parser, argv, anywhere=True)
+    else:
+        check_once(clock)
     options = own_parser.parse_args(own)
     if not rest:
         raise UsageError("nothing to verify: give a task (--module M Task) or output paths")
@@ -72,8 +101,10 @@ def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
             missing: List[str] = [p for p in rest if "://" not in p and not os.path.lexists(p)]
             if missing:
                 raise UsageError(f"no such file: {missing[0]}")
-            report = audit_paths(rest, full=options.full, counters=counters)
+            report = _audit(rest, options.full, counters, clock)
         else:
+            from luigi_repro.report import verify
+
             with load_task(rest) as task:
                 report = verify(task, full=options.full, counters=counters)
     if clock is not None:
