@@ -19,6 +19,12 @@ So a fork is a hand-over, in four steps:
 Every change lands in one of the two queues, so the child trusts exactly what it may. Whenever a
 step fails (no watches to copy, a busy lock, a child that does not answer in time) the child
 falls back to trusting nothing unreplayed, as before.
+
+One thing is not handed over: the watches on the files themselves, which only add a write made
+through a hard link created after the file was first watched (a folder's watch sees every write
+through the names in it). Making them again would cost ~10 µs per file at every fork; the
+parent keeps them, so such a write is seen by the parent and every later child, but not by a
+child already running.
 """
 
 from __future__ import annotations
