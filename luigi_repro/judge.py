@@ -32,7 +32,7 @@ from luigi_repro.evidence import Evidence, Outcome, Trace
 from luigi_repro.fingerprint import Counters
 from luigi_repro.memory import VerdictKey, VerdictMemory
 from luigi_repro.params import canonical_params
-from luigi_repro.plaintasks import PlainTasks
+from luigi_repro.plaintasks import PlainTasks, is_wrapper, wrapper_verdict
 from luigi_repro.reads import unwatched
 from luigi_repro.record import Key, Record
 from luigi_repro.rules import OwnVerdict, Rules, is_checked_task
@@ -137,6 +137,8 @@ class Judge:
         return (task.task_id, type(task), self.settings, self.exhaustive, self._signer)
 
     def _identity(self, task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> Identity:
+        if not is_checked_task(task):  # a wrapper: it has no evidence of its own to place
+            return ("wrapper", tuple(upstream.task_id for _, upstream in requirements))
         algorithm = self.settings.hash_algorithm
         code = code_fingerprint(type(task), algorithm)
         if self.memory is not None:
@@ -184,9 +186,10 @@ class Judge:
         identity: Optional[Identity],
     ) -> OwnVerdict:
         self.tasks_judged += 1
+        decide = self.rules.decide if is_checked_task(task) else wrapper_verdict
         memory = self.memory
         if memory is None or identity is None:
-            return self.rules.decide(task, requirements)
+            return decide(task, requirements)
         key = self._key(task)
         entry = memory.entry(key)
         if entry is not None and entry.identity == identity:
@@ -206,7 +209,7 @@ class Judge:
         outer, trace = self.evidence.trace, Trace()
         self.evidence.trace = trace
         try:
-            verdict = self.rules.decide(task, requirements)
+            verdict = decide(task, requirements)
         finally:
             self.evidence.trace = outer
         memory.counts.decided += 1
@@ -288,7 +291,7 @@ class Judge:
                 # cyclic requires()): the record describes a DAG the code no longer has.
                 ok, described = False, "part of a cycle through a recorded dynamic dependency"
                 frame.watched = False
-            elif is_checked_task(upstream):
+            elif is_checked_task(upstream) or self.is_transparent(upstream):
                 verdict = self._statuses.get(upstream.task_id)
                 if verdict is None:
                     return upstream
@@ -343,9 +346,14 @@ class Judge:
 
     def is_complete(self, task: luigi.Task) -> bool:
         """``complete()`` of any task, judged by luigi_repro's rules where they apply."""
-        if is_checked_task(task):
+        if is_checked_task(task) or self.is_transparent(task):
             return self.status(task).ok
         return self.plain_complete(task)[0]
+
+    def is_transparent(self, task: luigi.Task) -> bool:
+        """Is ``task`` walked as a wrapper (:func:`~luigi_repro.plaintasks.is_wrapper`)? Not
+        in an audit, which reports wrappers as Luigi answers for them."""
+        return not self.exhaustive and is_wrapper(task)
 
 
 @attrs.define

@@ -355,10 +355,43 @@ class VerdictMemory:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def after_fork(self) -> None:
-        """In a forked child: keep what the parent knew, but trust none of it unreplayed."""
+    # --- forks (see luigi_repro.forkhandoff) ---------------------------------------------------
+
+    def hold_for_fork(self, timeout: float) -> bool:
+        """In a parent about to fork: hold the memory and the watch still, with every event
+        taken in, so the child starts from an exact picture. False (nothing held) when there is
+        nothing a child could reuse, or another thread does not let go in time."""
+        if not self._entries or not self.watch.available:
+            return False
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        if not self.watch.hold(timeout):
+            self._lock.release()
+            return False
+        self.take_in_held(self.watch.drain_held())
+        return True
+
+    def take_in_held(self, changes: Changes) -> None:
+        """Mark what ``changes`` touched (the caller holds the lock)."""
+        if changes:
+            self.generation += 1
+            self._apply(changes)
+
+    def release_after_fork(self) -> None:
+        """In the parent, once the child has its picture."""
+        self.watch.release()
+        self._lock.release()
+
+    def after_fork(self, handed: bool = False) -> Changes:
+        """In a forked child: keep what the parent knew. Without a hand-over from the parent
+        nothing of it is trusted unreplayed; with one, every watch is made again here, and the
+        result (what could not be watched again) is taken in with what the parent sends."""
         self._lock = threading.RLock()
-        self.watch.after_fork()
+        lost = self.watch.after_fork(rewatch=handed)
+        if not handed:
+            return lost
+        self.take_in_held(lost)
+        return lost
 
     def forget(self) -> None:
         """Drop everything (tests reset through :func:`luigi_repro.runtime.reset`)."""

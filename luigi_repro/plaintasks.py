@@ -1,8 +1,12 @@
-"""Tasks judged by their own ``complete()`` (plain Luigi tasks, external inputs, wrappers).
+"""Tasks judged by their own ``complete()`` (plain Luigi tasks, external inputs), and wrappers.
 
 Asked once per check. Their answer can stand across checks only when it is Luigi's own
 ``complete()`` (every output exists) over targets whose files are watched; any other
 ``complete()`` may read anything, so a status standing on it is checked again every time.
+
+A wrapper whose ``complete()`` is only "everything it requires is complete" (Luigi's
+``WrapperTask``, luigi_repro's) is not asked at all: the judge walks it like a checked task with
+no evidence of its own, so its status is remembered and a status standing on it can be reused.
 """
 
 from __future__ import annotations
@@ -14,8 +18,23 @@ import luigi
 from luigi_repro.config import Settings
 from luigi_repro.dag import flatten_with_keys
 from luigi_repro.evidence import Evidence, watch_paths
+from luigi_repro.findings import OwnVerdict
+from luigi_repro.record import Key
 
-__all__ = ["PlainTasks"]
+__all__ = ["PlainTasks", "is_wrapper", "wrapper_verdict"]
+
+
+def is_wrapper(task: luigi.Task) -> bool:
+    """Is ``task`` a wrapper whose ``complete()`` is only "all it requires is complete"?"""
+    complete = type(task).complete
+    return isinstance(task, luigi.WrapperTask) and (
+        complete is luigi.WrapperTask.complete or getattr(complete, "wraps_only", False)
+    )
+
+
+def wrapper_verdict(task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> OwnVerdict:
+    """A wrapper's own verdict: nothing of its own, complete when what it wraps is."""
+    return OwnVerdict((), (), None, tuple(upstream for _, upstream in requirements))
 
 
 class PlainTasks:

@@ -3,16 +3,18 @@
 Remembered verdicts (with the file watches that keep them honest), parsed records, open stat
 caches, the clocks of file systems and the warnings already given all live for the whole
 process. They are reached through :func:`runtime`, and tests start from a clean slate with one
-call, :func:`reset`. A forked worker keeps what its parent knew but trusts none of it until it is
-replayed (:meth:`~luigi_repro.memory.VerdictMemory.after_fork`).
+call, :func:`reset`. A forked worker is handed what its parent knew
+(:mod:`luigi_repro.forkhandoff`).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Optional
 
+# A forked child (Luigi runs each task in one when it has several workers) is handed what this
+# process knows by the fork hooks this import registers.
+from luigi_repro import forkhandoff  # noqa: F401
 from luigi_repro.memory import VerdictMemory
 
 __all__ = ["Runtime", "reset", "runtime"]
@@ -53,12 +55,3 @@ def reset() -> None:
     forget_clocks()
     forget_warnings()
     forget_s3()
-
-
-def _after_fork_in_child() -> None:
-    if _runtime is not None:
-        _runtime.memory.after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -326,7 +326,13 @@ class WrapperTask(luigi.WrapperTask):
     def complete(self) -> bool:
         return _answer(self._judged_complete, False)
 
+    #: The judge may walk this task like a checked one with no evidence of its own, and
+    #: remember its status (a subclass that overrides complete() loses that).
+    complete.wraps_only = True  # type: ignore[attr-defined]
+
     def _judged_complete(self) -> bool:
         with judging() as judge:
+            if judge.is_transparent(self):
+                return judge.status(self).ok
             requirements = self.requires()  # type: ignore[no-untyped-call]  # luigi is untyped
             return all(judge.is_complete(task) for _, task in flatten_with_keys(requirements))

@@ -1,0 +1,112 @@
+"""A wrapper in the middle of a pipeline: its status is remembered like any checked task's.
+
+A ``WrapperTask`` (luigi_repro's or Luigi's own) is complete when everything it wraps is. The
+judge walks it as a task with no evidence of its own, so a task that requires a wrapper of 300
+tasks stands remembered instead of asking all 300 again on every ``complete()``; a wrapper that
+overrides ``complete()`` is still asked every time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import luigi
+import pytest
+from pipelines import build, log_run, runs
+
+import luigi_repro
+from luigi_repro import HashableLocalTarget, TaskWithCheckingInputHash
+from luigi_repro.judge import judging
+from luigi_repro.runtime import reset
+
+PARTS = 300
+
+
+class Part(TaskWithCheckingInputHash):
+    index = luigi.IntParameter()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"parts/{self.index}.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(f"part {self.index}\n")
+
+
+class ReproWrapper(luigi_repro.WrapperTask):
+    def requires(self) -> List[luigi.Task]:
+        return [Part(index) for index in range(PARTS)]
+
+
+class LuigiWrapper(luigi.WrapperTask):
+    def requires(self) -> List[luigi.Task]:
+        return [Part(index) for index in range(PARTS)]
+
+
+class PickyWrapper(luigi_repro.WrapperTask):
+    """Overrides complete(): its own answer must be asked, never remembered."""
+
+    def requires(self) -> List[luigi.Task]:
+        return [Part(index) for index in range(PARTS)]
+
+    def complete(self) -> bool:
+        return super().complete() and not Path("not-yet").exists()
+
+
+class Report(TaskWithCheckingInputHash):
+    wrapper = luigi.Parameter()
+
+    def requires(self) -> luigi.Task:
+        return {"repro": ReproWrapper, "luigi": LuigiWrapper, "picky": PickyWrapper}[self.wrapper]()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"report-{self.wrapper}.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write("report\n")
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> None:
+    reset()
+
+
+@pytest.mark.parametrize("wrapper", ["repro", "luigi"])
+def test_a_task_behind_a_wrapper_stands_remembered(wrapper: str) -> None:
+    assert build(Report(wrapper))
+    assert len(runs()) == PARTS + 1
+    assert Report(wrapper).complete()
+    with judging() as judge:
+        assert judge.status(Report(wrapper)).ok
+    assert judge.tasks_judged == 1  # nothing behind the wrapper was visited
+    Path("parts/17.txt").write_text("edited by hand\n")
+    assert not Report(wrapper).complete()
+    assert build(Report(wrapper))
+    assert runs() == [Part(17).task_id]  # same content again: the report is cut off early
+    assert Report(wrapper).complete()
+
+
+def test_the_wrappers_own_answer_is_remembered_too() -> None:
+    assert build(ReproWrapper())
+    runs()
+    assert ReproWrapper().complete()
+    with judging() as judge:
+        assert judge.status(ReproWrapper()).ok
+    assert judge.tasks_judged == 1
+    Path("parts/3.txt").unlink()
+    assert not ReproWrapper().complete()
+    assert build(ReproWrapper())
+    assert runs() == [Part(3).task_id]
+
+
+def test_a_wrapper_with_its_own_complete_is_asked_every_time() -> None:
+    assert build(Report("picky"))
+    runs()
+    assert Report("picky").complete()
+    Path("not-yet").write_text("")  # a change no file watch of luigi_repro could know about
+    assert not PickyWrapper().complete()
+    assert not Report("picky").complete()
