@@ -34,14 +34,14 @@ from luigi_repro.watch import Changes, ChangeWatch
 STEPS = 30
 
 
-class Step(TaskWithCheckingInputHash):
+class HandedStep(TaskWithCheckingInputHash):
     """A chain: each step reads the step before and its own raw file."""
 
     step = luigi.IntParameter()
 
     def requires(self) -> List[luigi.Task]:
         raw = HashableExternalFile(f"raw/{self.step}.txt")
-        return [raw] if self.step == 0 else [raw, Step(self.step - 1)]
+        return [raw] if self.step == 0 else [raw, HandedStep(self.step - 1)]
 
     def output(self) -> HashableLocalTarget:
         return HashableLocalTarget(f"out/step{self.step:03d}.txt")
@@ -58,9 +58,9 @@ def chain() -> None:
     reset()
     for step in range(STEPS):
         write_raw(str(step), f"step {step}\n")
-    assert build(Step(STEPS - 1))
+    assert build(HandedStep(STEPS - 1))
     assert len(runs()) == STEPS
-    assert Step(STEPS - 1).complete()  # the parent's memory now holds the whole chain
+    assert HandedStep(STEPS - 1).complete()  # the parent's memory now holds the whole chain
 
 
 def in_child(action: Callable[[], str]) -> str:
@@ -99,8 +99,8 @@ def check_counting(task: luigi.Task) -> Callable[[], str]:
 
 
 def test_a_child_reuses_what_its_parent_knew() -> None:
-    assert in_child(check_counting(Step(STEPS - 1))) == "True 0"
-    assert in_child(check_counting(Step(STEPS - 1))) == "True 0"  # and so does the next one
+    assert in_child(check_counting(HandedStep(STEPS - 1))) == "True 0"
+    assert in_child(check_counting(HandedStep(STEPS - 1))) == "True 0"  # and so does the next one
 
 
 def test_a_change_made_between_the_parents_last_look_and_the_childs_watches_is_seen(
@@ -115,17 +115,17 @@ def test_a_change_made_between_the_parents_last_look_and_the_childs_watches_is_s
         return original(self, rewatch)
 
     monkeypatch.setattr(ChangeWatch, "after_fork", late)
-    answer, work = in_child(check_counting(Step(STEPS - 1))).split()
+    answer, work = in_child(check_counting(HandedStep(STEPS - 1))).split()
     assert answer == "False"
     assert int(work) < STEPS  # only the steps after the edit were looked at again
-    assert not Step(STEPS - 1).complete()  # the parent saw it too
-    assert Step(2).complete()
+    assert not HandedStep(STEPS - 1).complete()  # the parent saw it too
+    assert HandedStep(2).complete()
 
 
 def test_an_edit_made_in_the_child_is_seen_in_the_child() -> None:
     def action() -> str:
         Path("raw/7.txt").write_text("edited in the child\n")
-        return str(Step(STEPS - 1).complete())
+        return str(HandedStep(STEPS - 1).complete())
 
     assert in_child(action) == "False"
 
@@ -142,7 +142,7 @@ def test_a_child_that_cannot_watch_again_trusts_nothing_it_inherited(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(watch, "INotify", refused)
-    answer, work = in_child(check_counting(Step(STEPS - 1))).split()
+    answer, work = in_child(check_counting(HandedStep(STEPS - 1))).split()
     assert (answer, int(work)) == ("True", STEPS)  # every step replayed by stat, none trusted
 
 
@@ -164,7 +164,7 @@ def test_a_parent_whose_memory_is_busy_hands_nothing_over(
     thread.start()
     try:
         holding.wait(10)
-        answer, work = in_child(check_counting(Step(STEPS - 1))).split()
+        answer, work = in_child(check_counting(HandedStep(STEPS - 1))).split()
     finally:
         done.set()
         thread.join()
@@ -177,19 +177,19 @@ def test_a_child_that_dies_at_once_does_not_hold_up_its_parent() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     write_raw("5", "changed after the child died\n")
-    assert not Step(STEPS - 1).complete()  # the parent's memory and watch still work
+    assert not HandedStep(STEPS - 1).complete()  # the parent's memory and watch still work
 
 
 def test_luigi_workers_rerun_exactly_the_steps_after_an_edit() -> None:
     """With two workers every task runs in a forked child that checks its dependencies."""
     write_raw(str(STEPS - 4), "edited\n")
-    assert build(Step(STEPS - 1), workers=2)
+    assert build(HandedStep(STEPS - 1), workers=2)
     assert sorted(int(task_id.split("_")[1]) for task_id in runs()) == list(range(STEPS - 4, STEPS))
     Path(f"out/step{STEPS - 2:03d}.txt").write_text("edited by hand\n")
-    assert build(Step(STEPS - 1), workers=2)
+    assert build(HandedStep(STEPS - 1), workers=2)
     # Rerun, it writes what it wrote before: the step after it is cut off early.
     assert [int(task_id.split("_")[1]) for task_id in runs()] == [STEPS - 2]
-    assert Step(STEPS - 1).complete()
+    assert HandedStep(STEPS - 1).complete()
 
 
 paths = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1)

@@ -23,7 +23,7 @@ from luigi_repro.runtime import reset
 PARTS = 300
 
 
-class Part(TaskWithCheckingInputHash):
+class WrappedPart(TaskWithCheckingInputHash):
     index = luigi.IntParameter()
 
     def output(self) -> HashableLocalTarget:
@@ -35,31 +35,36 @@ class Part(TaskWithCheckingInputHash):
             sink.write(f"part {self.index}\n")
 
 
-class ReproWrapper(luigi_repro.WrapperTask):
+class ReproPartsWrapper(luigi_repro.WrapperTask):
     def requires(self) -> List[luigi.Task]:
-        return [Part(index) for index in range(PARTS)]
+        return [WrappedPart(index) for index in range(PARTS)]
 
 
-class LuigiWrapper(luigi.WrapperTask):
+class LuigiPartsWrapper(luigi.WrapperTask):
     def requires(self) -> List[luigi.Task]:
-        return [Part(index) for index in range(PARTS)]
+        return [WrappedPart(index) for index in range(PARTS)]
 
 
-class PickyWrapper(luigi_repro.WrapperTask):
+class PickyPartsWrapper(luigi_repro.WrapperTask):
     """Overrides complete(): its own answer must be asked, never remembered."""
 
     def requires(self) -> List[luigi.Task]:
-        return [Part(index) for index in range(PARTS)]
+        return [WrappedPart(index) for index in range(PARTS)]
 
     def complete(self) -> bool:
         return super().complete() and not Path("not-yet").exists()
 
 
-class Report(TaskWithCheckingInputHash):
+class BehindWrapper(TaskWithCheckingInputHash):
     wrapper = luigi.Parameter()
 
     def requires(self) -> luigi.Task:
-        return {"repro": ReproWrapper, "luigi": LuigiWrapper, "picky": PickyWrapper}[self.wrapper]()
+        wrappers = {
+            "repro": ReproPartsWrapper,
+            "luigi": LuigiPartsWrapper,
+            "picky": PickyPartsWrapper,
+        }
+        return wrappers[self.wrapper]()
 
     def output(self) -> HashableLocalTarget:
         return HashableLocalTarget(f"report-{self.wrapper}.txt")
@@ -77,36 +82,36 @@ def fresh() -> None:
 
 @pytest.mark.parametrize("wrapper", ["repro", "luigi"])
 def test_a_task_behind_a_wrapper_stands_remembered(wrapper: str) -> None:
-    assert build(Report(wrapper))
+    assert build(BehindWrapper(wrapper))
     assert len(runs()) == PARTS + 1
-    assert Report(wrapper).complete()
+    assert BehindWrapper(wrapper).complete()
     with judging() as judge:
-        assert judge.status(Report(wrapper)).ok
+        assert judge.status(BehindWrapper(wrapper)).ok
     assert judge.tasks_judged == 1  # nothing behind the wrapper was visited
     Path("parts/17.txt").write_text("edited by hand\n")
-    assert not Report(wrapper).complete()
-    assert build(Report(wrapper))
-    assert runs() == [Part(17).task_id]  # same content again: the report is cut off early
-    assert Report(wrapper).complete()
+    assert not BehindWrapper(wrapper).complete()
+    assert build(BehindWrapper(wrapper))
+    assert runs() == [WrappedPart(17).task_id]  # same content again: the report is cut off early
+    assert BehindWrapper(wrapper).complete()
 
 
 def test_the_wrappers_own_answer_is_remembered_too() -> None:
-    assert build(ReproWrapper())
+    assert build(ReproPartsWrapper())
     runs()
-    assert ReproWrapper().complete()
+    assert ReproPartsWrapper().complete()
     with judging() as judge:
-        assert judge.status(ReproWrapper()).ok
+        assert judge.status(ReproPartsWrapper()).ok
     assert judge.tasks_judged == 1
     Path("parts/3.txt").unlink()
-    assert not ReproWrapper().complete()
-    assert build(ReproWrapper())
-    assert runs() == [Part(3).task_id]
+    assert not ReproPartsWrapper().complete()
+    assert build(ReproPartsWrapper())
+    assert runs() == [WrappedPart(3).task_id]
 
 
 def test_a_wrapper_with_its_own_complete_is_asked_every_time() -> None:
-    assert build(Report("picky"))
+    assert build(BehindWrapper("picky"))
     runs()
-    assert Report("picky").complete()
+    assert BehindWrapper("picky").complete()
     Path("not-yet").write_text("")  # a change no file watch of luigi_repro could know about
-    assert not PickyWrapper().complete()
-    assert not Report("picky").complete()
+    assert not PickyPartsWrapper().complete()
+    assert not BehindWrapper("picky").complete()
