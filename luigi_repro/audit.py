@@ -98,7 +98,7 @@ class _Auditor:
             return
         self.read.add(target.uri)
         if record:
-            self.read.add(physical_path(target.record_location(self.settings)))
+            self.read.add(physical_path(self.judge.evidence.records.location(target)))
 
     def node_id(self, target: HashableTarget) -> str:
         """One node per recorded run *at one place*: a copy of the results is another node.
@@ -203,7 +203,7 @@ class _Auditor:
                     Reason(
                         ReasonKind.NO_RECORD,
                         f"{target.uri} {why}",
-                        {"uri": target.uri, "record": target.record_location(self.settings)},
+                        {"uri": target.uri, "record": self.judge.evidence.records.location(target)},
                     )
                 )
         else:

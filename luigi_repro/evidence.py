@@ -24,6 +24,7 @@ from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
 from luigi_repro.log import logger
 from luigi_repro.record import Key, Record
+from luigi_repro.runtime import runtime
 from luigi_repro.statcache import open_stat_cache
 from luigi_repro.targets.base import (
     FingerprintContext,
@@ -102,6 +103,8 @@ class Evidence:
         counters: Optional[Counters] = None,
     ) -> None:
         self.settings = settings
+        #: Where records are read from, under these settings.
+        self.records = runtime().records(settings)
         self.watch = watch
         self.context = FingerprintContext(
             algorithm=settings.hash_algorithm,
@@ -155,11 +158,11 @@ class Evidence:
             watched, paths = self._watch(target)
             try:
                 try:
-                    stored = target.read_record(self.settings)
+                    stored = self.records.read(target)
                 except RecordError:
                     raise
                 except Exception as error:  # noqa: BLE001 - a backend failure (S3 403, HDFS…)
-                    location = target.record_location(self.settings)
+                    location = self.records.location(target)
                     raise RecordError(location, f"it cannot be read ({error})") from None
                 known = (stored, None, watched)
             except RecordError as exc:

@@ -121,7 +121,7 @@ class Rules:
                     trace.reusable = False  # only verdicts backed by records are kept
                 else:
                     trace.records.append((target, stored))
-            location = target.record_location(self.settings)
+            location = self.evidence.records.location(target)
             if error is not None:
                 add(
                     Reason(

@@ -18,12 +18,12 @@ import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from luigi_repro.plainfiles import refusal_at
+from luigi_repro.recordstore import RecordCache
 from luigi_repro.targets.bookkeeping import is_bookkeeping
 from luigi_repro.targets.hashable import (
     FingerprintContext,
     HashableTarget,
     Observation,
-    RecordCache,
 )
 
 __all__ = [

@@ -12,8 +12,8 @@ import contextlib
 import os
 from typing import FrozenSet, Iterator, List
 
-from luigi_repro.config import load_settings
 from luigi_repro.fingerprint import iter_directory
+from luigi_repro.runtime import runtime
 from luigi_repro.targets.base import is_bookkeeping
 from luigi_repro.targets.local import HashableLocalTarget
 
@@ -38,7 +38,7 @@ class HashableDirectoryTarget(HashableLocalTarget):
 
     def files(self) -> List[str]:
         """The folder's files as sorted relative paths with ``/`` separators."""
-        suffix = load_settings().record_suffix
+        suffix = runtime().records().suffix
 
         def skip(entry: os.DirEntry[str], siblings: FrozenSet[str]) -> bool:
             return is_bookkeeping(entry, suffix, siblings)

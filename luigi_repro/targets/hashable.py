@@ -9,18 +9,15 @@ task-side code only ever talks to this contract, so a new storage backend is one
 from __future__ import annotations
 
 import abc
-import collections
 import os
-import threading
 from typing import Any, Dict, FrozenSet, Hashable, Mapping, Optional, Tuple
 
 import attrs
 
 from luigi_repro.config import Settings
-from luigi_repro.errors import RecordError
 from luigi_repro.fingerprint import Counters
 from luigi_repro.locking import lock_file_for_uri
-from luigi_repro.record import Record, dump_record, parse_record
+from luigi_repro.record import Record
 from luigi_repro.statcache import PersistentStatCache
 from luigi_repro.targets.bookkeeping import (
     is_bookkeeping,
@@ -60,41 +57,6 @@ class FingerprintContext:
     def is_bookkeeping(self, entry: os.DirEntry[str], siblings: FrozenSet[str]) -> bool:
         """Is this file one of ours (a record, a lock, a temporary), not user data?"""
         return is_bookkeeping(entry, self.record_suffix, siblings)
-
-
-#: Records up to this size are also remembered by their bytes (big manifests are not kept twice).
-_CONTENT_KEY_LIMIT = 64 * 1024
-
-
-class RecordCache:
-    """Parsed records keyed by a token that changes whenever the record file is replaced.
-
-    Records are replaced atomically (a new inode every time), so a stat of the record file is
-    enough to reuse its parsed form across checks in one process. Bounded; thread-safe.
-    """
-
-    def __init__(self, capacity: int = 8192) -> None:
-        self._capacity = capacity
-        self._items: collections.OrderedDict[Tuple[Any, ...], Record] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, token: Tuple[Any, ...]) -> Optional[Record]:
-        with self._lock:
-            record = self._items.get(token)
-            if record is not None:
-                self._items.move_to_end(token)
-            return record
-
-    def put(self, token: Tuple[Any, ...], record: Record) -> None:
-        with self._lock:
-            self._items[token] = record
-            self._items.move_to_end(token)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 class HashableTarget(abc.ABC):
@@ -208,52 +170,15 @@ class HashableTarget(abc.ABC):
         """
         return None
 
-    _record_cache = RecordCache()
-
     def read_record(self, settings: Settings) -> Optional[Record]:
-        """The parsed record, None when there is none; :class:`RecordError` when it is unusable."""
-        try:
-            token = self.record_token(settings)
-        except ValueError:
-            token = None
-        key = None if token is None else (type(self).__name__, *token, settings.signing_key)
-        if key is not None:
-            cached = self._record_cache.get(key)
-            if cached is not None:
-                return cached
-        location = self.record_location(settings)
-        try:
-            data = self.read_record_bytes(settings)
-        except RecordError:
-            raise
-        except OSError as exc:
-            raise RecordError(location, f"it cannot be read ({exc.strerror or exc})") from None
-        except ValueError as exc:  # e.g. a NUL byte in the location
-            raise RecordError(location, f"it cannot be read ({exc})") from None
-        if data is None:
-            return None
-        if key is not None:
-            try:
-                after = self.record_token(settings)
-            except ValueError:
-                after = None
-            if after != token:
-                key = None  # replaced while it was read: these bytes are not what ``token`` named
-        # Same bytes, same record: a record too fresh for its stat to be trusted is still read
-        # (never assumed), but parsing and checking its signature again would change nothing.
-        writer = self.record_writer(settings)
-        by_content = ("bytes", location, data, settings.signing_key, writer)
-        small = len(data) <= _CONTENT_KEY_LIMIT
-        record = self._record_cache.get(by_content) if small else None
-        if record is None:
-            record = parse_record(data, location, settings.signing_key, settings.max_record_bytes)
-            record = attrs.evolve(record, writer=writer) if writer is not None else record
-            if small:
-                self._record_cache.put(by_content, record)
-        if key is not None:
-            self._record_cache.put(key, record)
-        return record
+        """The parsed record, None when there is none; :class:`RecordError` when it is unusable
+        (through the process's :class:`~luigi_repro.recordstore.RecordStore`)."""
+        from luigi_repro.runtime import runtime
+
+        return runtime().records(settings).read(self)
 
     def write_record(self, settings: Settings, record: Record) -> None:
         """Serialize (and sign, when a key is configured) and store ``record``."""
-        self.write_record_bytes(settings, dump_record(record, settings.signing_key))
+        from luigi_repro.runtime import runtime
+
+        runtime().records(settings).write(self, record)

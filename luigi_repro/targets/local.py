@@ -27,7 +27,7 @@ import luigi
 import luigi.format
 
 from luigi_repro.atomicfiles import discard
-from luigi_repro.config import Settings, load_settings
+from luigi_repro.config import Settings
 from luigi_repro.errors import RecordError, TemporaryReplaced
 from luigi_repro.fingerprint import describe_special, hash_bytes
 from luigi_repro.folderprint import (
@@ -47,6 +47,7 @@ from luigi_repro.locking import (
 )
 from luigi_repro.plainfiles import NotPlainFile, read_plain, refusal
 from luigi_repro.record import oversize
+from luigi_repro.runtime import runtime
 from luigi_repro.statcache import (
     CachedFingerprint,
     PersistentStatCache,
@@ -299,7 +300,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         if mode.replace("b", "").replace("t", "") != "w":
             return luigi.LocalTarget.open(self, mode)
         make_folders(os.path.dirname(os.path.normpath(self.path)))
-        return self.format.pipe_writer(AtomicFile(self.path, load_settings().fsync))
+        return self.format.pipe_writer(AtomicFile(self.path, runtime().records().fsync))
 
     @contextlib.contextmanager
     def temporary_path(self) -> Iterator[str]:
@@ -319,7 +320,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
             yield tmp_slashless + trailing
             if os.path.islink(tmp_slashless):
                 raise TemporaryReplaced(tmp_slashless, slashless)
-            fsync = load_settings().fsync
+            fsync = runtime().records().fsync
             if fsync and os.path.lexists(tmp_slashless):
                 fsync_tree(tmp_slashless)
             atomic_replace(tmp_slashless, slashless, fsync=fsync)
@@ -330,12 +331,12 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
     def remove(self) -> None:
         """Remove the output and its record."""
         luigi.LocalTarget.remove(self)
-        self.remove_record(load_settings())
+        runtime().records().remove(self)
 
     def move(self, new_path: str, raise_if_exists: bool = False) -> None:
         """Move the output; its record stays behind no longer, since it vouched for this path."""
         luigi.LocalTarget.move(self, new_path, raise_if_exists=raise_if_exists)
-        self.remove_record(load_settings())
+        runtime().records().remove(self)
 
 
 def _adapt_local(target: Any) -> Optional[HashableTarget]:

@@ -36,6 +36,7 @@ from luigi_repro.config import Settings
 from luigi_repro.errors import MissingDependency, RecordError
 from luigi_repro.fingerprint import CRYPTOGRAPHIC_ALGORITHMS, hash_stream
 from luigi_repro.record import oversize
+from luigi_repro.runtime import runtime
 from luigi_repro.targets.base import (
     FingerprintContext,
     HashableTarget,
@@ -302,11 +303,9 @@ class HashableS3Target(HashableTarget, S3Target):
 
     def remove(self) -> None:
         """Remove the object and its record."""
-        from luigi_repro.config import load_settings
-
         written(self._api(), *self._where())
         self._client.remove(self.path)
-        self.remove_record(load_settings())
+        runtime().records().remove(self)
 
 
 def _adapt_s3(target: Any) -> Optional[HashableTarget]:
