@@ -33,6 +33,7 @@ import contextlib
 import os
 import select
 import struct
+import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
@@ -62,7 +63,15 @@ class _Handover:
     gap_w: int
 
 
-_pending: Optional[_Handover] = None
+class _Pending(threading.local):
+    """The hand-over a thread is forking with. Per thread: two threads may fork at once (the
+    second waits for the memory the first holds), and the forking thread is the one that goes
+    on in the child."""
+
+    handover: Optional[_Handover] = None
+
+
+_pending = _Pending()
 
 
 def encode(changes: Changes) -> bytes:
@@ -100,8 +109,7 @@ def _memory() -> Optional[VerdictMemory]:
 
 
 def _before() -> None:
-    global _pending
-    _pending = None
+    _pending.handover = None
     memory = _memory()
     try:
         if memory is None or not memory.hold_for_fork(HOLD_SECONDS):
@@ -114,12 +122,11 @@ def _before() -> None:
     except OSError:
         memory.release_after_fork()
         return
-    _pending = _Handover(ready_r, ready_w, gap_r, gap_w)
+    _pending.handover = _Handover(ready_r, ready_w, gap_r, gap_w)
 
 
 def _after_in_parent() -> None:
-    global _pending
-    handover, _pending = _pending, None
+    handover, _pending.handover = _pending.handover, None
     if handover is None:
         return
     memory = _memory()
@@ -140,8 +147,7 @@ def _after_in_parent() -> None:
 
 
 def _after_in_child() -> None:
-    global _pending
-    handover, _pending = _pending, None
+    handover, _pending.handover = _pending.handover, None
     memory = _memory()
     if memory is None:
         if handover is not None:

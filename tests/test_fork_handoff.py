@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Callable, List
 
@@ -169,6 +170,34 @@ def test_a_parent_whose_memory_is_busy_hands_nothing_over(
         done.set()
         thread.join()
     assert (answer, int(work)) == ("True", STEPS)
+
+
+def test_threads_forking_at_once_each_hand_over_and_let_go() -> None:
+    """Two threads fork at the same moment: each hand-over belongs to its own thread, no fork
+    waits long, and the memory is free afterwards."""
+    stop = time.monotonic() + 3
+    slow: List[float] = []
+    answers: List[str] = []
+
+    def forker() -> None:
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            answers.append(in_child(lambda: str(HandedStep(STEPS - 1).complete())))
+            slow.extend([time.monotonic() - started] if time.monotonic() - started > 2 else [])
+
+    threads = [threading.Thread(target=forker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers
+    assert set(answers) == {"True"}
+    assert slow == []
+    memory = runtime().memory
+    assert memory.hold_for_fork(0.5)  # nobody kept the memory or the watch
+    memory.release_after_fork()
+    write_raw("9", "changed after the forks\n")
+    assert not HandedStep(STEPS - 1).complete()
 
 
 def test_a_child_that_dies_at_once_does_not_hold_up_its_parent() -> None:
