@@ -24,14 +24,13 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 import attrs
 import luigi
 
-from luigi_repro.codeclosure import code_fingerprint
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.dag import requirements_of
 from luigi_repro.errors import ReproError
 from luigi_repro.evidence import Evidence, Outcome, Trace
 from luigi_repro.fingerprint import Counters
+from luigi_repro.identity import Identity, identity_of
 from luigi_repro.memory import VerdictKey, VerdictMemory
-from luigi_repro.params import canonical_params
 from luigi_repro.plaintasks import PlainTasks, is_wrapper, wrapper_verdict
 from luigi_repro.reads import unwatched
 from luigi_repro.record import Key, Record
@@ -47,9 +46,6 @@ __all__ = ["Judge", "current_judge", "judging"]
 _current: contextvars.ContextVar[Optional[Judge]] = contextvars.ContextVar(
     "luigi_repro_judge", default=None
 )
-
-#: (params, code, requirement ids, shape): what a remembered verdict must still match.
-Identity = Tuple[Any, ...]
 
 
 class Judge:
@@ -137,37 +133,9 @@ class Judge:
         return (task.task_id, type(task), self.settings, self.exhaustive, self._signer)
 
     def _identity(self, task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> Identity:
-        if not is_checked_task(task):  # a wrapper: it has no evidence of its own to place
-            return ("wrapper", tuple(upstream.task_id for _, upstream in requirements))
-        algorithm = self.settings.hash_algorithm
-        code = code_fingerprint(type(task), algorithm)
-        if self.memory is not None:
-            self.memory.note_code(type(task), algorithm, code)
-        return (
-            canonical_params(task, self.rules.signing_key),
-            code,
-            tuple(upstream.task_id for _, upstream in requirements),
-            self._shape_of(task, requirements),
+        return identity_of(
+            task, requirements, self.settings, self.rules.signing_key, self.evidence, self.memory
         )
-
-    def _shape_of(
-        self, task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]
-    ) -> Tuple[Any, ...]:
-        """Where the task's outputs and inputs are now, and how each input can be fingerprinted.
-
-        The same requirements can point elsewhere over time (an ``output()`` that lists a folder
-        or reads configuration, a relative path under another working folder, an adapter
-        registered later): a remembered verdict only stands for the same places, seen the same
-        way.
-        """
-        places = self.evidence.places
-        outputs = tuple((key, uri) for key, uri, _ in places(task))
-        inputs = tuple(
-            (key, output_key, uri, view)
-            for key, upstream in requirements
-            for output_key, uri, view in places(upstream)
-        )
-        return outputs, inputs
 
     def own(self, task: luigi.Task) -> OwnVerdict:
         """Everything about ``task`` itself: its outputs, records, parameters, code and inputs.
@@ -215,11 +183,33 @@ class Judge:
         memory.counts.decided += 1
         if trace.reusable:
             memory.remember_own(
-                key, identity, trace, verdict, trace.watched, trace.paths, self.generation
+                key,
+                identity,
+                trace,
+                verdict,
+                trace.watched,
+                trace.paths,
+                self.generation,
+                wrapper=None if is_checked_task(task) else task,
             )
         return verdict
 
     # --- the walk over the DAG ------------------------------------------------------------------
+
+    def _trusted(self, key: VerdictKey, identity: Identity) -> Optional[TaskStatus]:
+        """The remembered status of ``key``, once every wrapper it stands on still lists the
+        same tasks (listing them is all it costs: nothing upstream is judged)."""
+        assert self.memory is not None
+        for wrapper_key, wrapper, known in self.memory.wrappers_under(key):
+            if wrapper_key == key:
+                continue  # the task asked about: its requirements were just listed
+            try:
+                now = self._identity(wrapper, requirements_of(wrapper))
+            except Exception:  # noqa: BLE001 - the walk will call requires() and say why
+                now = None
+            if now != known:
+                self.memory.changed(wrapper_key)
+        return self.memory.trusted_status(key, identity)
 
     def status(self, task: luigi.Task) -> TaskStatus:
         """The verdict on ``task`` and, recursively, on what it requires."""
@@ -259,7 +249,7 @@ class Judge:
         identity = None if self.memory is None else self._identity(task, requirements)
         if identity is not None and not self.exhaustive:
             assert self.memory is not None
-            remembered = self.memory.trusted_status(self._key(task), identity)
+            remembered = self._trusted(self._key(task), identity)
             if remembered is not None:
                 self.tasks_judged += 1
                 self.verdicts_reused += 1

@@ -27,67 +27,23 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from typing import Any, Dict, FrozenSet, Iterable, Optional, OrderedDict, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, OrderedDict, Set, Tuple
 
-import attrs
 import luigi.configuration
 
 from luigi_repro.codeclosure import code_fingerprint
-from luigi_repro.config import Settings
 from luigi_repro.status import TaskStatus
+from luigi_repro.verdictentry import (
+    BUDGET_BYTES,
+    CAPACITY,
+    Counts,
+    Entry,
+    VerdictKey,
+    weight_of,
+)
 from luigi_repro.watch import Changes, ChangeWatch
 
-__all__ = ["Counts", "Entry", "VerdictKey", "VerdictMemory"]
-
-#: (task id, class, settings, exhaustive, digest of the signing key)
-VerdictKey = Tuple[str, type, Settings, bool, bytes]
-
-#: How many tasks' verdicts one process remembers, and roughly how many bytes they may keep
-#: alive (a folder input's manifest can make one entry weigh megabytes).
-CAPACITY = 65536
-BUDGET_BYTES = 256 << 20
-
-#: Rough sizes behind :func:`_weight`: an entry with its task's bookkeeping, and one item of
-#: evidence (an observation, a record's input or output, a manifest line).
-_ENTRY_BYTES = 4096
-_ITEM_BYTES = 160
-
-
-@attrs.define
-class Counts:
-    """How verdicts were reached, summed over a process's checks."""
-
-    #: Own verdicts decided by the rules (nothing usable was remembered).
-    decided: int = 0
-    #: Own verdicts replayed by stat (their files could not be watched, or an event came).
-    replayed: int = 0
-    #: Own verdicts reused with nothing read (watched, and no event since).
-    reused: int = 0
-    #: Whole statuses reused without visiting the tasks upstream.
-    statuses_reused: int = 0
-
-
-@attrs.define(eq=False)
-class Entry:
-    """Everything remembered about one task."""
-
-    key: VerdictKey
-    #: (params, code, requirement ids, shape): a verdict only stands for the same task seen the
-    #: same way.
-    identity: Tuple[Any, ...]
-    trace: Any
-    verdict: Any
-    #: Every change to the own evidence raises an event, and none has since it was decided.
-    own_clean: bool
-    paths: FrozenSet[str]
-    status: Optional[TaskStatus] = None
-    status_clean: bool = False
-    upstream: Tuple[VerdictKey, ...] = ()
-    status_paths: FrozenSet[str] = frozenset()
-    runs: int = 0
-    #: Roughly how many bytes the entry keeps alive (its trace's records and manifests).
-    weight: int = 0
-    dependents: Set[VerdictKey] = attrs.field(factory=set)
+__all__ = ["BUDGET_BYTES", "CAPACITY", "Counts", "Entry", "VerdictKey", "VerdictMemory"]
 
 
 class VerdictMemory:
@@ -203,9 +159,10 @@ class VerdictMemory:
         watched: bool,
         paths: Iterable[str],
         since: int,
+        wrapper: Any = None,
     ) -> None:
         """A newly decided own verdict (its status, if any, is no longer clean); ``since`` is
-        the generation the deciding check began in."""
+        the generation the deciding check began in; ``wrapper``: the task, for a wrapper."""
         with self._lock:
             old = self._entries.pop(key, None)
             dependents: Set[VerdictKey] = set()
@@ -214,8 +171,8 @@ class VerdictMemory:
                 dependents = old.dependents
                 self._status_dirty(dependents)
             clean = watched and since == self.generation
-            entry = Entry(key, identity, trace, verdict, clean, frozenset(paths))
-            entry.weight = _weight(trace)
+            entry = Entry(key, identity, trace, verdict, clean, frozenset(paths), wrapper=wrapper)
+            entry.weight = weight_of(trace)
             entry.dependents = dependents
             self._entries[key] = entry
             self.weight += entry.weight
@@ -278,6 +235,7 @@ class VerdictMemory:
                     above.dependents.discard(key)
             upstream = tuple(upstream)
             clean = watched and entry.own_clean and since == self.generation
+            wrappers = {key} if entry.wrapper is not None else set()
             for up in upstream:
                 above = self._entries.get(up)
                 if above is None:
@@ -285,6 +243,8 @@ class VerdictMemory:
                     continue
                 above.dependents.add(key)
                 clean = clean and above.status_clean
+                wrappers.update(above.wrappers)
+            entry.wrappers = frozenset(wrappers)
             extra = frozenset(paths) - entry.paths
             if extra - entry.status_paths:
                 self._unindex(entry)
@@ -294,6 +254,22 @@ class VerdictMemory:
             entry.upstream = upstream
             entry.status_clean = clean
             entry.runs = self.runs
+
+    def wrappers_under(self, key: VerdictKey) -> List[Tuple[VerdictKey, Any, Tuple[Any, ...]]]:
+        """``(key, task, identity)`` of each wrapper the status of ``key`` stands on."""
+        with self._lock:
+            entry = self._entries.get(key)
+            found = []
+            for wrapper_key in () if entry is None else entry.wrappers:
+                wrapper = self._entries.get(wrapper_key)
+                if wrapper is not None and wrapper.wrapper is not None:
+                    found.append((wrapper_key, wrapper.wrapper, wrapper.identity))
+            return found
+
+    def changed(self, key: VerdictKey) -> None:
+        """What ``key``'s verdict stood on changed (a wrapper lists other tasks now)."""
+        with self._lock:
+            self._own_dirty([key])
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -403,15 +379,6 @@ class VerdictMemory:
             self._by_task.clear()
             self._code.clear()
             self.watch.forget()
-
-
-def _weight(trace: Any) -> int:
-    """Roughly the bytes a trace keeps alive."""
-    items = len(trace.observations) + len(trace.existence)
-    for _, record in trace.records:
-        for entry in (*record.inputs, *record.outputs):
-            items += 1 + (len(entry.manifest) if entry.manifest else 0)
-    return _ENTRY_BYTES + _ITEM_BYTES * items
 
 
 def _world() -> Tuple[Any, ...]:

@@ -8,6 +8,7 @@ overrides ``complete()`` is still asked every time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List
 
@@ -115,3 +116,57 @@ def test_a_wrapper_with_its_own_complete_is_asked_every_time() -> None:
     Path("not-yet").write_text("")  # a change no file watch of luigi_repro could know about
     assert not PickyPartsWrapper().complete()
     assert not BehindWrapper("picky").complete()
+
+
+class ListedFile(TaskWithCheckingInputHash):
+    name = luigi.Parameter()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget(f"listed/{self.name}")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write(Path("incoming", self.name).read_text())
+
+
+class EveryIncomingFile(luigi.WrapperTask):
+    """Luigi's idiom: one task per file found in a folder (a listing raises no event here)."""
+
+    def requires(self) -> List[luigi.Task]:
+        return [ListedFile(name) for name in sorted(os.listdir("incoming"))]
+
+
+class EverythingIncoming(luigi_repro.WrapperTask):
+    def requires(self) -> luigi.Task:
+        return EveryIncomingFile()
+
+
+class SummaryOfIncoming(TaskWithCheckingInputHash):
+    def requires(self) -> luigi.Task:
+        return EverythingIncoming()
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("incoming-summary.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with self.output().open("w") as sink:
+            sink.write("summary\n")
+
+
+@pytest.mark.parametrize("asked", [EverythingIncoming, SummaryOfIncoming])
+def test_a_wrapper_that_lists_a_folder_sees_a_new_file(asked: type) -> None:
+    """The wrappers' statuses stand remembered, but each wrapper's requirements are listed
+    again before a status standing on it is trusted."""
+    Path("incoming").mkdir()
+    for name in ("a.txt", "b.txt"):
+        Path("incoming", name).write_text(name)
+    assert build(asked())
+    runs()
+    assert asked().complete()
+    Path("incoming", "c.txt").write_text("c")
+    assert not asked().complete()
+    assert build(asked())
+    assert ListedFile("c.txt").task_id in runs()
+    assert asked().complete()
