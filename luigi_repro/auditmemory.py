@@ -116,6 +116,9 @@ def audit_key(paths: Sequence[str]) -> str:
             os.geteuid() if hasattr(os, "geteuid") else None,
             environment,
             list(paths),
+            # Where each path leads now: an audit places inputs by where its outputs really are
+            # (a symlink switched to another release, "link/.." resolved after the link).
+            [path if "://" in path else os.path.realpath(path) for path in paths],
             _code_token(),
         )
     )
@@ -149,21 +152,9 @@ def _stable_stats(
     return found
 
 
-def remember_audit(
-    store: PersistentStatCache,
-    key: str,
-    report: Report,
-    read: Collection[str],
-    started_host_ns: int,
-    window_ns: int,
-) -> bool:
-    """Keep an up-to-date ``report`` and what it stood on (``read``: every local file the audit
-    read, records included); False when it cannot be replayed safely and was not kept."""
-    if not report.ok or not read:
-        return False
-    files = _stable_stats(read, started_host_ns, window_ns)
-    if files is None:
-        return False
+def config_state() -> Optional[List[Tuple[str, Optional[str]]]]:
+    """The stat of each of Luigi's configuration files (None: absent); None when one cannot be
+    told. Taken before the settings are read, and again when the audit is remembered."""
     config: List[Tuple[str, Optional[str]]] = []
     for path in _config_files():
         try:
@@ -171,7 +162,31 @@ def remember_audit(
         except FileNotFoundError:
             config.append((path, None))
         except OSError:
-            return False
+            return None
+    return config
+
+
+def remember_audit(
+    store: PersistentStatCache,
+    key: str,
+    report: Report,
+    read: Collection[str],
+    started_host_ns: int,
+    window_ns: int,
+    config_before: Optional[List[Tuple[str, Optional[str]]]],
+) -> bool:
+    """Keep an up-to-date ``report`` and what it stood on (``read``: every local file the audit
+    read, records included; ``config_before``: :func:`config_state` before the settings were
+    read); False when it cannot be replayed safely and was not kept."""
+    if not report.ok or not read or config_before is None:
+        return False
+    files = _stable_stats(read, started_host_ns, window_ns)
+    config = config_state()
+    if files is None or config != config_before:
+        return False  # a file, or the settings the audit decided under, changed meanwhile
+    present = [path for path, packed in config if packed is not None]
+    if present and _stable_stats(present, started_host_ns, window_ns) is None:
+        return False  # a configuration file too fresh for its stat to vouch for it
     entry = {
         "schema": AUDIT_SCHEMA,
         "files": files,

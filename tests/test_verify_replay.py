@@ -149,3 +149,38 @@ def test_a_replayed_audit_imports_no_luigi(settled: str) -> None:
     assert again.returncode == 0, again.stderr
     assert "luigi.task\n" not in again.stderr
     assert "| luigi\n" not in again.stderr
+
+
+def test_a_path_through_a_switched_symlink_is_decided_again(
+    settled: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``current`` pointed at one copy of the results, then at another: the same path leads
+    elsewhere, where inputs are looked for beside the copy, so the audit is decided again even
+    though every file it read is the same file."""
+    other = Path("elsewhere")
+    other.mkdir()
+    for item in Path("out").iterdir():  # a hard-linked copy (cp -al): the very same files
+        if item.is_file():
+            os.link(item, other / item.name)
+    time.sleep(3 * WINDOW_S)  # linking moved their ctime: let them settle again
+    Path("current").symlink_to(Path("out").resolve())
+    through = str(Path("current/report.txt").absolute())
+    assert verify(capsys, through)[0] == 0
+    assert replay_audit([through]) is not None
+    Path("current").unlink()
+    Path("current").symlink_to(other.resolve())
+    assert replay_audit([through]) is None
+
+
+def test_an_audit_is_not_remembered_when_the_configuration_changed_under_it(
+    settled: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings were read before luigi.cfg changed: what the audit found stood on the old
+    file, so it must not be replayed against the new one."""
+    from luigi_repro import auditmemory
+    from luigi_repro.cli import verify as verify_command
+
+    monkeypatch.setattr(verify_command, "config_state", lambda: [("luigi.cfg", None)])
+    monkeypatch.setattr(auditmemory, "config_state", lambda: [("luigi.cfg", "written meanwhile")])
+    assert verify(capsys, settled)[0] == 0
+    assert replay_audit([settled]) is None

@@ -8,7 +8,13 @@ from typing import List, Optional, Sequence, Set
 
 import attrs
 
-from luigi_repro.auditmemory import audit_key, audit_store, remember_audit, replay_audit
+from luigi_repro.auditmemory import (
+    audit_key,
+    audit_store,
+    config_state,
+    remember_audit,
+    replay_audit,
+)
 from luigi_repro.cli.clock import CommandClock
 from luigi_repro.cli.common import UsageError, check_once, load_task, split_own_options
 from luigi_repro.cli.render import Progress, render
@@ -70,15 +76,18 @@ def _audit(
     from luigi_repro.config import load_settings
     from luigi_repro.statcache import open_stat_cache
 
-    settings = load_settings()
     started = host_clock()
+    config_before = config_state()  # the settings below are read from these
+    settings = load_settings()
     read: Set[str] = set()
     report = audit_paths(paths, full=full, counters=counters, settings=settings, read=read)
     store = open_stat_cache(settings.stat_cache_path)
     # Kept only where a later process will look for it, and only when it can be replayed.
     findable = audit_store() == settings.stat_cache_path
     if store is not None and findable and not full and UNREPLAYABLE not in read:
-        remember_audit(store, audit_key(paths), report, read, started, settings.racy_window_ns)
+        key = audit_key(paths)
+        window = settings.racy_window_ns
+        remember_audit(store, key, report, read, started, window, config_before)
     return report
 
 
