@@ -32,8 +32,8 @@ from luigi_repro.errors import RecordError, TemporaryReplaced
 from luigi_repro.fingerprint import describe_special, hash_bytes
 from luigi_repro.folderprint import (
     STAMPS_FORMAT,
+    baseline_from_state,
     fingerprint_directory,
-    known_from_state,
     stamp_state,
 )
 from luigi_repro.fsclock import fs_now_ns
@@ -169,9 +169,9 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         cache: Optional[PersistentStatCache],
     ) -> Observation:
         """A folder's manifest, reusing every fingerprint whose file's stamp is unchanged."""
-        known = None
+        baseline = None
         if previous is not None:
-            known = known_from_state(
+            baseline = baseline_from_state(
                 previous.fingerprint,
                 previous.state,
                 previous.manifest,
@@ -181,7 +181,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         result = fingerprint_directory(
             self.path,
             context.algorithm,
-            known=known,
+            baseline=baseline,
             cache=cache,
             racy_window_ns=context.racy_window_ns,
             counters=context.counters,
