@@ -2,7 +2,8 @@
 
 The warm check keeps nothing for a file whose stamp matches the baseline, so these tests make
 sure the result is the same as a cold fingerprint whatever changed, and that the walk lists
-every folder once yet still tells an empty folder from one reached by another path.
+every folder once yet still tells an empty folder from one reached by another path. An input
+folder (no record) is compared with what the process last saw of it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from luigi_repro.fingerprint import diff_manifests
+from luigi_repro.fingerprint import Counters, diff_manifests
+from luigi_repro.foldermemory import FolderMemory
 from luigi_repro.folderprint import (
     Baseline,
     DirectoryFingerprint,
@@ -19,6 +21,9 @@ from luigi_repro.folderprint import (
     fingerprint_directory,
     stamp_state,
 )
+from luigi_repro.statcache import PersistentStatCache
+from luigi_repro.targets.base import FingerprintContext, Observation
+from luigi_repro.targets.directory import HashableDirectoryTarget
 
 ALGO = "sha256"
 WINDOW_NS = 50_000_000
@@ -105,3 +110,44 @@ def test_empty_folders_are_content_whichever_path_reaches_them(tmp_path: Path) -
     (tmp_path / "z-to-b").symlink_to(tmp_path / "b")
     result = fingerprint_directory(str(tmp_path), ALGO)
     assert sorted(result.manifest()) == ["a/empty/", "a/to-empty/", "b/data.txt", "z-to-b"]
+
+
+def _input_check(folder: Path, cache: PersistentStatCache, counters: Counters) -> Observation:
+    context = FingerprintContext(ALGO, WINDOW_NS, ".repro.json", cache, counters)
+    return HashableDirectoryTarget(str(folder)).observe(context, None)
+
+
+def test_an_input_folder_is_compared_with_what_this_process_last_saw(tmp_path: Path) -> None:
+    """Without a record, the second check reads nothing and builds no manifest of its own; a
+    file edited in place (same size, mtime put back) is still the one change named."""
+    root = _settled_tree(tmp_path)
+    cache = PersistentStatCache(str(tmp_path / "stat.sqlite3"))
+    first = _input_check(root, cache, Counters())
+    counters = Counters()
+    again = _input_check(root, cache, counters)
+    assert again.fingerprint == first.fingerprint
+    assert again.manifest is first.manifest  # the remembered one: nothing rebuilt
+    assert counters.files_hashed == 0
+    edited = root / "part-2" / "file-010.txt"
+    before = os.stat(edited)
+    edited.write_text(edited.read_text().upper())
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = _input_check(root, cache, Counters())
+    diff = diff_manifests(first.manifest or {}, after.manifest or {})
+    assert diff.changed == ("part-2/file-010.txt",)
+    assert not diff.added
+    assert not diff.removed
+
+
+def test_folder_memory_drops_the_oldest_folders_beyond_its_bound() -> None:
+    """Bounded by files held: the folder stored first goes first; a folder too big is not kept."""
+    memory = FolderMemory(max_files=3)
+    memory.remember("/a", ALGO, "fa", {"x": "1", "y": "2"}, {})
+    memory.remember("/b", ALGO, "fb", {"z": "3"}, {})
+    assert memory.recall("/a", ALGO) is not None
+    memory.remember("/c", ALGO, "fc", {"w": "4"}, {})
+    assert memory.recall("/a", ALGO) is None
+    assert memory.recall("/b", ALGO) is not None
+    assert memory.recall("/c", ALGO) is not None
+    memory.remember("/d", ALGO, "fd", {str(n): "5" for n in range(4)}, {})
+    assert memory.recall("/d", ALGO) is None

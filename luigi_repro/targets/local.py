@@ -168,7 +168,16 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         previous: Optional[Observation],
         cache: Optional[PersistentStatCache],
     ) -> Observation:
-        """A folder's manifest, reusing every fingerprint whose file's stamp is unchanged."""
+        """A folder's manifest, reusing every fingerprint whose file's stamp is unchanged.
+
+        Without a record (an input), the baseline is what this process last saw of the folder.
+        """
+        remembered = None
+        if previous is None and cache is not None:
+            remembered = cache.folders.recall(physical_path(self.path), context.algorithm)
+            if remembered is not None:
+                fingerprint, manifest, state = remembered
+                previous = Observation(fingerprint, 0, state, manifest)
         baseline = None
         if previous is not None:
             baseline = baseline_from_state(
@@ -194,13 +203,22 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
                 state = stamp_state(result, context.racy_window_ns)
             manifest = previous.manifest if previous.manifest is not None else result.files
             return Observation(result.fingerprint, result.size, state, manifest, result.stable)
-        return Observation(
+        observation = Observation(
             fingerprint=result.fingerprint,
             size=result.size,
             state=stamp_state(result, context.racy_window_ns),
             manifest=result.manifest(),
             stable=result.stable,
         )
+        if cache is not None and (remembered is not None or previous is None):
+            cache.folders.remember(
+                physical_path(self.path),
+                context.algorithm,
+                observation.fingerprint,
+                result.manifest(),
+                observation.state,
+            )
+        return observation
 
     def settled_token(self, observation: Observation, racy_window_ns: int) -> Optional[Hashable]:
         hint = file_hint(observation, str(observation.state.get("kind")))
