@@ -167,7 +167,7 @@ def fingerprint_directory(
         baseline = Baseline.of_known(known)
     remaining: Dict[str, Any] = baseline.by_path() if baseline is not None else {}
     fresh: Dict[str, str] = {}  # files the baseline does not vouch for, and what they hold
-    fresh_stamps: Dict[str, FileStamp] = {}
+    fresh_stamps: Dict[str, List[int]] = {}  # as a record keeps them
     size = 0
     stable = True
     statted = 0
@@ -189,7 +189,7 @@ def fingerprint_directory(
         vouched = view.vouched(rel, stamp)
         if vouched is not None:
             fresh[rel] = vouched
-            fresh_stamps[rel] = _as_stamp(stamp)
+            fresh_stamps[rel] = stamp
             continue
         entry = fingerprint_file(
             path,
@@ -203,7 +203,7 @@ def fingerprint_directory(
         if entry.stat is None:
             stable = False
         elif not entry.is_racy(racy_window_ns):
-            fresh_stamps[rel] = _stamp_of_key(entry.stat)
+            fresh_stamps[rel] = list(_stamp_of_key(entry.stat))
     if counters is not None:
         counters.files_statted += statted
     if baseline is not None and not fresh and not remaining:
@@ -220,7 +220,7 @@ def _merged(
     baseline: Optional[Baseline],
     gone: Mapping[str, Any],
     fresh: Dict[str, str],
-    fresh_stamps: Dict[str, FileStamp],
+    fresh_stamps: Dict[str, List[int]],
 ) -> Tuple[Dict[str, str], Dict[str, Sequence[int]]]:
     """The manifest and stamps of a folder that differs from its baseline: the baseline's files
     still there and unchanged, with the files read or described afresh."""
@@ -290,7 +290,9 @@ class _StampState(Mapping[str, Any]):
             listed: List[Optional[List[int]]] = []
             for rel in sorted(self._result.files):
                 stamp = stamps.get(rel)
-                listed.append(None if stamp is None else list(stamp))
+                if stamp is not None and type(stamp) is not list:
+                    stamp = list(stamp)
+                listed.append(stamp)  # shared, not copied: nothing changes a stamp's list
             self._built = {
                 "kind": "dir",
                 "format": STAMPS_FORMAT,
