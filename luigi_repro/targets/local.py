@@ -174,7 +174,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         """
         remembered = None
         if previous is None and cache is not None:
-            remembered = cache.folders.recall(physical_path(self.path), context.algorithm)
+            remembered = cache.folders.recall(self.uri, context.algorithm)
             if remembered is not None:
                 fingerprint, manifest, state = remembered
                 previous = Observation(fingerprint, 0, state, manifest)
@@ -212,7 +212,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         )
         if cache is not None and (remembered is not None or previous is None):
             cache.folders.remember(
-                physical_path(self.path),
+                self.uri,
                 context.algorithm,
                 observation.fingerprint,
                 result.manifest(),
