@@ -8,7 +8,10 @@ one run (medians of interleaved samples):
 - the warm check of an output folder: ``HashableDirectoryTarget.observe`` given the previous
   observation as a record holds it (its state round-tripped through JSON), as ``complete()`` and
   ``verify`` call it, with the persistent stat cache warm;
-- the warm check of an input folder (no record): the same, with the stat cache alone;
+- the warm check of an input folder (no record): the same, with the stat cache alone (the
+  process remembers what it last saw of the folder, as a record would);
+- the same input check as the first one of a new process: the folder memory emptied, so the
+  persistent cache's rows vouch for the files (shown, no target);
 - memory: the tracemalloc peak of one warm check of the output folder, per file;
 - one file changed in place (same size, mtime put back with ``os.utime``): found and named.
 
@@ -28,6 +31,7 @@ from typing import Dict, Tuple
 
 from benchmarks.common import Results, median_times
 from luigi_repro.fingerprint import Counters, diff_manifests
+from luigi_repro.foldermemory import FolderMemory
 from luigi_repro.statcache import PersistentStatCache
 from luigi_repro.targets.base import FingerprintContext, Observation
 from luigi_repro.targets.directory import HashableDirectoryTarget
@@ -90,11 +94,16 @@ def measure(results: Results, count: int, repeats: int) -> Tuple[float, float]:
         def input_check() -> None:
             target.observe(_context(cache), None)
 
+        def first_input_check() -> None:
+            cache.folders = FolderMemory()  # as in a process that has not seen the folder
+            target.observe(_context(cache), None)
+
         times = median_times(
             [
                 ("walk", lambda: walk(folder)),
                 ("output", output_check),
                 ("input", input_check),
+                ("first input", first_input_check),
             ],
             repeats,
         )
@@ -103,6 +112,18 @@ def measure(results: Results, count: int, repeats: int) -> Tuple[float, float]:
         results.add("folders", f"{label}: warm check, output folder", times["output"], "s")
         results.add(
             "folders", f"{label}: warm check, input folder (stat cache)", times["input"], "s"
+        )
+        results.add(
+            "folders",
+            f"{label}: first input check of a process",
+            times["first input"],
+            "s",
+        )
+        results.add(
+            "folders",
+            f"{label}: first input check / scandir walk",
+            times["first input"] / times["walk"],
+            "x",
         )
         for kind in ("output", "input"):
             ratio = times[kind] / times["walk"]

@@ -246,7 +246,7 @@ def manifest_fingerprint(entries: Mapping[str, str], algorithm: str = DEFAULT_AL
 
 
 #: Manifest entries hashed per update: few calls, and little text held at once.
-_MANIFEST_BATCH = 4096
+_MANIFEST_BATCH = 1024
 
 
 @attrs.frozen

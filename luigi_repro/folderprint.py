@@ -2,12 +2,15 @@
 
 A folder of 100,000 files must be checked in about the time a plain ``os.scandir`` + ``stat``
 walk takes, so the warm path does no more than that walk: each file's stamp
-``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` is compared, as a tuple, with the stamp
-kept beside the previous manifest (``known``), and the remembered fingerprint is reused when
-they are equal. Only files without a matching stamp go further: the persistent stat cache is
-asked once for the whole folder (one query, not one per file), and what it cannot vouch for is
-read. The racy rule is the stat cache's: a stamp is kept for later only when the fingerprint was
-taken at least the racy window after the file's last write.
+``[st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns]`` is compared, as the walk meets the file,
+with the stamp recorded beside the previous manifest (the :class:`Baseline`), and the
+remembered fingerprint stands when they are equal. Nothing is kept for such a file: only files
+without a matching stamp are set aside, so an unchanged folder builds no manifest of its own
+(the baseline's is hashed once, to prove it is the fingerprint it claims). Files without a
+matching stamp go further: the persistent stat cache is asked once for the whole folder (one
+query, not one per file), and what it cannot vouch for is read. The racy rule is the stat
+cache's: a stamp is kept for later only when the fingerprint was taken at least the racy window
+after the file's last write.
 
 The stamps a record keeps are compact (a list of integers per file, aligned with the sorted
 manifest) so that the record of a folder of 100,000 files stays well under the record cap.
@@ -16,7 +19,7 @@ manifest) so that the record of a folder of 100,000 files stays well under the r
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -39,12 +42,13 @@ from luigi_repro.statcache import (
 )
 
 __all__ = [
+    "Baseline",
     "DirectoryFingerprint",
     "FileStamp",
     "Known",
     "STAMPS_FORMAT",
     "fingerprint_directory",
-    "known_from_state",
+    "baseline_from_state",
     "stamp_state",
 ]
 
@@ -63,24 +67,54 @@ class DirectoryFingerprint:
     """A folder's fingerprint, its manifest and the stamps that vouch for its files later.
 
     ``stamps`` holds only files whose fingerprint may be reused (taken long enough after their
-    last write, and stable while read); ``unchanged`` says every file matched ``known`` exactly,
-    so whatever was kept with it still describes the folder.
+    last write, and stable while read); ``unchanged`` says every file matched the baseline
+    exactly, so whatever was kept with it still describes the folder (``files`` is then the
+    baseline's own manifest, not a copy).
     """
 
     fingerprint: str
-    files: Dict[str, str]
-    stamps: Dict[str, FileStamp]
+    files: Mapping[str, str]
+    stamps: Mapping[str, Sequence[int]]
     size: int
     stable: bool
     unchanged: bool = False
 
-    def manifest(self) -> Dict[str, str]:
+    def manifest(self) -> Mapping[str, str]:
         """``{relative path: fingerprint}``, the form kept in downstream records."""
         return self.files
 
     def known(self) -> Dict[str, Tuple[str, FileStamp]]:
         """The fingerprints a later walk may reuse, with the stamps that vouch for them."""
-        return {rel: (self.files[rel], stamp) for rel, stamp in self.stamps.items()}
+        return {rel: (self.files[rel], _as_stamp(stamp)) for rel, stamp in self.stamps.items()}
+
+
+@attrs.frozen
+class Baseline:
+    """What a folder held when last fingerprinted: its manifest, and per file the stamp that
+    vouches for its fingerprint, aligned with the sorted manifest (anything but a list of five
+    integers there means "read it again": it can only fail to equal a real stat)."""
+
+    manifest: Mapping[str, str]
+    stamps: Sequence[Any]
+
+    def by_path(self) -> Dict[str, Any]:
+        """A fresh ``{relative path: recorded stamp}`` for every file of the manifest."""
+        return dict(zip(sorted(self.manifest), self.stamps))
+
+    @classmethod
+    def of_known(cls, known: Known) -> Baseline:
+        """The baseline of fingerprints already trusted, by relative path."""
+        names = sorted(known)
+        return cls({rel: known[rel][0] for rel in names}, [list(known[rel][1]) for rel in names])
+
+
+def _as_stamp(stamp: Sequence[int]) -> FileStamp:
+    dev, ino, size, mtime_ns, ctime_ns = stamp
+    return (dev, ino, size, mtime_ns, ctime_ns)
+
+
+#: Marks a path the baseline does not hold.
+_ABSENT: Any = object()
 
 
 class _CacheView:
@@ -96,7 +130,7 @@ class _CacheView:
         self._window_ns = window_ns
         self._entries: Optional[Dict[str, Tuple[str, int, str]]] = None
 
-    def vouched(self, rel: str, stamp: FileStamp) -> Optional[str]:
+    def vouched(self, rel: str, stamp: Sequence[int]) -> Optional[str]:
         """The cached fingerprint of ``rel`` if it was taken of a file with this very stamp,
         long enough after its last write; else None."""
         if self._cache is None:
@@ -116,6 +150,7 @@ def fingerprint_directory(
     algorithm: str,
     *,
     known: Optional[Known] = None,
+    baseline: Optional[Baseline] = None,
     cache: Optional[PersistentStatCache] = None,
     racy_window_ns: int = 2_000_000_000,
     counters: Optional[Counters] = None,
@@ -123,33 +158,38 @@ def fingerprint_directory(
 ) -> DirectoryFingerprint:
     """Fingerprint every file below ``root``, reading only those no stamp or cache vouches for.
 
-    ``known`` holds fingerprints already trusted for ``algorithm`` (see :func:`known_from_state`).
+    ``baseline`` (see :func:`baseline_from_state`), or ``known``, holds fingerprints already
+    trusted for ``algorithm``. Files are compared with it as the walk meets them, and only the
+    ones that differ are kept aside: an unchanged folder costs its walk and the baseline's
+    manifest hashed once, with no per-file objects kept.
     """
-    known = known or {}
-    files: Dict[str, str] = {}
-    stamps: Dict[str, FileStamp] = {}
+    if baseline is None and known:
+        baseline = Baseline.of_known(known)
+    remaining: Dict[str, Any] = baseline.by_path() if baseline is not None else {}
+    fresh: Dict[str, str] = {}  # files the baseline does not vouch for, and what they hold
+    fresh_stamps: Dict[str, List[int]] = {}  # as a record keeps them
     size = 0
     stable = True
-    matched = statted = 0
+    statted = 0
     view = _CacheView(cache, physical_path(root), algorithm, racy_window_ns)
+    pop = remaining.pop
+    recorded_files = baseline.manifest if baseline is not None else {}
     for rel, path, st in walk_directory(root, exclude):
         if st is None:
             # Described, not read: cheap to redo, so never reused from a stamp.
-            files[rel] = hash_bytes(describe_special(path), algorithm)
+            described = hash_bytes(describe_special(path), algorithm)
+            if pop(rel, _ABSENT) is _ABSENT or recorded_files.get(rel) != described:
+                fresh[rel] = described
             continue
         statted += 1
-        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         size += stamp[2]
-        previous = known.get(rel)
-        if previous is not None and previous[1] == stamp:
-            files[rel] = previous[0]
-            stamps[rel] = previous[1]  # the tuple already held: no new one per file
-            matched += 1
-            continue
+        if pop(rel, None) == stamp:
+            continue  # the baseline's fingerprint stands, and its stamp with it
         vouched = view.vouched(rel, stamp)
         if vouched is not None:
-            files[rel] = vouched
-            stamps[rel] = stamp
+            fresh[rel] = vouched
+            fresh_stamps[rel] = stamp
             continue
         entry = fingerprint_file(
             path,
@@ -159,17 +199,68 @@ def fingerprint_directory(
             counters=counters,
             stat=st,
         )
-        files[rel] = entry.fingerprint
+        fresh[rel] = entry.fingerprint
         if entry.stat is None:
             stable = False
         elif not entry.is_racy(racy_window_ns):
-            stamps[rel] = _stamp_of_key(entry.stat)
+            fresh_stamps[rel] = list(_stamp_of_key(entry.stat))
     if counters is not None:
         counters.files_statted += statted
-    unchanged = matched == len(files) == len(known)
+    if baseline is not None and not fresh and not remaining:
+        files = baseline.manifest  # every file matched its stamp: nothing new to build
+        fingerprint = manifest_fingerprint(files, algorithm)
+        return DirectoryFingerprint(fingerprint, files, _Lazy(baseline), size, stable, True)
+    files, stamps = _merged(baseline, remaining, fresh, fresh_stamps)
     return DirectoryFingerprint(
-        manifest_fingerprint(files, algorithm), files, stamps, size, stable, unchanged
+        manifest_fingerprint(files, algorithm), files, stamps, size, stable, False
     )
+
+
+def _merged(
+    baseline: Optional[Baseline],
+    gone: Mapping[str, Any],
+    fresh: Dict[str, str],
+    fresh_stamps: Dict[str, List[int]],
+) -> Tuple[Dict[str, str], Dict[str, Sequence[int]]]:
+    """The manifest and stamps of a folder that differs from its baseline: the baseline's files
+    still there and unchanged, with the files read or described afresh."""
+    if baseline is None:
+        return fresh, dict(fresh_stamps)
+    recorded = baseline.by_path()
+    files: Dict[str, str] = {}
+    stamps: Dict[str, Sequence[int]] = {}
+    for rel, fingerprint in baseline.manifest.items():
+        if rel not in gone and rel not in fresh:
+            files[rel] = fingerprint
+            stamp = recorded[rel]
+            if stamp is not None:  # None: described, not read
+                stamps[rel] = stamp
+    files.update(fresh)
+    stamps.update(fresh_stamps)
+    return files, stamps
+
+
+class _Lazy(Mapping[str, Sequence[int]]):
+    """An unchanged folder's stamps: its baseline's, made into a mapping only if asked."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self._baseline = baseline
+        self._built: Optional[Dict[str, Sequence[int]]] = None
+
+    def _mapping(self) -> Dict[str, Sequence[int]]:
+        if self._built is None:
+            recorded = self._baseline.by_path().items()
+            self._built = {rel: stamp for rel, stamp in recorded if stamp is not None}
+        return self._built
+
+    def __getitem__(self, key: str) -> Sequence[int]:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
 
 
 def _stamp_of_key(key: StatKey) -> FileStamp:
@@ -199,7 +290,9 @@ class _StampState(Mapping[str, Any]):
             listed: List[Optional[List[int]]] = []
             for rel in sorted(self._result.files):
                 stamp = stamps.get(rel)
-                listed.append(None if stamp is None else list(stamp))
+                if stamp is not None and type(stamp) is not list:
+                    stamp = list(stamp)
+                listed.append(stamp)  # shared, not copied: nothing changes a stamp's list
             self._built = {
                 "kind": "dir",
                 "format": STAMPS_FORMAT,
@@ -230,46 +323,35 @@ class _StampState(Mapping[str, Any]):
     __hash__ = None  # type: ignore[assignment]  # a mapping, compared by content
 
 
-def known_from_state(
+def baseline_from_state(
     fingerprint: str,
     state: Mapping[str, Any],
     manifest: Optional[Mapping[str, str]],
     algorithm: str,
     racy_window_ns: int,
-) -> Dict[str, Tuple[str, FileStamp]]:
-    """The fingerprints a folder's recorded state vouches for, by relative path.
+) -> Optional[Baseline]:
+    """The fingerprints a folder's recorded state vouches for, or None.
 
-    Empty when the state is of another kind, another algorithm, or was judged settled with a
+    None when the state is of another kind, another algorithm, or was judged settled with a
     racy window shorter than today's. The per-file form of earlier versions is read too.
+    Nothing per file is built here: the recorded lists are used as they are.
     """
     if manifest is None or state.get("kind") != "dir":
-        return {}
+        return None
     try:
         if algorithm_of(fingerprint) != algorithm:
-            return {}
+            return None
     except ValueError:
-        return {}
+        return None
     if state.get("format") == STAMPS_FORMAT:
-        return _known_from_stamps(state, manifest, racy_window_ns)
-    return _known_from_files(state.get("files"), manifest, algorithm, racy_window_ns)
-
-
-def _known_from_stamps(
-    state: Mapping[str, Any], manifest: Mapping[str, str], racy_window_ns: int
-) -> Dict[str, Tuple[str, FileStamp]]:
-    window = state.get("racy_window_ns")
-    listed = state.get("stamps")
-    if not isinstance(window, int) or window < racy_window_ns or not isinstance(listed, list):
-        return {}
+        window = state.get("racy_window_ns")
+        listed = state.get("stamps")
+        if not isinstance(window, int) or window < racy_window_ns or not isinstance(listed, list):
+            return None
+        return Baseline(manifest, listed) if len(listed) == len(manifest) else None
+    known = _known_from_files(state.get("files"), manifest, algorithm, racy_window_ns)
     names = sorted(manifest)
-    if len(names) != len(listed):
-        return {}
-    known: Dict[str, Tuple[str, FileStamp]] = {}
-    for rel, stamp in zip(names, listed):
-        # Whatever else a stamp holds can only fail to equal a real stat (never raise).
-        if type(stamp) is list and len(stamp) == 5:
-            known[rel] = (manifest[rel], tuple(stamp))
-    return known
+    return Baseline(manifest, [list(known[rel][1]) if rel in known else None for rel in names])
 
 
 def _known_from_files(

@@ -18,12 +18,13 @@ from typing import (
     Iterator,
     List,
     Optional,
+    Set,
     Tuple,
 )
 
 from luigi_repro.fsclock import filesystem_type
 from luigi_repro.plainfiles import refusal
-from luigi_repro.writerrights import check_may_read, foreign_link_refusal
+from luigi_repro.writerrights import check_may_read, current_reader, foreign_link_refusal
 
 #: Decides, from a folder entry and the names beside it, whether it is bookkeeping to skip.
 Exclude = Callable[["os.DirEntry[str]", FrozenSet[str]], bool]
@@ -55,11 +56,39 @@ def walk_directory(
     drops bookkeeping files.
     """
     walked = {_real(root)}
-    stack: List[Tuple[str, str, FrozenSet[str]]] = [(root, "", frozenset(walked))]
+    # Folders queued but not listed yet: whether they hold anything is learnt when they are
+    # listed (once), unless another path reaches them first and must know it now.
+    pending: Set[str] = set()
+    stack: List[Tuple[str, str, FrozenSet[str], Optional[str]]] = [
+        (root, "", frozenset(walked), None)
+    ]
     plain_devices: Dict[int, bool] = {}  # a file system's refusal depends only on its type
+    reader = current_reader()
+    bounded = reader is not None and reader[0] is not None
     while stack:
-        folder, prefix, ancestors = stack.pop()
-        for entry, rel in _listing(folder, prefix, exclude):
+        folder, prefix, ancestors, queued = stack.pop()
+        listing = _listing(folder, prefix, exclude)
+        if queued is not None:
+            pending.discard(queued)
+            if not listing:
+                walked.discard(queued)  # an empty folder is never "walked": see below
+                yield prefix, folder, None  # an empty folder is content too
+                continue
+        for entry, rel in listing:
+            if entry.is_file(follow_symlinks=False):
+                # The common case, kept short: a regular file on a known data file system.
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    yield rel, entry.path, None  # gone since the listing: described
+                    continue
+                if plain_devices.get(st.st_dev) and stat_module.S_ISREG(st.st_mode):
+                    if bounded:
+                        check_may_read(entry.path, st)
+                    yield rel, entry.path, st
+                else:
+                    yield rel, entry.path, _plain_stat(entry, plain_devices)
+                continue
             if not entry.is_symlink() and not entry.is_dir(follow_symlinks=False):
                 yield rel, entry.path, _plain_stat(entry, plain_devices)
                 continue
@@ -74,15 +103,16 @@ def walk_directory(
                     yield rel, entry.path, None  # /proc linked into a folder: never walked
                 elif real in ancestors:
                     yield rel, entry.path, None  # a loop: described, never followed
+                elif real in pending and not _holds_anything(entry.path, exclude):
+                    yield rel + "/", entry.path, None  # queued by another path, but empty
                 elif real in walked:
                     # Another way into a folder already walked (symlinks can form a DAG whose
                     # paths double with every level): described, its content counted once.
                     yield rel, entry.path, None
-                elif not _holds_anything(entry.path, exclude):
-                    yield rel + "/", entry.path, None  # an empty folder is content too
                 else:
                     walked.add(real)
-                    stack.append((entry.path, rel + "/", ancestors | {real}))
+                    pending.add(real)
+                    stack.append((entry.path, rel + "/", ancestors | {real}, real))
                 continue
             _check_writer(entry)
             yield rel, entry.path, None if _refused(entry) else entry.stat(follow_symlinks=True)

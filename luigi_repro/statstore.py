@@ -20,6 +20,7 @@ import attrs
 from luigi_repro.fingerprint import (
     algorithm_of,
 )
+from luigi_repro.foldermemory import FolderMemory
 from luigi_repro.log import logger
 
 
@@ -161,6 +162,8 @@ class PersistentStatCache:
         # check itself. Losing unwritten entries in a crash only means hashing those again.
         self._pending: Dict[Tuple[bytes, str], Tuple[Any, ...]] = {}
         self._pending_pid = os.getpid()
+        #: Folders without a record as this process last saw them (see ``foldermemory``).
+        self.folders = FolderMemory()
 
     def _connection(self) -> Optional[sqlite3.Connection]:
         if self._disabled:

@@ -32,8 +32,8 @@ from luigi_repro.errors import RecordError, TemporaryReplaced
 from luigi_repro.fingerprint import describe_special, hash_bytes
 from luigi_repro.folderprint import (
     STAMPS_FORMAT,
+    baseline_from_state,
     fingerprint_directory,
-    known_from_state,
     stamp_state,
 )
 from luigi_repro.fsclock import fs_now_ns
@@ -169,10 +169,19 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         previous: Optional[Observation],
         cache: Optional[PersistentStatCache],
     ) -> Observation:
-        """A folder's manifest, reusing every fingerprint whose file's stamp is unchanged."""
-        known = None
+        """A folder's manifest, reusing every fingerprint whose file's stamp is unchanged.
+
+        Without a record (an input), the baseline is what this process last saw of the folder.
+        """
+        remembered = None
+        if previous is None and cache is not None:
+            remembered = cache.folders.recall(self.uri, context.algorithm)
+            if remembered is not None:
+                fingerprint, manifest, state = remembered
+                previous = Observation(fingerprint, 0, state, manifest)
+        baseline = None
         if previous is not None:
-            known = known_from_state(
+            baseline = baseline_from_state(
                 previous.fingerprint,
                 previous.state,
                 previous.manifest,
@@ -182,7 +191,7 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
         result = fingerprint_directory(
             self.path,
             context.algorithm,
-            known=known,
+            baseline=baseline,
             cache=cache,
             racy_window_ns=context.racy_window_ns,
             counters=context.counters,
@@ -195,13 +204,22 @@ class HashableLocalTarget(HashableTarget, luigi.LocalTarget):
                 state = stamp_state(result, context.racy_window_ns)
             manifest = previous.manifest if previous.manifest is not None else result.files
             return Observation(result.fingerprint, result.size, state, manifest, result.stable)
-        return Observation(
+        observation = Observation(
             fingerprint=result.fingerprint,
             size=result.size,
             state=stamp_state(result, context.racy_window_ns),
             manifest=result.manifest(),
             stable=result.stable,
         )
+        if cache is not None and (remembered is not None or previous is None):
+            cache.folders.remember(
+                self.uri,
+                context.algorithm,
+                observation.fingerprint,
+                result.manifest(),
+                observation.state,
+            )
+        return observation
 
     def settled_token(self, observation: Observation, racy_window_ns: int) -> Optional[Hashable]:
         hint = file_hint(observation, str(observation.state.get("kind")))
