@@ -98,11 +98,42 @@ def requirements_of(task: luigi.Task) -> List[Tuple[Key, luigi.Task]]:
     return flat
 
 
+def is_wrapper(task: luigi.Task) -> bool:
+    """Is ``task`` a wrapper whose ``complete()`` is only "all it requires is complete"
+    (Luigi's ``WrapperTask``, or luigi_repro's, unless a subclass overrides ``complete()``)?"""
+    complete = type(task).complete
+    return isinstance(task, luigi.WrapperTask) and (
+        complete is luigi.WrapperTask.complete or getattr(complete, "wraps_only", False)
+    )
+
+
+def through_wrappers(requirements: List[Tuple[Key, luigi.Task]]) -> List[Tuple[Key, luigi.Task]]:
+    """``requirements`` with each wrapper replaced by what it wraps, recursively.
+
+    A wrapper has no outputs, so a task that requires one reads the outputs of the tasks it
+    wraps (often listed from a folder); those are its inputs. Each is keyed by the wrapper's key
+    and the wrapped task's id, which stays the same when another file is listed before it.
+    """
+    found: List[Tuple[Key, luigi.Task]] = []
+    stack = list(reversed(requirements))
+    seen: Set[str] = set()
+    while stack:
+        key, upstream = stack.pop()
+        if not is_wrapper(upstream):
+            found.append((key, upstream))
+        elif upstream.task_id not in seen:
+            seen.add(upstream.task_id)
+            wrapped = [((*key, task.task_id), task) for _, task in requirements_of(upstream)]
+            stack.extend(reversed(wrapped))
+    return found
+
+
 def static_inputs(requirements: List[Tuple[Key, luigi.Task]]) -> List[InputRef]:
-    """Every output of every required task (from :func:`requirements_of`), with its keys."""
+    """Every output of every required task (from :func:`requirements_of`), with its keys; the
+    tasks a required wrapper wraps count as required (:func:`through_wrappers`)."""
     return [
         InputRef(key, output_key, upstream, target, False)
-        for key, upstream in requirements
+        for key, upstream in through_wrappers(requirements)
         for output_key, target in flatten_with_keys(upstream.output())
     ]
 

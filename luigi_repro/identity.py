@@ -13,6 +13,7 @@ import luigi
 
 from luigi_repro.codeclosure import code_fingerprint
 from luigi_repro.config import Settings
+from luigi_repro.dag import through_wrappers
 from luigi_repro.evidence import Evidence
 from luigi_repro.findings import is_checked_task
 from luigi_repro.memory import VerdictMemory
@@ -37,6 +38,9 @@ def identity_of(
     required = tuple(upstream.task_id for _, upstream in requirements)
     if not is_checked_task(task):  # a wrapper: it has no evidence of its own to place
         return ("wrapper", required)
+    # What required wrappers wrap is read as inputs: a wrapper listing a folder differently
+    # makes this another task.
+    required += tuple(upstream.task_id for _, upstream in through_wrappers(requirements))
     algorithm = settings.hash_algorithm
     code = code_fingerprint(type(task), algorithm)
     if memory is not None:
@@ -62,7 +66,7 @@ def _shape_of(
     outputs = tuple((key, uri) for key, uri, _ in places(task))
     inputs = tuple(
         (key, output_key, uri, view)
-        for key, upstream in requirements
+        for key, upstream in through_wrappers(requirements)
         for output_key, uri, view in places(upstream)
     )
     return outputs, inputs

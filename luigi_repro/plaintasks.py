@@ -16,20 +16,12 @@ from typing import Dict, List, Tuple
 import luigi
 
 from luigi_repro.config import Settings
-from luigi_repro.dag import flatten_with_keys
+from luigi_repro.dag import flatten_with_keys, is_wrapper
 from luigi_repro.evidence import Evidence, watch_paths
 from luigi_repro.findings import OwnVerdict
 from luigi_repro.record import Key
 
 __all__ = ["PlainTasks", "is_wrapper", "wrapper_verdict"]
-
-
-def is_wrapper(task: luigi.Task) -> bool:
-    """Is ``task`` a wrapper whose ``complete()`` is only "all it requires is complete"?"""
-    complete = type(task).complete
-    return isinstance(task, luigi.WrapperTask) and (
-        complete is luigi.WrapperTask.complete or getattr(complete, "wraps_only", False)
-    )
 
 
 def wrapper_verdict(task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]]) -> OwnVerdict:

@@ -184,13 +184,18 @@ class AfterWrapper(TaskWithCheckingInputHash):
 
 
 def test_task_downstream_of_a_wrapper_sees_through_it() -> None:
-    """A wrapper has no outputs; what it wraps still decides the downstream verdict."""
+    """A wrapper has no outputs; what it wraps is read as the downstream task's inputs, and
+    still decides its verdict."""
     assert build(AfterWrapper())
     runs()
     assert AfterWrapper().complete()
     Path("out/pair_1.txt").write_text("tampered")
     result = verdict(AfterWrapper())
-    assert [r.kind for r in result.reasons] == [ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
+    assert [r.kind for r in result.reasons] == [
+        ReasonKind.INPUT_CHANGED,
+        ReasonKind.UPSTREAM_NOT_UP_TO_DATE,
+    ]
+    assert "out/pair_1.txt" in result.reasons[0].message
 
 
 class Externalized(TaskWithCheckingInputHash):
