@@ -36,8 +36,8 @@ def _parts() -> List[Tuple[Any, str, str]]:
     from luigi_repro.targets.local import HashableLocalTarget
 
     return [
-        (luigi.Task, "complete", "complete(), plain"),
-        (checked_task.CheckingInputHashMixin, "complete", "complete(), checked"),
+        (luigi.Task, "complete", "complete()"),
+        (checked_task.CheckingInputHashMixin, "complete", "complete()"),
         (dag._Shape, "produce", "run() itself"),
         (RunProtocol, "begin", "protocol: lock, fingerprint inputs, judge"),
         (RunProtocol, "_lock", "… of which the run lock"),
@@ -95,12 +95,12 @@ def measure(results: Results, layers: int, width: int) -> None:
     ):
         dag.set_folder(folder)
         totals: Dict[str, float] = {}
-        spent: Dict[str, float] = {}
-        calls: Dict[str, int] = {}
+        parts: Dict[str, Tuple[Dict[str, float], Dict[str, int]]] = {}
         for flavour, cls in (("plain", dag.PlainNode), ("checked", dag.CheckedNode)):
             tasks = dag.roots(cls, layers, width)
             _build(tasks)  # warm-up: imports, code fingerprints
             shutil.rmtree(os.path.join(folder, flavour))
+            spent, calls = parts[flavour] = ({}, {})
             with _timed(spent, calls):
                 started = time.perf_counter()
                 _build(tasks)
@@ -111,7 +111,11 @@ def measure(results: Results, layers: int, width: int) -> None:
         results.add("buildcost", f"{flavour} build, per task", seconds / count * 1e6, "us")
     extra = (totals["checked"] - totals["plain"]) / count * 1e6
     results.add("buildcost", "checked - plain, per task", extra, "us")
-    for _, _, label in _parts():
-        if label in spent:
-            results.add("buildcost", f"{label}, per task", spent[label] / count * 1e6, "us")
-            results.add("buildcost", f"{label}, calls per task", calls[label] / count, "")
+    for flavour, (spent, calls) in parts.items():
+        for label in dict.fromkeys(label for _, _, label in _parts()):
+            if label in spent:
+                per_task = spent[label] / count * 1e6
+                results.add("buildcost", f"{flavour}: {label}, per task", per_task, "us")
+                results.add(
+                    "buildcost", f"{flavour}: {label}, calls per task", calls[label] / count, ""
+                )
