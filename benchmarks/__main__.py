@@ -18,6 +18,7 @@ BENCHMARKS = [
     "memory",
     "pipeline",
     "build",
+    "buildcost",
     "dataframe",
     "codeclosure",
     "auditreads",

@@ -261,11 +261,25 @@ _OPTIONS = (
 )
 
 
+#: The environment variables overriding each option, by name and as CPython stores them.
+_ENV_NAMES = tuple("LUIGI_REPRO_" + name.upper() for name in _OPTIONS)
+_ENV_RAW_NAMES = tuple(os.fsencode(name) for name in _ENV_NAMES)
+
+
+def _env_overrides() -> Tuple[object, ...]:
+    """The raw values of the ``LUIGI_REPRO_*`` overrides: a check asks for the settings at
+    every ``complete()``, and decoding each variable would cost more than the lookup itself."""
+    raw = getattr(os.environ, "_data", None)
+    if isinstance(raw, dict) and os.name == "posix":
+        return tuple(map(raw.get, _ENV_RAW_NAMES))
+    return tuple(os.environ.get(name) for name in _ENV_NAMES)
+
+
 def _settings_key() -> Optional[Hashable]:
     """Everything the settings are made from, cheaply: env overrides, the section, the CLI."""
     from luigi.cmdline_parser import CmdlineParser
 
-    env = tuple(os.environ.get("LUIGI_REPRO_" + name.upper()) for name in _OPTIONS)
+    env = _env_overrides()
     config = luigi.configuration.get_config()
     sections = getattr(config, "_sections", None)  # ConfigParser's raw values: no interpolation
     if not isinstance(sections, dict):

@@ -393,7 +393,8 @@ def _world() -> Tuple[Any, ...]:
         )
     else:
         described = id(config)
-    # The environment's raw bytes where CPython keeps them (no decoding of every variable).
+    # The environment's raw bytes where CPython keeps them (no decoding of every variable); a
+    # plain copy, compared as a dict: cheaper than hashing every item at every check.
     raw: Any = getattr(os.environ, "_data", None)
-    environment = frozenset(raw.items() if isinstance(raw, dict) else os.environ.items())
+    environment = dict(raw) if isinstance(raw, dict) else dict(os.environ)
     return os.getcwd(), environment, described

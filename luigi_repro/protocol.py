@@ -40,7 +40,7 @@ from luigi_repro.errors import (
     RunProtocolError,
     UnsupportedTarget,
 )
-from luigi_repro.evidence import Missing, Outcome, warn_once
+from luigi_repro.evidence import Missing, warn_once
 from luigi_repro.judge import Judge
 from luigi_repro.locking import HeldLocks, LockRequest, folder_syncs_deferred, lock_backend
 from luigi_repro.log import logger
@@ -233,8 +233,7 @@ class RunProtocol:
             hashable = as_hashable(ref.target)
             if before is None or hashable is None:
                 continue
-            after: Outcome = judge.observe(hashable, recorded=is_checked_task(ref.task))
-            after_fp = None if isinstance(after, Missing) else after.fingerprint
+            after_fp = _fingerprint_again(judge, hashable, before)
             if after_fp != before.fingerprint:
                 raise InputChangedDuringRun(
                     self.task.task_id, hashable.uri, before.fingerprint, after_fp
@@ -311,3 +310,13 @@ class RunProtocol:
             locks, self._locks = self._locks, None
             locks.close()
         flush_stat_caches()
+
+
+def _fingerprint_again(judge: Judge, target: HashableTarget, before: Observation) -> Optional[str]:
+    """The input's fingerprint now (None if it is gone or unreadable), with its observation
+    before ``run()`` as the hint: a file whose stat still matches costs one ``stat``, and the
+    record of the task that made it need not be read and parsed a second time."""
+    try:
+        return target.observe(judge.context, before).fingerprint
+    except Exception:  # noqa: BLE001 - gone or unreadable now: it changed during the run
+        return None

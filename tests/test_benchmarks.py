@@ -167,3 +167,25 @@ def test_the_dataframe_memory_rows_are_measured_small() -> None:
     assert "streamed / whole-table throughput, 1 MiB table" in measures
     assert "peak RSS growth vs table size (log-log slope)" in measures
     assert "peak RSS growth, tiny table <= 256 MiB" in measures
+
+
+def test_the_build_cost_breakdown_times_each_part_and_unwraps_them(tmp_path: Path) -> None:
+    """Every part of a checked build is timed (Luigi asks complete() of plain and checked tasks
+    alike), and the timers are gone afterwards."""
+    import luigi
+
+    from benchmarks import buildcost
+    from benchmarks.common import Results
+    from luigi_repro.protocol import RunProtocol
+
+    complete, begin = luigi.Task.complete, RunProtocol.begin
+    results = Results()
+    buildcost.measure(results, layers=2, width=3)
+    rows = {row["measure"]: row["value"] for row in results.rows}
+    plain, checked = "plain: complete(), calls per task", "checked: complete(), calls per task"
+    assert rows[plain] == rows[checked]
+    assert rows["checked: fsync, calls per task"] >= 2  # the output and its record
+    assert rows["checked: protocol: lock, fingerprint inputs, judge, calls per task"] == 1
+    assert "plain: fsync, calls per task" not in rows
+    assert luigi.Task.complete is complete
+    assert RunProtocol.begin is begin
