@@ -82,13 +82,13 @@ class InputRef:
         return f"{where}{format_key(self.key)}{out}"
 
 
-def requirements_of(task: luigi.Task) -> List[Tuple[Key, luigi.Task]]:
+def requirements_of(task: luigi.Task, prefix: Key = ()) -> List[Tuple[Key, luigi.Task]]:
     """``task.requires()`` called once and flattened with keys.
 
     Once: ``requires()`` may be a generator (a common Luigi idiom), which a second pass would find
     empty.
     """
-    flat = flatten_with_keys(task.requires())
+    flat = flatten_with_keys(task.requires(), prefix)
     for _, upstream in flat:
         if not isinstance(upstream, luigi.Task):
             raise TypeError(
@@ -112,7 +112,8 @@ def through_wrappers(requirements: List[Tuple[Key, luigi.Task]]) -> List[Tuple[K
 
     A wrapper has no outputs, so a task that requires one reads the outputs of the tasks it
     wraps (often listed from a folder); those are its inputs. Each is keyed by the wrapper's key
-    and the wrapped task's id, which stays the same when another file is listed before it.
+    and its place in the wrapper's ``requires()``, as direct requirements are (a task id would
+    name an absolute path, and a copied results folder could not be audited).
     """
     found: List[Tuple[Key, luigi.Task]] = []
     stack = list(reversed(requirements))
@@ -123,8 +124,7 @@ def through_wrappers(requirements: List[Tuple[Key, luigi.Task]]) -> List[Tuple[K
             found.append((key, upstream))
         elif upstream.task_id not in seen:
             seen.add(upstream.task_id)
-            wrapped = [((*key, task.task_id), task) for _, task in requirements_of(upstream)]
-            stack.extend(reversed(wrapped))
+            stack.extend(reversed(requirements_of(upstream, key)))
     return found
 
 
@@ -172,9 +172,11 @@ def dynamic_inputs(yielded: Any, batch: int) -> List[InputRef]:
     """The inputs of one batch of dynamic dependencies yielded by ``run()``."""
     requirements = getattr(yielded, "requirements", yielded)  # unwrap DynamicRequirements
     refs: List[InputRef] = []
-    for key, upstream in flatten_with_keys(requirements, (batch,)):
+    yielded_tasks = flatten_with_keys(requirements, (batch,))
+    for _, upstream in yielded_tasks:
         if not isinstance(upstream, luigi.Task):
             raise TypeError(f"run() yielded {upstream!r}, which is not a Luigi task")
+    for key, upstream in through_wrappers(yielded_tasks):
         for output_key, target in flatten_with_keys(upstream.output()):
             refs.append(InputRef(key, output_key, upstream, target, True))
     return refs

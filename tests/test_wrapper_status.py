@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import luigi
 import pytest
 from pipelines import build, log_run, runs
 
 import luigi_repro
-from luigi_repro import HashableLocalTarget, TaskWithCheckingInputHash
+from luigi_repro import HashableExternalFile, HashableLocalTarget, TaskWithCheckingInputHash
+from luigi_repro.dag import through_wrappers
 from luigi_repro.judge import judging
 from luigi_repro.runtime import reset
 
@@ -121,13 +122,16 @@ def test_a_wrapper_with_its_own_complete_is_asked_every_time() -> None:
 class ListedFile(TaskWithCheckingInputHash):
     name = luigi.Parameter()
 
+    def requires(self) -> luigi.Task:
+        return HashableExternalFile(f"incoming/{self.name}")
+
     def output(self) -> HashableLocalTarget:
         return HashableLocalTarget(f"listed/{self.name}")
 
     def run(self) -> None:
         log_run(self)
-        with self.output().open("w") as sink:
-            sink.write(Path("incoming", self.name).read_text())
+        with self.input().open("r") as source, self.output().open("w") as sink:
+            sink.write(source.read())
 
 
 class EveryIncomingFile(luigi.WrapperTask):
@@ -170,3 +174,38 @@ def test_a_wrapper_that_lists_a_folder_sees_a_new_file(asked: type) -> None:
     assert build(asked())
     assert ListedFile("c.txt").task_id in runs()
     assert asked().complete()
+
+
+class YieldsTheWrapper(TaskWithCheckingInputHash):
+    """Asks for the wrapper only while it runs (a dynamic dependency)."""
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("yielded-summary.txt")
+
+    def run(self) -> Iterator[luigi.Task]:
+        log_run(self)
+        yield EveryIncomingFile()
+        with self.output().open("w") as sink:
+            sink.write(Path("listed", "a.txt").read_text())
+
+
+def test_a_wrapper_yielded_by_run_is_read_through_too() -> None:
+    Path("incoming").mkdir()
+    Path("incoming", "a.txt").write_text("old")
+    assert build(YieldsTheWrapper())
+    runs()
+    Path("incoming", "a.txt").write_text("new")
+    assert not YieldsTheWrapper().complete()
+    assert build(YieldsTheWrapper())
+    assert YieldsTheWrapper().task_id in runs()
+    assert Path("yielded-summary.txt").read_text() == "new"
+
+
+def test_what_a_wrapper_wraps_is_keyed_by_its_place_not_by_a_task_id() -> None:
+    """Task ids name absolute paths: keyed by them, a copied results folder would show every
+    input as removed and another added."""
+    Path("incoming").mkdir()
+    for name in ("a.txt", "b.txt"):
+        Path("incoming", name).write_text(name)
+    keys = [key for key, _ in through_wrappers([((), EverythingIncoming())])]
+    assert keys == [(0,), (1,)]
