@@ -33,6 +33,12 @@ class FolderMemory:
         self._files = 0
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Drop every folder (tests reset through :func:`luigi_repro.runtime.reset`)."""
+        with self._lock:
+            self._folders.clear()
+            self._files = 0
+
     def recall(self, folder: str, slot: str) -> Optional[RememberedFolder]:
         """The last observation stored for ``folder``, or None."""
         with self._lock:

@@ -216,6 +216,16 @@ def fingerprint_directory(
     )
 
 
+def _is_stamp(stamp: Any) -> bool:
+    """Is ``stamp`` what a stamp is, ``[dev, ino, size, mtime_ns, ctime_ns]``? A record edited
+    by hand may hold anything; such a value is dropped (the file is then read next time)."""
+    return (
+        isinstance(stamp, (list, tuple))
+        and len(stamp) == 5
+        and all(type(part) is int for part in stamp)
+    )
+
+
 def _merged(
     baseline: Optional[Baseline],
     gone: Mapping[str, Any],
@@ -233,7 +243,7 @@ def _merged(
         if rel not in gone and rel not in fresh:
             files[rel] = fingerprint
             stamp = recorded[rel]
-            if stamp is not None:  # None: described, not read
+            if _is_stamp(stamp):  # None: described, not read (or a record edited by hand)
                 stamps[rel] = stamp
     files.update(fresh)
     stamps.update(fresh_stamps)
@@ -290,7 +300,9 @@ class _StampState(Mapping[str, Any]):
             listed: List[Optional[List[int]]] = []
             for rel in sorted(self._result.files):
                 stamp = stamps.get(rel)
-                if stamp is not None and type(stamp) is not list:
+                if stamp is None or not _is_stamp(stamp):
+                    stamp = None  # described, not read; or a record edited by hand
+                elif type(stamp) is not list:
                     stamp = list(stamp)
                 listed.append(stamp)  # shared, not copied: nothing changes a stamp's list
             self._built = {

@@ -62,6 +62,7 @@ def reset() -> None:
     """Forget everything remembered in this process (tests call it between scenarios)."""
     from luigi_repro.evidence import forget_warnings
     from luigi_repro.fsclock import forget_clocks
+    from luigi_repro.statcache import forget_folders
     from luigi_repro.targets.s3listing import forget_s3
 
     runtime().memory.forget()
@@ -69,3 +70,4 @@ def reset() -> None:
     forget_clocks()
     forget_warnings()
     forget_s3()
+    forget_folders()

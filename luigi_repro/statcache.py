@@ -57,6 +57,14 @@ _caches: Dict[str, PersistentStatCache] = {}
 _caches_lock = threading.Lock()
 
 
+def forget_folders() -> None:
+    """Forget what every open cache remembers of folders in this process."""
+    with _caches_lock:
+        caches = list(_caches.values())
+    for cache in caches:
+        cache.folders.forget()
+
+
 def flush_stat_caches() -> None:
     """Write every cache's pending entries (after each check, and when the process exits)."""
     with _caches_lock:

@@ -151,3 +151,21 @@ def test_folder_memory_drops_the_oldest_folders_beyond_its_bound() -> None:
     assert memory.recall("/c", ALGO) is not None
     memory.remember("/d", ALGO, "fd", {str(n): "5" for n in range(4)}, {})
     assert memory.recall("/d", ALGO) is None
+
+
+def test_a_stamp_edited_by_hand_into_a_record_is_dropped_not_written_back() -> None:
+    """A recorded stamp that is not five integers cannot vouch for anything: a file it stood
+    for is read again, and the value never reaches the next record."""
+    from luigi_repro.folderprint import Baseline, _merged
+
+    baseline = Baseline({"a.txt": "xxh3_128:1", "b.txt": "xxh3_128:2"}, [5, [1, 2, 3, 4, 5]])
+    files, stamps = _merged(baseline, {}, {}, {})
+    assert files == {"a.txt": "xxh3_128:1", "b.txt": "xxh3_128:2"}
+    assert stamps == {"b.txt": [1, 2, 3, 4, 5]}
+
+
+def test_forgetting_the_folder_memory_forgets_every_folder() -> None:
+    memory = FolderMemory()
+    memory.remember("/a", ALGO, "fa", {"x": "1"}, {})
+    memory.forget()
+    assert memory.recall("/a", ALGO) is None
