@@ -71,8 +71,24 @@ else:  # pragma: no cover
 
 _MOUNTINFO = "/proc/self/mountinfo"
 
-#: Beyond this many watches (folders and files), new files are revalidated by stat instead.
-MAX_WATCHES = 20000
+_LIMIT = "/proc/sys/fs/inotify/max_user_watches"
+
+
+def watch_budget(limit_file: str = _LIMIT) -> int:
+    """How many watches (folders and files) one process may hold: half of the kernel's limit for
+    the user, which the kernel sizes by memory, so that other programs keep theirs. A pipeline
+    holds about two per task (the output and its record); beyond the budget new files are
+    revalidated by stat, and a build that outgrows it turns quadratic again."""
+    try:
+        with open(limit_file, "rb") as stream:
+            limit = int(stream.read().strip() or b"0")
+    except (OSError, ValueError):
+        return 8192
+    return max(1024, min(limit // 2, 1 << 21))
+
+
+#: Beyond this many watches, new files are revalidated by stat instead.
+MAX_WATCHES = watch_budget()
 
 
 class Changes:

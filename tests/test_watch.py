@@ -107,3 +107,19 @@ def test_a_hard_link_made_later_and_written_through_is_reported(
         sink.write("two\n")
     assert str(path) in watch.changes().paths
     assert not watch.watch([str(path)])  # two names now: revalidated by stat from here on
+
+
+def test_the_watch_budget_is_half_of_what_the_kernel_allows_the_user(tmp_path: Path) -> None:
+    """A fixed budget of 20,000 ran out at about 7,000 tasks (two files each), and every check
+    after that replayed what it could no longer watch: a no-op rebuild of 10,000 tasks took 65
+    times plain Luigi's time."""
+    from luigi_repro.watch import watch_budget
+
+    limit = tmp_path / "max_user_watches"
+    limit.write_text("192530\n")
+    assert watch_budget(str(limit)) == 96265
+    limit.write_text("8192\n")
+    assert watch_budget(str(limit)) == 4096
+    limit.write_text("not a number\n")
+    assert watch_budget(str(limit)) == 8192
+    assert watch_budget(str(tmp_path / "absent")) == 8192
