@@ -39,8 +39,12 @@ def identity_of(
     if not is_checked_task(task):  # a wrapper: it has no evidence of its own to place
         return ("wrapper", required)
     # What required wrappers wrap is read as inputs: a wrapper listing a folder differently
-    # makes this another task.
-    required += tuple(upstream.task_id for _, upstream in through_wrappers(requirements))
+    # makes this another task (each wrapper's requires() is called once here).
+    reached = through_wrappers(requirements)
+    if len(reached) != len(requirements) or any(
+        a is not b for (_, a), (_, b) in zip(reached, requirements)
+    ):
+        required += tuple(upstream.task_id for _, upstream in reached)
     algorithm = settings.hash_algorithm
     code = code_fingerprint(type(task), algorithm)
     if memory is not None:
@@ -49,12 +53,12 @@ def identity_of(
         canonical_params(task, signing_key),
         code,
         required,
-        _shape_of(task, requirements, evidence),
+        _shape_of(task, reached, evidence),
     )
 
 
 def _shape_of(
-    task: luigi.Task, requirements: List[Tuple[Key, luigi.Task]], evidence: Evidence
+    task: luigi.Task, reached: List[Tuple[Key, luigi.Task]], evidence: Evidence
 ) -> Tuple[Any, ...]:
     """Where the task's outputs and inputs are now, and how each input can be fingerprinted.
 
@@ -66,7 +70,7 @@ def _shape_of(
     outputs = tuple((key, uri) for key, uri, _ in places(task))
     inputs = tuple(
         (key, output_key, uri, view)
-        for key, upstream in through_wrappers(requirements)
+        for key, upstream in reached
         for output_key, uri, view in places(upstream)
     )
     return outputs, inputs
