@@ -55,6 +55,12 @@ from luigi_repro.runrecord import RunTimes, build_record, now_iso, observe_outpu
 from luigi_repro.runtime import runtime
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import TaskStatus
+from luigi_repro.statusmessage import (
+    EARLY_CUTOFF_MESSAGE,
+    scheduler_listens,
+    tell_scheduler,
+    why_message,
+)
 from luigi_repro.targets.base import HashableTarget, Observation, as_hashable
 from luigi_repro.undeclared import undeclared_inputs
 
@@ -134,6 +140,7 @@ class RunProtocol:
                     self.task,
                 )
                 self.close()
+                tell_scheduler(self.task, EARLY_CUTOFF_MESSAGE)
                 return False
             self._say_why(judge, verdict)
             for key, target in self.outputs:
@@ -156,19 +163,23 @@ class RunProtocol:
         return True
 
     def _say_why(self, judge: Judge, verdict: TaskStatus) -> None:
-        """Log, before ``run()``, every reason the task runs, as ``verify`` words them.
+        """Log, before ``run()``, every reason the task runs, as ``verify`` words them, and
+        show the first few as the task's status message in Luigi's scheduler (``luigid``).
 
         The check that decided to run stops at its first reason; the task's own state is judged
         again exhaustively, from what that check already read (its files were just
         fingerprinted, and upstream tasks are complete by now, or Luigi would not run it).
         """
-        if not logger.isEnabledFor(logging.INFO):
+        logging_why = logger.isEnabledFor(logging.INFO)
+        if not logging_why and not scheduler_listens(self.task):
             return
         reasons = list(judge.exhaustive_sibling().own(self.task).reasons)
         known = {reason.kind for reason in reasons}
         reasons += [r for r in verdict.reasons if r.kind not in known]
-        why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
-        logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
+        if logging_why:
+            why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
+            logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
+        tell_scheduler(self.task, why_message(reasons))
 
     @unwatched_call
     def add_dynamic(self, yielded: Any) -> None:
