@@ -94,8 +94,9 @@ class HashableTarget(abc.ABC):
 
         Made as a check makes it, through the per-user stat cache, so asking again about
         unchanged content costs a stat (an S3 ``HEAD``), not a read, once the content is older
-        than ``racy_window``; ``counters`` shows what it cost. ``settings`` are the ones in force unless given. Raises :class:`TargetMissing`
-        (a ``FileNotFoundError``) when the content does not exist.
+        than ``racy_window``; ``counters`` shows what it cost. ``settings`` are the ones in
+        force unless given. Raises :class:`TargetMissing` (a ``FileNotFoundError``) when the
+        content does not exist.
         """
         settings = settings or load_settings()
         context = FingerprintContext(

@@ -104,4 +104,4 @@ class PickleTarget(_ObjectTarget):
         return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
 
     def decode(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 - documented: load only pickles you trust
+        return pickle.loads(data)  # documented above: load only pickles you trust

@@ -127,8 +127,9 @@ def test_dump_goes_through_the_targets_own_atomic_open(monkeypatch: pytest.Monke
             stream.write = write
         return stream
 
-    with monkeypatch.context() as patch, pytest.raises(Broken):
+    with monkeypatch.context() as patch:
         patch.setattr(JsonTarget, "open", failing_open)
-        target.dump([4, 5, 6])
+        with pytest.raises(Broken):
+            target.dump([4, 5, 6])
     assert json.loads(Path("out/atomic.json").read_text()) == [1, 2, 3]
     assert sorted(p.name for p in Path("out").iterdir()) == ["atomic.json"]
