@@ -71,7 +71,9 @@ class JsonTarget(_ObjectTarget):
     kept as UTF-8 rather than escaped, and one trailing newline. Equal objects therefore give
     equal bytes and an equal fingerprint, however their dictionaries were ordered. Tuples are
     written as lists; keys must be strings (or numbers, booleans, None, which JSON turns into
-    strings) of one kind, so that they can be sorted.
+    strings) of one kind, so that they can be sorted. NaN and infinities are written as
+    Python's ``json`` writes them (``NaN``, ``Infinity``): ``load()`` reads them back, strict
+    JSON readers do not.
     """
 
     format_name = "JSON"
