@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ReproError,
         RunProtocolError,
         SigningKeyError,
+        TargetMissing,
         UnsupportedTarget,
     )
     from luigi_repro.judge import Judge, judging
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from luigi_repro.targets.dataframe import CsvTarget, FeatherTarget, ParquetTarget
     from luigi_repro.targets.mock import HashableMockTarget
+    from luigi_repro.targets.objects import JsonTarget, PickleTarget
     from luigi_repro.targets.s3 import HashableS3Target
     from luigi_repro.task import (
         CheckingInputHashMixin,
@@ -67,12 +69,14 @@ __all__ = [
     "HashableLocalTarget",
     "HashableTarget",
     "InputChangedDuringRun",
+    "JsonTarget",
     "Judge",
     "LockTimeout",
     "MissingDependency",
     "OutputNotWritten",
     "OutputUnstable",
     "ParameterError",
+    "PickleTarget",
     "Reason",
     "ReasonKind",
     "Record",
@@ -85,6 +89,7 @@ __all__ = [
     "SigningKeyError",
     "Settings",
     "Status",
+    "TargetMissing",
     "TaskReport",
     "TaskStatus",
     "TaskWithCheckingInputHash",
@@ -118,6 +123,7 @@ _HOME: Dict[str, str] = {
     "ReproError": "luigi_repro.errors",
     "RunProtocolError": "luigi_repro.errors",
     "SigningKeyError": "luigi_repro.errors",
+    "TargetMissing": "luigi_repro.errors",
     "UnsupportedTarget": "luigi_repro.errors",
     "Judge": "luigi_repro.judge",
     "judging": "luigi_repro.judge",
@@ -137,6 +143,8 @@ _HOME: Dict[str, str] = {
     "FeatherTarget": "luigi_repro.targets.dataframe",
     "ParquetTarget": "luigi_repro.targets.dataframe",
     "HashableMockTarget": "luigi_repro.targets.mock",
+    "JsonTarget": "luigi_repro.targets.objects",
+    "PickleTarget": "luigi_repro.targets.objects",
     "HashableS3Target": "luigi_repro.targets.s3",
     "CheckingInputHashMixin": "luigi_repro.task",
     "HashableExternalFile": "luigi_repro.task",

@@ -11,6 +11,7 @@ error inherits it too, so ``except ValueError`` or ``except TimeoutError`` keeps
      +-- LockTimeout (TimeoutError)       a run lock was not acquired in time
      +-- LockError (OSError)              a run-lock file is a symlink or cannot be opened
      +-- TemporaryReplaced (OSError)      a temporary file was swapped for a symlink while written
+     +-- TargetMissing (FileNotFoundError)  a target asked for its fingerprint has no content
      +-- LockServerUnavailable (ConnectionError)  the Redis lock server cannot be reached
      +-- MissingDependency (ImportError)  an optional backend is used but not installed
      +-- UnsupportedTarget (TypeError)    an output cannot carry a record
@@ -45,6 +46,7 @@ __all__ = [
     "ReproError",
     "RunProtocolError",
     "SigningKeyError",
+    "TargetMissing",
     "TemporaryReplaced",
     "UndeclaredRead",
     "UnsupportedTarget",
@@ -138,6 +140,17 @@ class TemporaryReplaced(ReproError, OSError):
             f"the temporary {temporary} was replaced by a symlink while {output} was written, so "
             "the data went elsewhere; the output was left as it was (who else writes this folder?)."
         )
+
+    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
+        return printable(str(self.args[0]))
+
+
+class TargetMissing(ReproError, FileNotFoundError):
+    """A target was asked for its fingerprint, but its content does not exist."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        super().__init__(f"cannot fingerprint {uri}: it does not exist (has its task run?).")
 
     def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
         return printable(str(self.args[0]))

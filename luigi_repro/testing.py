@@ -14,12 +14,15 @@ This module imports pytest, which luigi_repro does not otherwise need: only whoe
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any, Callable
 
+import attrs
 import pytest
 
 from luigi_repro.config import Settings
-from luigi_repro.errors import RecordError
+from luigi_repro.errors import RecordError, TargetMissing
+from luigi_repro.fingerprint import Counters
 from luigi_repro.record import InputEntry, OutputEntry, Record, RunSection, TaskSection
 from luigi_repro.targets.base import (
     FingerprintContext,
@@ -159,6 +162,34 @@ class TargetContract:
         again = target.observe(check, first)
         assert again.fingerprint == first.fingerprint
         assert check.counters.files_hashed == (0 if self.cheap_recheck else 1)
+
+    def test_fingerprint_is_the_observed_one_with_the_configured_algorithm(
+        self, make: Make, put: Put, payload: Payload, tmp_path: Path
+    ) -> None:
+        """fingerprint() names the configured algorithm and equals a full observation; asked
+        again about unchanged content it reads nothing (unless the backend has no cheap proof)."""
+        settings = Settings(
+            hash_algorithm="xxh3_64", racy_window_ns=0, stat_cache_path=str(tmp_path / "stat")
+        )
+        target = make(fresh_name())
+        put(target, payload(1))
+        first = target.fingerprint(settings)
+        full = attrs.evolve(context(full=True), algorithm="xxh3_64")
+        assert first == target.observe(full).fingerprint
+        assert first.startswith("xxh3_64:")
+        again = Counters()
+        assert target.fingerprint(settings, again) == first
+        assert again.files_hashed == (0 if self.cheap_recheck else 1)
+        put(target, payload(2))
+        assert target.fingerprint(settings) == target.observe(full).fingerprint != first
+
+    def test_fingerprint_of_missing_content_is_target_missing(self, make: Make) -> None:
+        """Nothing written yet: fingerprint() raises TargetMissing, a FileNotFoundError."""
+        target = make(fresh_name())
+        with pytest.raises(TargetMissing, match="does not exist") as caught:
+            target.fingerprint(Settings())
+        assert isinstance(caught.value, FileNotFoundError)
+        assert caught.value.uri == target.uri
 
     def test_change_token_follows_rewrites(self, make: Make, put: Put, payload: Payload) -> None:
         """change_token() is None without content, stable while untouched, new after a write

@@ -1,7 +1,8 @@
 """The hashable target family: one contract (:mod:`.base`), one module per storage backend.
 
-Backends with optional dependencies (S3, DataFrames) and the mock are imported on first use, so
-``import luigi_repro`` never needs boto3, pandas or pyarrow.
+Backends with optional dependencies (S3, DataFrames), the mock and the object targets (JSON,
+pickle) are imported on first use, so ``import luigi_repro`` never needs boto3, pandas or
+pyarrow.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from luigi_repro.targets.local import HashableLocalTarget
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from luigi_repro.targets.dataframe import CsvTarget, FeatherTarget, ParquetTarget
     from luigi_repro.targets.mock import HashableMockTarget
+    from luigi_repro.targets.objects import JsonTarget, PickleTarget
     from luigi_repro.targets.s3 import HashableS3Target
 
 __all__ = [
@@ -35,8 +37,10 @@ __all__ = [
     "HashableMockTarget",
     "HashableS3Target",
     "HashableTarget",
+    "JsonTarget",
     "Observation",
     "ParquetTarget",
+    "PickleTarget",
     "as_hashable",
     "target_from_uri",
 ]
@@ -47,6 +51,8 @@ LAZY = {
     "ParquetTarget": "luigi_repro.targets.dataframe",
     "HashableMockTarget": "luigi_repro.targets.mock",
     "HashableS3Target": "luigi_repro.targets.s3",
+    "JsonTarget": "luigi_repro.targets.objects",
+    "PickleTarget": "luigi_repro.targets.objects",
 }
 
 

@@ -14,11 +14,12 @@ from typing import Any, Dict, FrozenSet, Hashable, Mapping, Optional, Tuple
 
 import attrs
 
-from luigi_repro.config import Settings
+from luigi_repro.config import Settings, load_settings
+from luigi_repro.errors import TargetMissing
 from luigi_repro.fingerprint import Counters
 from luigi_repro.locking import lock_file_for_uri
 from luigi_repro.record import Record
-from luigi_repro.statcache import PersistentStatCache
+from luigi_repro.statcache import PersistentStatCache, open_stat_cache
 from luigi_repro.targets.bookkeeping import (
     is_bookkeeping,
 )
@@ -84,6 +85,31 @@ class HashableTarget(abc.ABC):
 
         Raises ``FileNotFoundError`` when the content does not exist.
         """
+
+    def fingerprint(
+        self, settings: Optional[Settings] = None, counters: Optional[Counters] = None
+    ) -> str:
+        """The fingerprint of the content now, ``"algorithm:hex"`` with the configured
+        algorithm (``xxh3_128:…`` by default): the value a record of this target stores.
+
+        Made as a check makes it, through the per-user stat cache, so asking again about
+        unchanged content costs a stat (an S3 ``HEAD``), not a read, once the content is older
+        than ``racy_window``; ``counters`` shows what it cost. ``settings`` are the ones in
+        force unless given. Raises :class:`TargetMissing` (a ``FileNotFoundError``) when the
+        content does not exist.
+        """
+        settings = settings or load_settings()
+        context = FingerprintContext(
+            algorithm=settings.hash_algorithm,
+            racy_window_ns=settings.racy_window_ns,
+            record_suffix=settings.record_suffix,
+            cache=open_stat_cache(settings.stat_cache_path),
+            counters=counters if counters is not None else Counters(),
+        )
+        try:
+            return self.observe(context).fingerprint
+        except FileNotFoundError:
+            raise TargetMissing(self.uri) from None
 
     @abc.abstractmethod
     def record_location(self, settings: Settings) -> str:
