@@ -41,6 +41,7 @@ from luigi_repro.errors import (
     UnsupportedTarget,
 )
 from luigi_repro.evidence import Missing, warn_once
+from luigi_repro.gokartruns import rerun_done, rerun_requested
 from luigi_repro.judge import Judge
 from luigi_repro.locking import HeldLocks, LockRequest, folder_syncs_deferred, lock_backend
 from luigi_repro.log import logger
@@ -127,7 +128,7 @@ class RunProtocol:
             # The whole verdict, upstream included: dynamic dependencies recorded by an earlier
             # run are not known to Luigi, so only this check sees that one of them is stale.
             verdict = judge.status(self.task)
-            if self.outputs and verdict.ok:
+            if self.outputs and verdict.ok and not rerun_requested(self.task):
                 logger.info(
                     "luigi_repro: %r is already up to date (same inputs, parameters and code); "
                     "skipping run() (early cutoff).",
@@ -168,6 +169,8 @@ class RunProtocol:
         known = {reason.kind for reason in reasons}
         reasons += [r for r in verdict.reasons if r.kind not in known]
         why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
+        if not why and rerun_requested(self.task):
+            why = "rerun=True (gokart) asks for a run"
         logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
 
     @unwatched_call
@@ -280,6 +283,7 @@ class RunProtocol:
         finally:
             runtime().memory.task_ran(self.task.task_id)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
+        rerun_done(self.task)
         return record
 
     @unwatched_call
