@@ -15,6 +15,9 @@ weaker existence and time checks, change nothing). Two gokart settings still act
     stale output in place on every rerun. Inside a checked run luigi_repro's run lock already
     guards the outputs, so ``dump()`` goes unlocked there, exactly as gokart itself does under
     ``should_lock_run`` (its own run lock). Loads and dumps outside ``run()`` keep their locks.
+``local_temporary_directory``
+    where ``make_model_target()`` stages the files it zips: the run's own scratch, whose files
+    are never counted as undeclared reads.
 
 gokart is never imported here: a task is a gokart task only if gokart is already loaded.
 """
@@ -22,10 +25,13 @@ gokart is never imported here: a task is a gokart task only if gokart is already
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
-__all__ = ["dumps_under_run_lock", "rerun_done", "rerun_requested"]
+import luigi
+
+__all__ = ["dumps_under_run_lock", "rerun_done", "rerun_requested", "scratch_of"]
 
 
 def _is_gokart_task(task: Any) -> bool:
@@ -43,6 +49,12 @@ def rerun_done(task: Any) -> None:
     """A run of ``task`` finished: its ``rerun`` request is answered (gokart's own flag)."""
     if rerun_requested(task):
         task._rerun_state = False
+
+
+def scratch_of(task: Any) -> List[luigi.LocalTarget]:
+    """The folder where a gokart task stages files while it runs (none for other tasks)."""
+    folder = getattr(task, "local_temporary_directory", None) if _is_gokart_task(task) else None
+    return [luigi.LocalTarget(os.path.abspath(folder))] if isinstance(folder, str) else []
 
 
 @contextlib.contextmanager

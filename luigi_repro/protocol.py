@@ -41,7 +41,7 @@ from luigi_repro.errors import (
     UnsupportedTarget,
 )
 from luigi_repro.evidence import Missing, warn_once
-from luigi_repro.gokartruns import rerun_done, rerun_requested
+from luigi_repro.gokartruns import rerun_done, rerun_requested, scratch_of
 from luigi_repro.judge import Judge
 from luigi_repro.locking import HeldLocks, LockRequest, folder_syncs_deferred, lock_backend
 from luigi_repro.log import logger
@@ -151,6 +151,7 @@ class RunProtocol:
         if self.settings.undeclared_reads != "ignore":
             self.reads = ReadWatch(self.task.task_id, self.settings)
             self.reads.exclude_outputs(target for _, target in self.outputs)
+            self.reads.exclude_outputs(scratch_of(self.task))
             self.reads.exclude_inputs(ref.target for ref in self.inputs)
         self._started_at = now_iso()
         self._started_clock = time.monotonic()
