@@ -143,3 +143,17 @@ class K12Large(CheckingInputHashMixin, gokart.TaskOnKart):
     def run(self) -> None:
         log_run(self)
         self.dump(self.load())
+
+
+class K12Join(CheckingInputHashMixin, gokart.TaskOnKart):
+    """gokart's own wiring: upstream tasks as ``TaskInstanceParameter`` values."""
+
+    left = gokart.TaskInstanceParameter()
+    right = gokart.TaskInstanceParameter()
+
+    def output(self) -> Any:
+        return self.make_target("join.pkl")
+
+    def run(self) -> None:
+        log_run(self)
+        self.dump(len(self.load("left")) + len(self.load("right")))
