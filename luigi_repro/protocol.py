@@ -136,7 +136,10 @@ class RunProtocol:
                 )
                 self.close()
                 return False
-            self._say_why(judge, verdict)
+            if verdict.ok:  # up to date, yet run: only a pending gokart rerun request does that
+                logger.info("luigi_repro: %r runs: rerun=True (gokart) asks for a run", self.task)
+            else:
+                self._say_why(judge, verdict)
             for key, target in self.outputs:
                 self._tokens[key] = target.change_token()
                 with contextlib.suppress(OSError, ValueError):
@@ -170,8 +173,6 @@ class RunProtocol:
         known = {reason.kind for reason in reasons}
         reasons += [r for r in verdict.reasons if r.kind not in known]
         why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
-        if not why and rerun_requested(self.task):
-            why = "rerun=True (gokart) asks for a run"
         logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
 
     @unwatched_call
