@@ -136,7 +136,7 @@ class RunProtocol:
                 )
                 self.close()
                 return False
-            if verdict.ok:  # up to date, yet run: only a pending gokart rerun request does that
+            if verdict.ok and rerun_requested(self.task):  # up to date, yet asked to run
                 logger.info("luigi_repro: %r runs: rerun=True (gokart) asks for a run", self.task)
             else:
                 self._say_why(judge, verdict)
