@@ -41,6 +41,7 @@ from luigi_repro.errors import (
     UnsupportedTarget,
 )
 from luigi_repro.evidence import Missing, warn_once
+from luigi_repro.gokartruns import rerun_done, rerun_requested, scratch_of
 from luigi_repro.judge import Judge
 from luigi_repro.locking import HeldLocks, LockRequest, folder_syncs_deferred, lock_backend
 from luigi_repro.log import logger
@@ -133,7 +134,7 @@ class RunProtocol:
             # The whole verdict, upstream included: dynamic dependencies recorded by an earlier
             # run are not known to Luigi, so only this check sees that one of them is stale.
             verdict = judge.status(self.task)
-            if self.outputs and verdict.ok:
+            if self.outputs and verdict.ok and not rerun_requested(self.task):
                 logger.info(
                     "luigi_repro: %r is already up to date (same inputs, parameters and code); "
                     "skipping run() (early cutoff).",
@@ -142,7 +143,10 @@ class RunProtocol:
                 self.close()
                 tell_scheduler(self.task, EARLY_CUTOFF_MESSAGE)
                 return False
-            self._say_why(judge, verdict)
+            if verdict.ok and rerun_requested(self.task):  # up to date, yet asked to run
+                logger.info("luigi_repro: %r runs: rerun=True (gokart) asks for a run", self.task)
+            else:
+                self._say_why(judge, verdict)
             for key, target in self.outputs:
                 self._tokens[key] = target.change_token()
                 with contextlib.suppress(OSError, ValueError):
@@ -157,6 +161,7 @@ class RunProtocol:
         if self.settings.undeclared_reads != "ignore":
             self.reads = ReadWatch(self.task.task_id, self.settings)
             self.reads.exclude_outputs(target for _, target in self.outputs)
+            self.reads.exclude_outputs(scratch_of(self.task))
             self.reads.exclude_inputs(ref.target for ref in self.inputs)
         self._started_at = now_iso()
         self._started_clock = time.monotonic()
@@ -291,6 +296,7 @@ class RunProtocol:
         finally:
             runtime().memory.task_ran(self.task.task_id)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
+        rerun_done(self.task)
         return record
 
     @unwatched_call

@@ -36,6 +36,7 @@ from luigi_repro import environment
 from luigi_repro.codeclosure import capture_code
 from luigi_repro.dag import flatten_with_keys, lost_in_transfer
 from luigi_repro.errors import ConfigError, RunProtocolError
+from luigi_repro.gokartruns import dumps_under_run_lock, rerun_requested
 from luigi_repro.judge import judging
 from luigi_repro.log import logger
 from luigi_repro.params import class_params, reject_sets
@@ -68,7 +69,7 @@ def _running(task: luigi.Task, protocol: RunProtocol) -> Iterator[None]:
     """The user code of ``task.run()`` executes in this block: its file reads are watched."""
     token = _inside_run.set(_inside_run.get() | {id(task)})
     try:
-        with watching(protocol.reads):
+        with watching(protocol.reads), dumps_under_run_lock(task):
             yield
     finally:
         _inside_run.reset(token)
@@ -231,8 +232,13 @@ class CheckingInputHashMixin(luigi.Task):
         return class_params(cls, super().get_params)
 
     def complete(self) -> bool:
-        """True when outputs, records, parameters, code and inputs all agree, recursively."""
+        """True when outputs, records, parameters, code and inputs all agree, recursively.
+
+        Always False while a gokart ``rerun`` request is pending (see :mod:`.gokartruns`).
+        """
         environment.warm()  # once per process, before Luigi forks workers that would redo it
+        if rerun_requested(self):
+            return False
         return _answer(self._judged_complete, False)
 
     def _judged_complete(self) -> bool:

@@ -49,6 +49,7 @@ _adapters: Dict[str, Tuple[int, TargetAdapter]] = {}
 #: Backends whose adapter is loaded the first time a target of theirs is seen:
 #: {module of Luigi's target class: our module that registers an adapter for it}.
 _LAZY_BACKENDS = {
+    "gokart.target": "luigi_repro.targets.gokart",
     "luigi.contrib.s3": "luigi_repro.targets.s3",
     "luigi.mock": "luigi_repro.targets.mock",
 }
