@@ -251,8 +251,10 @@ def survey(
                 else:
                     kept.append(attrs.evolve(found, why="a process holds it"))
             elif regular and name.endswith(record_suffix):
-                output = record_output(path, record_suffix, max_record_bytes)
-                if output is not None and not os.path.lexists(output):
+                # Parsed only when the output is gone: records of outputs in place are many.
+                gone = not os.path.lexists(path[: -len(record_suffix)])
+                output = record_output(path, record_suffix, max_record_bytes) if gone else None
+                if output is not None:
                     why = f"its output {output} is gone"
                     leftovers.append(Leftover(path, "record", why, st.st_size, identity))
     opened = open_paths() if pending else set()
