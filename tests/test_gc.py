@@ -71,6 +71,7 @@ def messy() -> Dict[str, Path]:
 
     # Leftovers.
     put("gone.csv.repro.json", a_record("out/gone.csv"), "orphan_record")
+    put("gone-folder.repro.json", a_record("out/gone-folder"), "orphan_folder_record")
     put(".gone.csv.repro.lock", LOCK_FILE_MARK, "free_lock")
     age(put("x.csv-luigi-tmp-0123456789", b"partial", "luigi_tmp_file"), 2 * DAY)
     folder = out / "parts-luigi-tmp-987654321"
@@ -105,7 +106,14 @@ def messy() -> Dict[str, Path]:
     return files
 
 
-LEFTOVERS = ("orphan_record", "free_lock", "luigi_tmp_file", "luigi_tmp_folder", "our_tmp")
+LEFTOVERS = (
+    "orphan_record",
+    "orphan_folder_record",
+    "free_lock",
+    "luigi_tmp_file",
+    "luigi_tmp_folder",
+    "our_tmp",
+)
 
 
 def test_lists_by_default_with_the_documented_json_and_removes_nothing(
@@ -133,6 +141,7 @@ def test_lists_by_default_with_the_documented_json_and_removes_nothing(
     kinds = {key: found[str(messy[key].resolve())]["kind"] for key in LEFTOVERS}
     assert kinds == {
         "orphan_record": "record",
+        "orphan_folder_record": "record",
         "free_lock": "lock",
         "luigi_tmp_file": "temporary",
         "luigi_tmp_folder": "temporary",
@@ -142,7 +151,7 @@ def test_lists_by_default_with_the_documented_json_and_removes_nothing(
     assert kept[str(messy["held_lock"].resolve())] == "a process holds it"
     assert "less than" in kept[str(messy["young_tmp"].resolve())]
     assert "is running" in kept[str(messy["live_writer_tmp"].resolve())]
-    assert document["summary"] == {"found": 5, "removed": 0, "failed": 0, "kept": 3}
+    assert document["summary"] == {"found": 6, "removed": 0, "failed": 0, "kept": 3}
     assert all(path.exists() or path.is_symlink() for path in messy.values())
 
 
@@ -152,7 +161,7 @@ def test_yes_removes_the_leftovers_and_nothing_else(messy: Dict[str, Path]) -> N
         result = luigi_repro("gc", "--yes", "out")
         assert messy["held_lock"].exists()
     assert result.returncode == 0, result.stderr
-    assert "Removed 5 of 5 leftover(s)." in result.stdout
+    assert "Removed 6 of 6 leftover(s)." in result.stdout
     for key, path in messy.items():
         there = path.exists() or path.is_symlink()
         assert there is (key not in LEFTOVERS), key
