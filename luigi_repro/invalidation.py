@@ -78,8 +78,9 @@ def select(root: luigi.Task, names: Sequence[str], downstream: bool) -> List[lui
 
     ``names`` picks tasks by family (every instance in the graph), task id or printed form;
     no names picks the root. With ``downstream``, every task that requires a picked one,
-    directly or through others (wrappers included), is added. Raises :class:`NoSuchTask` when
-    a name matches nothing.
+    directly or through others (wrappers included), is added; only ``requires()`` is followed,
+    so a task that yields a picked one as a dynamic dependency must be named too. Raises
+    :class:`NoSuchTask` when a name matches nothing.
     """
     order = upstream_first(root)
     if not names:
