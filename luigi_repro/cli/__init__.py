@@ -20,18 +20,20 @@ from luigi_repro.printable import printable
 __all__ = ["main"]
 
 USAGE = """\
-usage: luigi-repro {verify,show,adopt} ...
+usage: luigi-repro {verify,show,adopt,invalidate,gc} ...
 
   verify [--format tree|json|tsv] [--full] --module M Task [--param v ...]
   verify [--format tree|json|tsv] [--full] PATH [PATH ...]
   show [--lineage] [--format tree|json] PATH
   adopt [--yes] --module M Task [--param v ...]
+  invalidate [--task T ...] [--downstream] [--dry-run] [--yes] --module M Root [--param v ...]
+  gc [--older-than 24h] [--format text|json] [--yes] PATH [PATH ...]
 
 Run `luigi-repro COMMAND --help` for details.
 """
 
 
-COMMANDS = ("verify", "show", "adopt")
+COMMANDS = ("verify", "show", "adopt", "invalidate", "gc")
 
 
 def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
@@ -45,6 +47,14 @@ def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
         from luigi_repro.cli import show
 
         return show.run(args)
+    if name == "invalidate":
+        from luigi_repro.cli import invalidate
+
+        return invalidate.run(args)
+    if name == "gc":
+        from luigi_repro.cli import leftovers
+
+        return leftovers.run(args)
     from luigi_repro.cli import adopt
 
     return adopt.run(args)

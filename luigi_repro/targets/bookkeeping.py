@@ -31,7 +31,7 @@ def is_bookkeeping(entry: os.DirEntry[str], record_suffix: str, siblings: Frozen
     name = entry.name
     if name.endswith(record_suffix) and name[: -len(record_suffix)] in siblings:
         output = name[: -len(record_suffix)]
-        return _recognised(entry, lambda data: _describes(data, output))
+        return _recognised(entry, lambda data: describes_output(data, output))
     if not name.startswith("."):
         return False
     if name.endswith(LOCK_SUFFIX):
@@ -87,7 +87,7 @@ def _recognised(entry: os.DirEntry[str], test: Callable[[bytes], bool]) -> bool:
     return answer
 
 
-def _describes(data: bytes, output: str) -> bool:
+def describes_output(data: bytes, output: str) -> bool:
     """Is ``data`` a luigi_repro record with an entry for an output named ``output``?
 
     By name, not by absolute location: a project moved or copied (or a folder reached through

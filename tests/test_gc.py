@@ -1,0 +1,263 @@
+"""``luigi-repro gc``: luigi_repro's leftovers are found and, with --yes, removed; nothing else.
+
+Through the console script, on a folder left the way crashed runs and users leave one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+from lockholder import lock_held_elsewhere
+
+from luigi_repro.leftoverremoval import remove_leftovers
+from luigi_repro.leftovers import survey
+from luigi_repro.locking import LOCK_FILE_MARK
+from luigi_repro.record import OutputEntry, Record, RunSection, TaskSection, dump_record
+
+DAY = 86400
+
+
+def luigi_repro(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["luigi-repro", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
+def gc_json(*args: str) -> Dict[str, Any]:
+    result = luigi_repro("gc", "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    document: Dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make ``path`` (and, for a folder, everything in it) last changed ``seconds`` ago."""
+    when = time.time() - seconds
+    for inner in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        os.utime(inner, (when, when), follow_symlinks=False)
+
+
+def a_record(output: str) -> bytes:
+    """A well-formed record of a task with one output, ``output``."""
+    task = TaskSection("M12Gone", "gone", "M12Gone__99914b932b", {}, "xxh3_128:00")
+    entry = OutputEntry((), os.path.abspath(output), "xxh3_128:00", 1)
+    run = RunSection("r", "2026-01-01T00:00:00", "2026-01-01T00:00:01", 1.0, "host", 1)
+    return dump_record(Record(task, (), (entry,), run, beside=()))
+
+
+@pytest.fixture
+def messy() -> Dict[str, Path]:
+    """A results folder with leftovers of every kind, and look-alikes that are not ours."""
+    out = Path("out")
+    out.mkdir()
+    files: Dict[str, Path] = {}
+
+    def put(name: str, data: bytes, key: str) -> Path:
+        path = out / name
+        path.write_bytes(data)
+        files[key] = path
+        return path
+
+    # Leftovers.
+    put("gone.csv.repro.json", a_record("out/gone.csv"), "orphan_record")
+    put("gone-folder.repro.json", a_record("out/gone-folder"), "orphan_folder_record")
+    put(".gone.csv.repro.lock", LOCK_FILE_MARK, "free_lock")
+    age(put("x.csv-luigi-tmp-0123456789", b"partial", "luigi_tmp_file"), 2 * DAY)
+    folder = out / "parts-luigi-tmp-987654321"
+    folder.mkdir()
+    (folder / "part-0").write_bytes(b"p")
+    age(folder, 2 * DAY)
+    files["luigi_tmp_folder"] = folder
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    age(put(f".kept.csv.repro.json.repro-tmp-{dead_pid}-0badcafe", b"{", "our_tmp"), 2 * DAY)
+    # Ours, in use or needed.
+    put("kept.csv", b"data", "output")
+    put("kept.csv.repro.json", a_record("out/kept.csv"), "live_record")
+    put(".kept.csv.repro.lock", LOCK_FILE_MARK, "held_lock")
+    put("young.csv-luigi-tmp-1111111111", b"partial", "young_tmp")
+    live = f".kept.csv.repro-tmp-{os.getpid()}-00c0ffee"
+    age(put(live, b"partial", "live_writer_tmp"), 2 * DAY)
+    # Not ours, however they are named.
+    put("notes.repro.json", b"my notes, not JSON", "user_record_name")
+    put("other.repro.json", b'{"tool": "luigi_repro"}', "half_record")
+    put("wrong.csv.repro.json", a_record("out/another.csv"), "record_of_another")
+    put(".user.repro.lock", b"my lock, my content\n", "user_lock")
+    age(put("y.csv-luigi-tmp-12", b"too few digits", "near_tmp_name"), 2 * DAY)
+    link = out / "z.csv-luigi-tmp-0123456789"
+    link.symlink_to("kept.csv")
+    files["tmp_named_symlink"] = link
+    return files
+
+
+LEFTOVERS = (
+    "orphan_record",
+    "orphan_folder_record",
+    "free_lock",
+    "luigi_tmp_file",
+    "luigi_tmp_folder",
+    "our_tmp",
+)
+
+
+def test_lists_by_default_with_the_documented_json_and_removes_nothing(
+    messy: Dict[str, Path],
+) -> None:
+    with lock_held_elsewhere(str(messy["held_lock"])):
+        document = gc_json("out")
+    assert set(document) == {
+        "schema",
+        "paths",
+        "older_than_seconds",
+        "remove",
+        "leftovers",
+        "kept",
+        "summary",
+    }
+    assert document["schema"] == 1
+    assert document["older_than_seconds"] == DAY
+    assert document["remove"] is False
+    found = {entry["path"]: entry for entry in document["leftovers"]}
+    assert set(found) == {str(messy[key].resolve()) for key in LEFTOVERS}
+    for entry in found.values():
+        assert set(entry) == {"path", "kind", "why", "bytes", "removed", "error"}
+        assert entry["removed"] is False
+    kinds = {key: found[str(messy[key].resolve())]["kind"] for key in LEFTOVERS}
+    assert kinds == {
+        "orphan_record": "record",
+        "orphan_folder_record": "record",
+        "free_lock": "lock",
+        "luigi_tmp_file": "temporary",
+        "luigi_tmp_folder": "temporary",
+        "our_tmp": "temporary",
+    }
+    kept = {entry["path"]: entry["why"] for entry in document["kept"]}
+    assert kept[str(messy["held_lock"].resolve())] == "a process holds it"
+    assert "less than" in kept[str(messy["young_tmp"].resolve())]
+    assert "is running" in kept[str(messy["live_writer_tmp"].resolve())]
+    assert document["summary"] == {"found": 6, "removed": 0, "failed": 0, "kept": 3}
+    assert all(path.exists() or path.is_symlink() for path in messy.values())
+
+
+def test_yes_removes_the_leftovers_and_nothing_else(messy: Dict[str, Path]) -> None:
+    """A held lock stays (its holder runs); look-alikes of users' stay; the text says so."""
+    with lock_held_elsewhere(str(messy["held_lock"])):
+        result = luigi_repro("gc", "--yes", "out")
+        assert messy["held_lock"].exists()
+    assert result.returncode == 0, result.stderr
+    assert "Removed 6 of 6 leftover(s)." in result.stdout
+    for key, path in messy.items():
+        there = path.exists() or path.is_symlink()
+        assert there is (key not in LEFTOVERS), key
+    assert messy["user_record_name"].read_bytes() == b"my notes, not JSON"
+    assert Path("out/kept.csv").read_bytes() == b"data"
+    released = gc_json("out")  # its holder is gone now: nothing holds it any more
+    assert [entry["path"] for entry in released["leftovers"]] == [str(messy["held_lock"].resolve())]
+
+
+@pytest.mark.parametrize(
+    ("older_than", "found"), [("30m", True), ("90s", True), ("24h", False), ("7d", False)]
+)
+def test_older_than_takes_minutes_hours_and_days(older_than: str, found: bool) -> None:
+    Path("out").mkdir()
+    temporary = Path("out/r.csv-luigi-tmp-0000000001")
+    temporary.write_bytes(b"x")
+    age(temporary, 2 * 3600)
+    document = gc_json("--older-than", older_than, "out")
+    assert bool(document["leftovers"]) is found
+    assert bool(document["kept"]) is not found
+
+
+def test_a_temporary_a_process_has_open_is_kept() -> None:
+    """Luigi's names carry no pid: a process of this host that has the file open is its
+    writer, however old the file is."""
+    Path("out").mkdir()
+    temporary = Path("out/r.csv-luigi-tmp-0000000002")
+    temporary.write_bytes(b"x")
+    age(temporary, 2 * DAY)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"f = open({str(temporary)!r}, 'ab'); print('open', flush=True); "
+            "import sys; sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "open\n"
+        result = luigi_repro("gc", "--yes", "out")
+    finally:
+        writer.communicate("")
+    assert result.returncode == 0, result.stderr
+    assert temporary.exists()
+    assert "a process has it open" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--older-than", "3 weeks", "."), "is not an age like 30m, 24h or 7d"),
+        (("missing-folder",), "missing-folder is not a folder"),
+        (("--format", "xml", "."), "invalid choice"),
+        ((), "the following arguments are required"),
+    ],
+)
+def test_bad_requests_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = luigi_repro("gc", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_a_lock_file_replaced_after_the_survey_is_not_removed() -> None:
+    """Removal checks it is still the same file (inode) and locks it itself first."""
+    Path("out").mkdir()
+    lock = Path("out/.a.csv.repro.lock")
+    lock.write_bytes(LOCK_FILE_MARK)
+    found = survey(["out"], DAY, ".repro.json", 1 << 20, time.time())
+    assert [item.kind for item in found.leftovers] == ["lock"]
+    Path("out/new").write_bytes(LOCK_FILE_MARK)
+    os.replace("out/new", lock)  # a run recreated it meanwhile
+    [(_, why)] = remove_leftovers(found.leftovers, DAY, ".repro.json", 1 << 20)
+    assert why == "it was replaced since it was found"
+    assert lock.exists()
+    again = survey(["out"], DAY, ".repro.json", 1 << 20, time.time())
+    with lock_held_elsewhere(str(lock)):  # taken after the survey, before the removal
+        [(_, why)] = remove_leftovers(again.leftovers, DAY, ".repro.json", 1 << 20)
+    assert why == f"a process holds {again.leftovers[0].path} now"
+    assert lock.exists()
+
+
+def test_a_record_whose_output_is_being_written_is_kept() -> None:
+    """An orphan record's output lock held by a run: the run may be about to write it."""
+    Path("out").mkdir()
+    record = Path("out/b.csv.repro.json")
+    record.write_bytes(a_record("out/b.csv"))
+    with lock_held_elsewhere("out/.b.csv.repro.lock"):
+        result = luigi_repro("gc", "--yes", "--format", "json", "out")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    [entry] = [e for e in document["leftovers"] if e["kind"] == "record"]
+    assert entry["removed"] is False
+    assert "a process holds" in entry["error"]
+    assert document["summary"]["failed"] == 1
+    assert record.exists()
