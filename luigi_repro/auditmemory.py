@@ -6,7 +6,10 @@ audit finds everything up to date, what it stood on is kept in the stat cache's 
 stat of every record and every file it read, the Luigi configuration files (present or absent),
 and the report. The entry is found by a key naming everything else the verdict may depend on:
 the paths asked for, the working folder, the user, the whole environment (settings overrides,
-the signing key, ``PYTHONPATH``), the Python and luigi_repro code in use. A later process with
+the signing key, ``PYTHONPATH``), the Python and luigi_repro code in use. An audit of a folder
+(every record beneath it) also stands on the stat of each folder listed, whose mtime moves when
+a record is added or removed in it, and on the folder's own record staying absent. A later
+process with
 the same key replays the entry when every stat is the same, without importing Luigi; otherwise
 it decides.
 
