@@ -9,9 +9,8 @@ the paths asked for, the working folder, the user, the whole environment (settin
 the signing key, ``PYTHONPATH``), the Python and luigi_repro code in use. An audit of a folder
 (every record beneath it) also stands on the stat of each folder listed, whose mtime moves when
 a record is added or removed in it, and on the folder's own record staying absent. A later
-process with
-the same key replays the entry when every stat is the same, without importing Luigi; otherwise
-it decides.
+process with the same key replays the entry when every stat is the same, without importing
+Luigi; otherwise it decides.
 
 A file is kept only when its last change (mtime or ctime) came more than ``racy_window`` before
 the audit started: a write within the file system's timestamp granularity of the audit could
