@@ -28,6 +28,7 @@ from luigi_repro.evidence import Missing
 from luigi_repro.fingerprint import Counters, short, usable_algorithm
 from luigi_repro.judge import Judge
 from luigi_repro.localpath import physical_path, relocate, same_place
+from luigi_repro.paramorder import params_label
 from luigi_repro.reads import unwatched_call
 from luigi_repro.reasons import listed_reads_reason, unresolved_code_note
 from luigi_repro.record import Record
@@ -74,6 +75,14 @@ class _Node:
     upstream: List[str] = attrs.field(factory=list)
     #: Inputs still to visit: (label, target, whether its producer keeps records).
     pending: Optional[List[Tuple[str, HashableTarget, bool]]] = None
+
+
+#: Why a path given to audit has no record: a file, or a folder with no record under it.
+_NO_RECORD_HERE = {
+    False: "has no record to audit",
+    True: "is a folder that holds no record at all (nothing in it was made by a task that "
+    "keeps records)",
+}
 
 
 def _is_local(uri: str) -> bool:
@@ -194,7 +203,7 @@ class _Auditor:
                 )
             elif expect_record:
                 why = (
-                    "has no record to audit"
+                    _NO_RECORD_HERE[_is_local(target.uri) and os.path.isdir(target.uri)]
                     if is_root
                     else "has no record, though the task that makes it keeps one (a run that "
                     "did not finish?)"
@@ -331,8 +340,7 @@ class _Auditor:
         else:
             kind, ok = "recorded", not reasons
             status = status_from_reasons(reasons).value
-            params = ", ".join(f"{k}={v}" for k, v in sorted(record.task.params.items()))
-            label = f"{record.task.family}({params})"
+            label = params_label(record.task.family, record.task.module, record.task.params)
             family = record.task.family
             outputs = tuple(e.uri for e in record.outputs)
         unresolved = record.task.code_unresolved if record is not None else ()

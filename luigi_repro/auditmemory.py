@@ -6,9 +6,11 @@ audit finds everything up to date, what it stood on is kept in the stat cache's 
 stat of every record and every file it read, the Luigi configuration files (present or absent),
 and the report. The entry is found by a key naming everything else the verdict may depend on:
 the paths asked for, the working folder, the user, the whole environment (settings overrides,
-the signing key, ``PYTHONPATH``), the Python and luigi_repro code in use. A later process with
-the same key replays the entry when every stat is the same, without importing Luigi; otherwise
-it decides.
+the signing key, ``PYTHONPATH``), the Python and luigi_repro code in use. An audit of a folder
+(every record beneath it) also stands on the stat of each folder listed, whose mtime moves when
+a record is added or removed in it, and on the folder's own record staying absent. A later
+process with the same key replays the entry when every stat is the same, without importing
+Luigi; otherwise it decides.
 
 A file is kept only when its last change (mtime or ctime) came more than ``racy_window`` before
 the audit started: a write within the file system's timestamp granularity of the audit could
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 #: Version of a remembered entry; an entry of another version is never replayed.
-AUDIT_SCHEMA = 1
+AUDIT_SCHEMA = 2
 
 #: Where Luigi looks for its configuration (both parsers; ``LUIGI_CONFIG_PATH`` is added).
 CONFIG_FILES = (
@@ -130,10 +132,11 @@ def _packed(st: os.stat_result) -> str:
 
 
 def _stable_stats(
-    paths: Collection[str], started_host_ns: int, window_ns: int
+    paths: Collection[str], started_host_ns: int, window_ns: int, folders: bool = False
 ) -> Optional[List[Tuple[str, str]]]:
-    """``(path, packed stat)`` of every path, or None when one is not a regular file or changed
-    within ``window_ns`` of the audit's start (by its file system's clock)."""
+    """``(path, packed stat)`` of every path, or None when one is not a regular file (with
+    ``folders``: a folder, whose stat vouches for its listing only) or changed within
+    ``window_ns`` of the audit's start (by its file system's clock)."""
     elapsed = host_clock() - started_host_ns
     starts: Dict[int, int] = {}
     found = []
@@ -142,7 +145,7 @@ def _stable_stats(
             st = os.stat(path)
         except OSError:
             return None
-        if not stat_module.S_ISREG(st.st_mode):
+        if not (stat_module.S_ISDIR if folders else stat_module.S_ISREG)(st.st_mode):
             return None  # a folder's stat does not vouch for the files inside it
         if st.st_dev not in starts:
             starts[st.st_dev] = fs_now_ns(path, st.st_dev) - elapsed
@@ -174,22 +177,30 @@ def remember_audit(
     started_host_ns: int,
     window_ns: int,
     config_before: Optional[List[Tuple[str, Optional[str]]]],
+    listed: Collection[str] = (),
+    absent: Collection[str] = (),
 ) -> bool:
     """Keep an up-to-date ``report`` and what it stood on (``read``: every local file the audit
     read, records included; ``config_before``: :func:`config_state` before the settings were
-    read); False when it cannot be replayed safely and was not kept."""
+    read; ``listed``: folders whose listing chose what to audit; ``absent``: files that must
+    stay absent); False when it cannot be replayed safely and was not kept."""
     if not report.ok or not read or config_before is None:
         return False
     files = _stable_stats(read, started_host_ns, window_ns)
+    folders = _stable_stats(listed, started_host_ns, window_ns, folders=True)
     config = config_state()
-    if files is None or config != config_before:
+    if files is None or folders is None or config != config_before:
         return False  # a file, or the settings the audit decided under, changed meanwhile
+    if any(os.path.lexists(path) for path in absent):
+        return False
     present = [path for path, packed in config if packed is not None]
     if present and _stable_stats(present, started_host_ns, window_ns) is None:
         return False  # a configuration file too fresh for its stat to vouch for it
     entry = {
         "schema": AUDIT_SCHEMA,
         "files": files,
+        "folders": folders,
+        "absent": sorted(absent),
         "config": config,
         "report": {
             "mode": report.mode,
@@ -233,14 +244,14 @@ def _still_holds(entry: Dict[str, Any], counters: Counters) -> bool:
             now = None
         if now != packed:
             return False
-    for path, packed in entry["files"]:
+    for path, packed in [*entry["files"], *entry["folders"]]:
         counters.files_statted += 1
         try:
             if _packed(os.stat(path)) != packed:
                 return False
         except OSError:
             return False
-    return True
+    return not any(os.path.lexists(path) for path in entry["absent"])
 
 
 def replay_audit(paths: Sequence[str], counters: Optional[Counters] = None) -> Optional[Report]:

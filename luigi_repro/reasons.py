@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from luigi_repro.codeclosure import code_version_of, diff_parts, legacy_code_fingerprint
 from luigi_repro.fingerprint import diff_manifests
+from luigi_repro.paramorder import params_label
 from luigi_repro.record import InputEntry, Record
 from luigi_repro.status import Reason, ReasonKind
 
@@ -105,8 +106,8 @@ def listed_reads_reason(listed: Sequence[str]) -> Reason:
 
 
 def unresolved_dynamic(label: str, entry: InputEntry, why: str) -> Reason:
-    params = ", ".join(f"{k}={v}" for k, v in sorted((entry.task_params or {}).items()))
-    described = f"{entry.task_family}({params})"
+    family, module = entry.task_family or "", entry.task_module or ""
+    described = params_label(family, module, entry.task_params or {})
     return Reason(
         ReasonKind.DYNAMIC_DEPENDENCY_UNRESOLVED,
         f"dynamic dependency {label} {described} cannot be rebuilt here, so its own inputs and "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import attrs
 import luigi
 
 from luigi_repro.dag import flatten_with_keys, requirements_of
@@ -74,6 +75,34 @@ def _plain_node(task: luigi.Task, judge: Judge, upstream: Sequence[str]) -> Task
     )
 
 
+def _wrapper_reasons(wrapper: TaskReport, nodes: Dict[str, TaskReport]) -> Tuple[Reason, ...]:
+    """Why a wrapper that is not complete is not: each wrapped task that is not, and its status
+    (or, when all are, that its own ``complete()`` says no)."""
+    blocked = [nodes[c] for c in wrapper.upstream if c in nodes and not nodes[c].ok]
+    if not blocked:
+        return (
+            Reason(
+                ReasonKind.CHECK_FAILED,
+                f"complete() of {wrapper.label} is false though every task it wraps is complete",
+            ),
+        )
+    return tuple(
+        Reason(
+            ReasonKind.UPSTREAM_NOT_UP_TO_DATE,
+            f"wrapped task {task.label} is {task.status}",
+            {"task_id": task.task_id, "status": task.status},
+        )
+        for task in blocked
+    )
+
+
+def _explain_wrappers(nodes: Dict[str, TaskReport]) -> None:
+    """Give every incomplete wrapper its reasons once all it wraps is judged."""
+    for task_id, node in list(nodes.items()):
+        if node.kind == "wrapper" and not node.ok and not node.reasons:
+            nodes[task_id] = attrs.evolve(node, reasons=_wrapper_reasons(node, nodes))
+
+
 def verify(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] = None) -> Report:
     """Judge ``tasks`` and everything upstream of them; nothing runs, nothing is written.
 
@@ -96,6 +125,7 @@ def verify(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] 
                 node = _plain_node(task, judge, [t.task_id for t in children])
             nodes[task.task_id] = node
             stack.extend(reversed([c for c in children if c.task_id not in nodes]))
+        _explain_wrappers(nodes)
         return Report(
             mode="tasks",
             roots=tuple(task.task_id for task in tasks),

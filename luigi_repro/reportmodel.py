@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Tuple
 import attrs
 
 from luigi_repro.fingerprint import Counters
-from luigi_repro.status import Reason
+from luigi_repro.status import Reason, ReasonKind
 
 __all__ = ["REPORT_SCHEMA", "Report", "TaskReport"]
 
@@ -71,16 +71,43 @@ class Report:
     def ok(self) -> bool:
         return all(task.ok for task in self.tasks.values())
 
-    def to_json(self) -> Dict[str, Any]:
+    def changed(self) -> Tuple[TaskReport, ...]:
+        """The tasks that are not up to date, in report order."""
+        return tuple(task for task in self.tasks.values() if not task.ok)
+
+    def reason_counts(self) -> Dict[str, int]:
+        """How many tasks are not up to date for each kind of reason.
+
+        A task counts once per kind it has (two changed inputs: one ``INPUT_CHANGED``); one not
+        up to date without any reason (a plain task whose ``complete()`` is false) counts under
+        its status. Kinds come in their declared order, ``UPSTREAM_NOT_UP_TO_DATE`` last: the
+        others are where a change started.
+        """
+        found: Dict[str, int] = {}
+        for task in self.changed():
+            kinds = {reason.kind.value for reason in task.reasons} or {task.status}
+            for kind in kinds:
+                found[kind] = found.get(kind, 0) + 1
+        order = [k.value for k in ReasonKind if k is not ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
+        order.append(ReasonKind.UPSTREAM_NOT_UP_TO_DATE.value)
+        rank = {kind: index for index, kind in enumerate(order)}
+        return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(rank)), item)))
+
+    def to_json(self, changed_only: bool = False) -> Dict[str, Any]:
+        """The documented JSON document; ``changed_only`` lists only tasks not up to date."""
+        shown = self.changed() if changed_only else tuple(self.tasks.values())
         return {
             "schema": REPORT_SCHEMA,
             "mode": self.mode,
             "ok": self.ok,
             "roots": list(self.roots),
             "notes": list(self.notes),
-            "tasks": [task.to_json() for task in self.tasks.values()],
+            "changed_only": changed_only,
+            "tasks": [task.to_json() for task in shown],
+            "reason_counts": self.reason_counts(),
             "summary": {
                 "tasks": len(self.tasks),
+                "not_up_to_date": len(self.changed()),
                 "files_statted": self.counters.files_statted,
                 "files_hashed": self.counters.files_hashed,
                 "bytes_hashed": self.counters.bytes_hashed,

@@ -76,12 +76,25 @@ def test_verify_json_has_the_documented_schema(
     """The JSON report carries schema, mode, ok, roots, tasks and a summary with counters."""
     code, document = verify_json(capsys, "--module", "pipelines", "Report")
     assert code == 0
-    assert set(document) == {"schema", "mode", "ok", "roots", "notes", "tasks", "summary"}
+    assert set(document) == {
+        "schema",
+        "mode",
+        "ok",
+        "roots",
+        "notes",
+        "changed_only",
+        "tasks",
+        "reason_counts",
+        "summary",
+    }
     assert document["schema"] == 1
     assert document["mode"] == "tasks"
     assert document["ok"] is True
+    assert document["changed_only"] is False
+    assert document["reason_counts"] == {}
     assert set(document["summary"]) == {
         "tasks",
+        "not_up_to_date",
         "files_statted",
         "files_hashed",
         "bytes_hashed",

@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 
 from luigi_repro.cli.clock import CommandClock
 from luigi_repro.cli.common import UsageError, check_once
+from luigi_repro.cli.pipes import quiet_when_reader_leaves
 from luigi_repro.log import LOGGER_NAME
 from luigi_repro.printable import printable
 
@@ -22,8 +23,8 @@ __all__ = ["main"]
 USAGE = """\
 usage: luigi-repro {verify,show,adopt,invalidate,gc} ...
 
-  verify [--format tree|json|tsv] [--full] --module M Task [--param v ...]
-  verify [--format tree|json|tsv] [--full] PATH [PATH ...]
+  verify [--format tree|json|tsv] [--full] [--changed] --module M Task [--param v ...]
+  verify [--format tree|json|tsv] [--full] [--changed] PATH|DIR [PATH|DIR ...]
   show [--lineage] [--format tree|json] PATH
   adopt [--yes] --module M Task [--param v ...]
   invalidate [--task T ...] [--downstream] [--dry-run] [--yes] --module M Root [--param v ...]
@@ -80,6 +81,15 @@ def _logging(debug: bool) -> Iterator[None]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (see :func:`_main`).
+
+    Output piped into a reader that leaves early (``| head``) ends quietly.
+    """
+    with quiet_when_reader_leaves():
+        return _main(argv)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status.
 
     Called without ``argv`` it is the ``luigi-repro`` command, and the summary line's time counts

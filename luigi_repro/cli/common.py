@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple
@@ -18,7 +19,17 @@ __all__ = ["UsageError", "check_once", "load_task", "split_own_options"]
 
 #: Options of the luigi-repro subcommands, recognised to give a better hint when misplaced.
 OWN_FLAGS = frozenset(
-    {"--format", "--full", "--color", "--no-color", "--debug", "--yes", "-y", "--force"}
+    {
+        "--format",
+        "--full",
+        "--changed",
+        "--color",
+        "--no-color",
+        "--debug",
+        "--yes",
+        "-y",
+        "--force",
+    }
 )
 
 
@@ -72,6 +83,15 @@ def split_own_options(
     return ours, rest
 
 
+def _argparse_error(printed: str) -> str:
+    """The one-line error in what argparse printed (``...: error: unrecognized arguments: x``),
+    without its usage text."""
+    for line in reversed(printed.splitlines()):
+        if ": error: " in line:
+            return line.split(": error: ", 1)[1].strip()
+    return "invalid task arguments"
+
+
 @contextlib.contextmanager
 def load_task(argv: Sequence[str]) -> Iterator[luigi.Task]:
     """Build the root task from Luigi's own syntax (``--module M Task --param v``).
@@ -84,9 +104,14 @@ def load_task(argv: Sequence[str]) -> Iterator[luigi.Task]:
 
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # like `python -m`: modules beside you can be --module'd
+    complaint = io.StringIO()  # argparse's usage text and error, made into one sentence below
     try:
-        with CmdlineParser.global_instance(list(argv), allow_override=True) as parser:
-            task = parser.get_task_obj()
+        with contextlib.ExitStack() as active:
+            with contextlib.redirect_stderr(complaint):
+                parser = active.enter_context(
+                    CmdlineParser.global_instance(list(argv), allow_override=True)
+                )
+                task = parser.get_task_obj()
             yield task
     except TaskClassException as exc:
         raise UsageError(f"{exc} (is the task's module given with --module?)") from None
@@ -95,7 +120,7 @@ def load_task(argv: Sequence[str]) -> Iterator[luigi.Task]:
     except SystemExit as exc:
         if exc.code in (0, None):
             raise
-        message = exc.code if isinstance(exc.code, str) else "invalid task arguments"
+        message = exc.code if isinstance(exc.code, str) else _argparse_error(complaint.getvalue())
         ours = [t for t in argv if t.split("=", 1)[0] in OWN_FLAGS]
         if ours:
             message += f" (put luigi-repro's own options such as {ours[0]} before --module)"
