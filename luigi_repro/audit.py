@@ -340,7 +340,7 @@ class _Auditor:
         else:
             kind, ok = "recorded", not reasons
             status = status_from_reasons(reasons).value
-            label = params_label(record.task.family, record.task.module, record.task.params)
+            label = params_label(record.task.family, record.task.params, record.task.param_order)
             family = record.task.family
             outputs = tuple(e.uri for e in record.outputs)
         unresolved = record.task.code_unresolved if record is not None else ()

@@ -106,8 +106,7 @@ def listed_reads_reason(listed: Sequence[str]) -> Reason:
 
 
 def unresolved_dynamic(label: str, entry: InputEntry, why: str) -> Reason:
-    family, module = entry.task_family or "", entry.task_module or ""
-    described = params_label(family, module, entry.task_params or {})
+    described = params_label(entry.task_family or "", entry.task_params or {})
     return Reason(
         ReasonKind.DYNAMIC_DEPENDENCY_UNRESOLVED,
         f"dynamic dependency {label} {described} cannot be rebuilt here, so its own inputs and "

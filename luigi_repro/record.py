@@ -82,6 +82,8 @@ def _to_document(record: Record) -> Dict[str, Any]:
         task_doc["code_parts"] = dict(task.code_parts)
     if task.code_unresolved:
         task_doc["code_unresolved"] = list(task.code_unresolved)
+    if task.param_order:
+        task_doc["param_order"] = list(task.param_order)
     doc: Dict[str, Any] = {
         "schema": record.schema,
         "tool": "luigi_repro",

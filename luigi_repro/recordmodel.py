@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
+from luigi_repro.paramorder import declared_order
+
 SCHEMA_VERSION = 1
 #: Records are a few KiB (a folder output of 10,000 files makes about 2 MiB): 16 MiB by default.
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -35,13 +37,16 @@ class TaskSection:
     #: References the code makes that cannot be followed statically (``getattr(mod, name)``,
     #: ``exec``): listed, because the fingerprint cannot vouch for what they reach.
     code_unresolved: Tuple[str, ...] = ()
+    #: The names of ``params`` in the order the class declares them (the JSON object is
+    #: written sorted), so that a record-only audit shows the task as it was written.
+    param_order: Tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         """The task as people write it: ``TrainModel(date=2024-03-02)``."""
         shown = ", ".join(
             f"{name}={value if isinstance(value, str) else json.dumps(value, sort_keys=True)}"
-            for name, value in self.params.items()
+            for name, value in declared_order(self.params, self.param_order)
         )
         return f"{self.family}({shown})"
 

@@ -120,6 +120,7 @@ def _parse_task(value: Any) -> TaskSection:
         if task.get("code_parts") is None
         else _str_map(task["code_parts"], "task.code_parts"),
         code_unresolved=_str_list(task.get("code_unresolved", []), "task.code_unresolved"),
+        param_order=_str_list(task.get("param_order", []), "task.param_order"),
     )
 
 

@@ -145,16 +145,18 @@ def build_record(
             )
         )
     code = code_closure(cls, settings.hash_algorithm)
+    params = canonical_params(task, signing_key)
     return Record(
         task=TaskSection(
             family=task.get_task_family(),
             module=cls.__module__,
             task_id=task.task_id,
-            params=canonical_params(task, signing_key),
+            params=params,
             code_fingerprint=code.fingerprint,
             code_version=code_version_of(cls),
             code_parts=code.parts,
             code_unresolved=code.unresolved,
+            param_order=tuple(name for name, _ in cls.get_params() if name in params),
         ),
         inputs=tuple(inputs),
         outputs=outputs,
