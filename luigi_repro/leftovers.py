@@ -8,7 +8,9 @@ Three kinds, each recognised strictly, so that nothing a user made is ever taken
 ``lock``
     a run-lock file (``.<x>.repro.lock``, or ``<40 hex>.lock`` in the user's lock folder) that
     holds exactly the run-lock mark and that no process holds: a non-blocking ``flock`` on it
-    succeeds. A lock some process holds is never one.
+    succeeds. A lock some process holds is never one, nor the lock beside an output that is in
+    place: the next run of its task takes that lock again, so removing it would only churn (a
+    healthy results folder has no leftovers).
 ``temporary``
     Luigi's ``<x>-luigi-tmp-<9 or 10 digits>`` and luigi_repro's ``.<x>.repro-tmp-<pid>-<hex>``
     (and the fixed ``.<x>.repro-tmp`` and ``.<x>.repro-tmp-old`` of earlier versions), files or
@@ -103,6 +105,15 @@ def record_output(path: str, record_suffix: str, max_bytes: int) -> Optional[str
     except RecordError:
         return None
     return os.path.join(folder, output) if describes_output(data, output) else None
+
+
+def lock_beside_output(path: str) -> bool:
+    """Is ``path`` the lock file ``.<x>.repro.lock`` of an output ``<x>`` that is in place?"""
+    name = os.path.basename(path)
+    if not (name.startswith(".") and name.endswith(LOCK_SUFFIX)):
+        return False
+    output = os.path.join(os.path.dirname(path), name[1 : -len(LOCK_SUFFIX)])
+    return os.path.lexists(output)
 
 
 def lock_kind(path: str) -> bool:
@@ -244,7 +255,7 @@ def survey(
             regular = stat_module.S_ISREG(st.st_mode)
             if is_temporary and (regular or stat_module.S_ISDIR(st.st_mode)):
                 pending.append((path, st, pid))
-            elif regular and lock_kind(path):
+            elif regular and lock_kind(path) and not lock_beside_output(path):
                 found = Leftover(path, "lock", "no process holds it", st.st_size, identity)
                 if is_lock_free(path):
                     leftovers.append(found)

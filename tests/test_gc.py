@@ -90,7 +90,8 @@ def messy() -> Dict[str, Path]:
     # Ours, in use or needed.
     put("kept.csv", b"data", "output")
     put("kept.csv.repro.json", a_record("out/kept.csv"), "live_record")
-    put(".kept.csv.repro.lock", LOCK_FILE_MARK, "held_lock")
+    put(".busy.csv.repro.lock", LOCK_FILE_MARK, "held_lock")  # a run about to write busy.csv
+    put(".kept.csv.repro.lock", LOCK_FILE_MARK, "output_lock")  # the next run takes it again
     put("young.csv-luigi-tmp-1111111111", b"partial", "young_tmp")
     live = f".kept.csv.repro-tmp-{os.getpid()}-00c0ffee"
     age(put(live, b"partial", "live_writer_tmp"), 2 * DAY)
