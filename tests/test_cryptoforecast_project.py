@@ -11,6 +11,7 @@ audit agrees with every build.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import List
@@ -79,10 +80,24 @@ def test_the_crypto_forecast_pipeline_as_its_users_run_it(crypto: Path) -> None:
     assert verify(crypto)[0] == 0
     assert build(crypto) == []  # nothing changed: nothing runs
 
-    # One day's export corrected: that day and everything downstream of it.
+    # One day's export corrected: that day and everything downstream of it. --changed lists
+    # just those four of 733 tasks (the raw files included), and counts them by reason.
     (crypto / "raw" / "ethbtc-2025-03-05.csv").write_text("2025-03-05,0.071000\n")
-    status, _ = verify(crypto)
+    status, log = verify(crypto, "--changed")
     assert status == 1
+    listed = [line for line in log.splitlines() if line.startswith("✗ ")]
+    assert [line.split("(")[0] for line in listed] == [
+        "✗ Backtest",
+        "✗ BollingerBands",
+        "✗ IngestPricesHistoricalETHBTC",
+        "✗ IngestDailyPrices",
+    ]
+    assert "IngestDailyPrices(date=2025-03-05)  STALE" in log
+    assert "by reason: 1 INPUT_CHANGED, 3 UPSTREAM_NOT_UP_TO_DATE" in log
+    assert "733 tasks (4 not up to date)" in log
+    status, path_log = luigi_repro(crypto, "verify", "--changed", "output")
+    assert status == 1
+    assert "by reason: 1 INPUT_CHANGED, 3 UPSTREAM_NOT_UP_TO_DATE" in path_log
     assert build(crypto) == [
         "Backtest",
         "BollingerBands",
@@ -110,4 +125,37 @@ def test_the_crypto_forecast_pipeline_as_its_users_run_it(crypto: Path) -> None:
     assert build(crypto) == ["Backtest"]
     edit(crypto / "trade" / "fn" / "bollinger_crossing.py", "return 0.0\n", "return 0.0  # flat\n")
     assert build(crypto) == []
+    assert verify(crypto)[0] == 0
+
+    # Forcing the strategy to run again: only its records go; its output bytes come out the
+    # same, so the backtest after it is cut off early.
+    bands = (crypto / "output" / "analyze" / "bollinger.csv").read_bytes()
+    status, log = luigi_repro(
+        crypto,
+        "invalidate",
+        "--yes",
+        "--task",
+        "BollingerBands",
+        "--module",
+        "run_luigi",
+        "Backtest",
+    )
+    assert status == 0, log
+    assert (crypto / "output" / "analyze" / "bollinger.csv").read_bytes() == bands
+    status, log = verify(crypto, "--changed")
+    assert (status, log.count("NO_RECORD: output")) == (1, 2)
+    assert build(crypto) == ["BollingerBands"]
+
+    # The results folder of a healthy pipeline holds no leftovers; an interrupted write's
+    # temporary of two days ago does, and only it is removed.
+    status, log = luigi_repro(crypto, "gc", "output")
+    assert (status, log.strip()) == (0, "No leftovers."), log
+    stale = crypto / "output" / "trading" / "backtest_data.csv-luigi-tmp-1234567890"
+    stale.write_text("half a table")
+    old = stale.stat().st_mtime - 2 * 86400
+    os.utime(stale, (old, old))
+    status, log = luigi_repro(crypto, "gc", "--yes", "output")
+    assert status == 0, log
+    assert not stale.exists()
+    assert (crypto / "output" / "analyze" / "bollinger.csv").read_bytes() == bands
     assert verify(crypto)[0] == 0

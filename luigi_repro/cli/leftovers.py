@@ -31,9 +31,9 @@ __all__ = ["parse_age", "run"]
 
 DESCRIPTION = """\
 Find luigi_repro's leftovers under folders: records whose output is gone, run-lock files no
-process holds, and temporaries of Luigi (<x>-luigi-tmp-<digits>) and luigi_repro
-(.<x>.repro-tmp-<pid>-<hex>) unchanged for longer than --older-than whose writer is gone.
-Nothing else is ever touched. Lists them; --yes removes them.
+process holds whose output is gone, and temporaries of Luigi (<x>-luigi-tmp-<digits>) and
+luigi_repro (.<x>.repro-tmp-<pid>-<hex>) unchanged for longer than --older-than whose writer is
+gone. Nothing else is ever touched. Lists them; --yes removes them.
 """
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
