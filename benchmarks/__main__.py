@@ -29,6 +29,7 @@ BENCHMARKS = [
     "scaling",
     "folders",
     "s3scale",
+    "everyday",
 ]
 
 

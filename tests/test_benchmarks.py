@@ -189,3 +189,20 @@ def test_the_build_cost_breakdown_times_each_part_and_unwraps_them(tmp_path: Pat
     assert "plain: fsync, calls per task" not in rows
     assert luigi.Task.complete is complete
     assert RunProtocol.begin is begin
+
+
+@pytest.mark.slow
+def test_the_everyday_commands_benchmark_runs_small() -> None:
+    """Every command is timed at both sizes, as a fresh process, with its slope."""
+    from benchmarks import everyday
+    from benchmarks.common import Results
+
+    results = Results()
+    everyday.measure(results, sizes=(3, 6), repeats=1)
+    measures = {row["measure"]: row["value"] for row in results.rows}
+    for label in everyday._commands(3, has_dag=True):
+        if label.startswith("dag") and f"{label}, 8 tasks" not in measures:
+            continue  # the dag command is not there yet
+        assert measures[f"{label}, 8 tasks"] > 0
+        assert measures[f"{label}, 14 tasks"] > 0
+        assert f"{label}, log-log slope" in measures
