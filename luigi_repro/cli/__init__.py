@@ -1,4 +1,4 @@
-"""The ``luigi-repro`` command (also ``python -m luigi_repro``): verify, show, adopt.
+"""The ``luigi-repro`` command (also ``python -m luigi_repro``): verify, show, adopt, dag.
 
 Exit status: 0 when everything is up to date, 1 when something is not, 2 for a usage or
 environment error. Errors are one sentence; ``--debug`` adds the traceback.
@@ -21,7 +21,7 @@ from luigi_repro.printable import printable
 __all__ = ["main"]
 
 USAGE = """\
-usage: luigi-repro {verify,show,adopt,invalidate,gc} ...
+usage: luigi-repro {verify,show,adopt,invalidate,gc,dag} ...
 
   verify [--format tree|json|tsv] [--full] [--changed] --module M Task [--param v ...]
   verify [--format tree|json|tsv] [--full] [--changed] PATH|DIR [PATH|DIR ...]
@@ -29,12 +29,14 @@ usage: luigi-repro {verify,show,adopt,invalidate,gc} ...
   adopt [--yes] --module M Task [--param v ...]
   invalidate [--task T ...] [--downstream] [--dry-run] [--yes] --module M Root [--param v ...]
   gc [--older-than 24h] [--format text|json] [--yes] PATH [PATH ...]
+  dag [--format dot|mermaid|html] [-o FILE] --module M Task [--param v ...]
+  dag [--format dot|mermaid|html] [-o FILE] PATH [PATH ...]
 
 Run `luigi-repro COMMAND --help` for details.
 """
 
 
-COMMANDS = ("verify", "show", "adopt", "invalidate", "gc")
+COMMANDS = ("verify", "show", "adopt", "invalidate", "gc", "dag")
 
 
 def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
@@ -43,6 +45,10 @@ def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
         from luigi_repro.cli import verify
 
         return verify.run(args, clock=clock)  # a replayed audit needs no runtime at all
+    if name == "dag":
+        from luigi_repro.cli import dag
+
+        return dag.run(args, clock=clock)  # like verify: replays audits
     check_once(clock)
     if name == "show":
         from luigi_repro.cli import show

@@ -29,6 +29,7 @@ OWN_FLAGS = frozenset(
         "--yes",
         "-y",
         "--force",
+        "-o",
     }
 )
 

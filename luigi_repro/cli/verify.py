@@ -81,7 +81,7 @@ def _names_a_task(name: str) -> bool:
         return False
 
 
-def _is_path_mode(rest: Sequence[str]) -> bool:
+def is_path_mode(rest: Sequence[str]) -> bool:
     """Paths, unless the arguments name a task: ``--module``, a Luigi flag, or ``module.Task``."""
     if not rest or "--module" in rest or any(t.startswith("--module=") for t in rest):
         return False
@@ -146,11 +146,29 @@ def _audit(
     return report
 
 
+def judged_report(
+    rest: Sequence[str], path_mode: bool, full: bool, clock: Optional[CommandClock]
+) -> Report:
+    """The report ``verify`` prints for ``rest``: a task in Luigi's syntax, or output paths
+    (``path_mode``) audited from their records; other commands show the very same verdicts."""
+    counters = Counters()
+    with Progress(counters):
+        if path_mode:
+            missing: List[str] = [p for p in rest if "://" not in p and not os.path.lexists(p)]
+            if missing:
+                raise _no_such_file(missing[0])
+            return _audit(rest, full, counters, clock)
+        from luigi_repro.report import verify
+
+        with load_task(rest) as task:
+            return verify(task, full=full, counters=counters)
+
+
 def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     """Verify; the summary's seconds are ``clock``'s (the whole command) when given."""
     own_parser = parser()
     own, rest = split_own_options(own_parser, argv)
-    path_mode = _is_path_mode(rest)
+    path_mode = is_path_mode(rest)
     if path_mode:
         own, rest = split_own_options(own_parser, argv, anywhere=True)
     else:
@@ -158,19 +176,7 @@ def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     options = own_parser.parse_args(own)
     if not rest:
         raise UsageError("nothing to verify: give a task (--module M Task) or output paths")
-    counters = Counters()
-    report: Report
-    with Progress(counters):
-        if path_mode:
-            missing: List[str] = [p for p in rest if "://" not in p and not os.path.lexists(p)]
-            if missing:
-                raise _no_such_file(missing[0])
-            report = _audit(rest, options.full, counters, clock)
-        else:
-            from luigi_repro.report import verify
-
-            with load_task(rest) as task:
-                report = verify(task, full=options.full, counters=counters)
+    report = judged_report(rest, path_mode, options.full, clock)
     if clock is not None:
         report = attrs.evolve(report, seconds=clock.seconds())
     render(report, options.format, color=options.color, changed=options.changed)
