@@ -58,9 +58,11 @@ def render_dot(graph: DagGraph) -> str:
     return "\n".join(out) + "\n"
 
 
-#: Characters Mermaid would read as syntax inside a quoted label, as its own entity codes.
+#: Characters Mermaid would read as syntax inside a quoted label, as its own entity codes
+#: (``%`` too: Mermaid looks for ``%%{…}%%`` directives anywhere in the text).
 _MERMAID_ENTITIES: Dict[str, str] = {
     "#": "#35;",
+    "%": "#37;",
     '"': "#quot;",
     "<": "#lt;",
     ">": "#gt;",
