@@ -36,8 +36,7 @@ main { flex: 1; display: flex; min-height: 0; }
 .hint { color: #6b7680; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; border: 1px solid;
   font-size: 11px; font-weight: 600; }
-.link { display: inline; background: none; border: 0; padding: 0; color: #0b57b3; cursor: pointer;
-  font: inherit; text-align: left; text-decoration: underline; }
+.link { color: #0b57b3; }
 .files { color: #4b5560; font-size: 12px; }
 svg .node { cursor: pointer; }
 svg .node:focus { outline: none; }
@@ -92,10 +91,7 @@ SCRIPT = r"""
     var item = add(parent, "li");
     item.setAttribute("data-task-id", id);
     item.setAttribute("data-status", task.status);
-    var button = add(item, "button", task.label, "link");
-    button.addEventListener("click", function () {
-      location.hash = "task=" + encodeURIComponent(id);
-    });
+    add(item, "a", task.label, "link").href = "#task=" + encodeURIComponent(id);
     item.appendChild(document.createTextNode(" "));
     badge(item, task.status);
     return item;
@@ -129,10 +125,8 @@ SCRIPT = r"""
     panel.textContent = "";
     panel.setAttribute("data-showing", id);
     if (groupOf[id]) {
-      var back = add(panel, "button", "\u2190 all " + task.family + " tasks", "link");
-      back.addEventListener("click", function () {
-        location.hash = "family=" + encodeURIComponent(data.groups[groupOf[id]].family);
-      });
+      var back = add(add(panel, "div"), "a", "\u2190 all " + task.family + " tasks", "link");
+      back.href = "#family=" + encodeURIComponent(data.groups[groupOf[id]].family);
     }
     add(panel, "h2", task.label);
     badge(panel, task.status);
@@ -159,6 +153,12 @@ SCRIPT = r"""
     panel.textContent = "";
     panel.setAttribute("data-showing", group.family);
     add(panel, "h2", group.family + " (" + group.members.length + " tasks)");
+    var counts = JSON.parse(nodes[gid].getAttribute("data-counts"));
+    var summary = add(panel, "div");
+    Object.keys(counts).forEach(function (status) {
+      badge(summary, status).textContent = counts[status] + " " + status;
+      summary.appendChild(document.createTextNode(" "));
+    });
     var ul = add(panel, "ul");
     var ordered = group.members.slice().sort(function (a, b) {
       return data.tasks[a].rank - data.tasks[b].rank;

@@ -93,7 +93,7 @@ def _group_svg(group: FamilyGroup, x: int, y: int) -> str:
         left += width
     summary = " \u00b7 ".join(f"{count} {status}" for status, count in counts.items())
     parts.append(
-        f'<text class="counts" x="{x + 10}" y="{y + 52}">{html.escape(_fit(summary, 38))}</text>'
+        f'<text class="counts" x="{x + 10}" y="{y + 52}">{html.escape(_fit(summary, 34))}</text>'
     )
     return "".join(parts) + "</g>"
 

@@ -42,6 +42,7 @@ class PageNodes(HTMLParser):
         super().__init__()
         self.statuses: Dict[str, str] = {}
         self.families: Dict[str, str] = {}
+        self.family_counts: Dict[str, Dict[str, int]] = {}
         self.root: Dict[str, Optional[str]] = {}
         self._in_data = False
         self.data = ""
@@ -56,6 +57,9 @@ class PageNodes(HTMLParser):
             self.statuses[task_id] = status
         if "family" in (found.get("class") or "").split() and status is not None:
             self.families[found.get("data-family") or ""] = status
+            self.family_counts[found.get("data-family") or ""] = json.loads(
+                found.get("data-counts") or "{}"
+            )
         self._in_data = found.get("id") == "dag-data"
 
     def handle_data(self, data: str) -> None:
