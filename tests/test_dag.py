@@ -186,6 +186,7 @@ def test_output_file_is_written_and_replaced_but_never_a_file_of_the_user(built:
     first = luigi_repro("dag", "--format", "html", "-o", "graph.html", *TASK)
     assert first.returncode == 0, first.stderr
     assert first.stdout == ""
+    assert first.stderr == "wrote graph.html: 6 tasks (all up to date)\n"
     assert parse_page(Path("graph.html").read_text()).statuses
     write_raw("a", "edited\n")
     again = luigi_repro("dag", "--format", "dot", "--output", "graph.html", *TASK)
@@ -208,14 +209,19 @@ def test_output_file_is_written_and_replaced_but_never_a_file_of_the_user(built:
 
 
 def test_path_mode_draws_outputs_from_their_records(built: None) -> None:
-    """PATH…: the record-only audit, with its note, the same verdicts as verify PATH, and
-    options after the paths."""
+    """PATH… (files, or a folder of records): the record-only audit, with its note, the same
+    verdicts as verify PATH, and options after the paths."""
     result = luigi_repro("dag", "out/report.txt", "--format", "html")
     assert result.returncode == 0, result.stderr
     page = parse_page(result.stdout)
     verdicts = verify_json("out/report.txt")
     assert page.statuses == {task_id: t["status"] for task_id, t in verdicts.items()}
     assert "record-only audit" in result.stdout
+    folder = luigi_repro("dag", "--format", "html", "out")  # every record beneath a folder
+    assert folder.returncode == 0, folder.stderr
+    assert parse_page(folder.stdout).statuses == {
+        task_id: t["status"] for task_id, t in verify_json("out").items()
+    }
     write_raw("b", "changed\n")
     dot = luigi_repro("dag", "out/report.txt", "out/clean_a.txt")
     assert dot.returncode == 1

@@ -135,4 +135,7 @@ def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     else:
         check_destination(options.output)  # again: it may have appeared while judging
         write_atomically(options.output, text)
+        bad = sum(1 for task in report.tasks.values() if not task.ok)
+        state = "all up to date" if bad == 0 else f"{bad} not up to date"
+        sys.stderr.write(f"wrote {options.output}: {len(report.tasks)} tasks ({state})\n")
     return 0 if report.ok else 1
