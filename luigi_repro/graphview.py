@@ -117,10 +117,6 @@ class DagGraph:
     nodes: Tuple[DagNode, ...]
     edges: Tuple[Tuple[str, str], ...]  # (upstream node_id, downstream node_id)
 
-    @property
-    def by_task_id(self) -> Dict[str, DagNode]:
-        return {node.task_id: node for node in self.nodes}
-
     def counts(self) -> Dict[str, int]:
         """How many nodes have each status, most severe first."""
         return _count(node.status for node in self.nodes)
