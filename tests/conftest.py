@@ -95,3 +95,18 @@ def redis_url(redis_server: object) -> str:
     url: str = redis_server.url  # type: ignore[attr-defined]
     redis.Redis.from_url(url).flushall()
     return url
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every task class name is used once in the suite's process: Luigi keeps one registry per
+    process, and code that looks tasks up by name (gokart's ``dump()`` does, for every
+    registered name) fails on a name two test modules define."""
+    from luigi.task_register import Register
+
+    ambiguous = sorted(
+        name
+        for name, cls in Register._get_reg().items()  # type: ignore[no-untyped-call]
+        if cls is Register.AMBIGUOUS_CLASS
+    )
+    if ambiguous:
+        raise pytest.UsageError(f"task class names defined twice in the tests: {ambiguous}")

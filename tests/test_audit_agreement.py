@@ -102,7 +102,7 @@ class Raw(luigi.ExternalTask):
         return raw_target(self.kind, self.where)
 
 
-class A(TaskWithCheckingInputHash):
+class AgreeA(TaskWithCheckingInputHash):
     """Upper-cases the raw words."""
 
     kind = luigi.Parameter()
@@ -125,7 +125,7 @@ class B(TaskWithCheckingInputHash):
     where = luigi.Parameter()
 
     def requires(self) -> luigi.Task:
-        return A(self.kind, self.where)
+        return AgreeA(self.kind, self.where)
 
     def output(self) -> HashableTarget:
         return output_target(self.kind, self.where, "b")
@@ -305,7 +305,7 @@ def test_every_audit_agrees(kind: str, change: Change, place: str) -> None:
     try:
         assert build(B(kind, place))
         change.apply(chain)
-        tasks = {"a": A(kind, place), "b": B(kind, place)}
+        tasks = {"a": AgreeA(kind, place), "b": B(kind, place)}
         report = luigi_repro.verify(tasks["b"])
         audit = audited_by_output(dict(audit_paths([chain.b.uri]).tasks))
         expected = {"a": change.a_status, "b": change.b_status}

@@ -44,7 +44,7 @@ class Layer(TaskWithCheckingInputHash):
             sink.write(f"{self.layer}:{self.column}:{digest}\n")
 
 
-class Top(TaskWithCheckingInputHash):
+class DiamondTop(TaskWithCheckingInputHash):
     def requires(self) -> List[luigi.Task]:
         return [Layer(LAYERS - 1, 0), Layer(LAYERS - 1, 1)]
 
@@ -64,33 +64,33 @@ FILES = TASKS + 1  # every output plus the raw seed
 def test_one_check_judges_each_task_once_and_hashes_each_file_at_most_once() -> None:
     """complete() on the top of a 20-layer diamond: 41 judgements, <= 42 fingerprints, < 1 s."""
     write_raw("seed", "seed\n")
-    assert build(Top())
+    assert build(DiamondTop())
     assert len(runs()) == TASKS
     for _ in range(2):  # cold (records read from disk) and warm (parsed records reused)
         runtime().memory.forget()  # no remembered verdict: every task is decided in this check
         with judging() as judge:
             started = time.perf_counter()
-            assert Top().complete()
+            assert DiamondTop().complete()
             elapsed = time.perf_counter() - started
         assert judge.tasks_judged == TASKS
         assert judge.targets_observed <= FILES
         assert judge.counters.files_hashed <= FILES
         assert elapsed < 1.0
     with judging() as judge:
-        assert Top().complete()
+        assert DiamondTop().complete()
     assert judge.statuses_reused == 1  # and the next check stands on the remembered status
 
 
 def test_stale_seed_is_found_and_rebuild_reuses_no_false_verdict() -> None:
     """After the seed changes every task is stale, and one build repairs all of them."""
     write_raw("seed", "seed\n")
-    assert build(Top())
+    assert build(DiamondTop())
     runs()
     write_raw("seed", "other seed\n")
     with judging(exhaustive=True) as judge:
-        assert not judge.status(Top()).ok
+        assert not judge.status(DiamondTop()).ok
         assert judge.tasks_judged == TASKS
-    assert build(Top())  # would fail with "Unfulfilled dependency" if a False were reused
+    assert build(DiamondTop())  # would fail with "Unfulfilled dependency" if a False were reused
     assert len(runs()) == TASKS
-    assert Top().complete()
+    assert DiamondTop().complete()
     assert Path("out/top.txt").exists()

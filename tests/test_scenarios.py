@@ -472,7 +472,7 @@ def test_two_tasks_writing_one_path_are_named() -> None:
     assert "score.txt recorded by Evaluate()" in message
 
 
-class Day(TaskWithCheckingInputHash):
+class ScenarioDay(TaskWithCheckingInputHash):
     """Writes one file (and so its record and lock) into the shared data folder."""
 
     n = luigi.IntParameter()
@@ -486,12 +486,12 @@ class Day(TaskWithCheckingInputHash):
 
 
 class Aggregate(TaskWithCheckingInputHash):
-    """Reads the whole data folder, where Day tasks keep their outputs and records."""
+    """Reads the whole data folder, where ScenarioDay tasks keep their outputs and records."""
 
     folder = luigi.Parameter(default="data")
 
     def requires(self) -> List[luigi.Task]:
-        return [HashableExternalFile(self.folder), Day(1), Day(2)]
+        return [HashableExternalFile(self.folder), ScenarioDay(1), ScenarioDay(2)]
 
     def output(self) -> HashableLocalTarget:
         return HashableLocalTarget(f"out/aggregate-{self.folder}.txt")
@@ -504,9 +504,9 @@ class Aggregate(TaskWithCheckingInputHash):
 def test_records_inside_a_folder_input_stay_bookkeeping_when_the_project_moves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Day records in data/ describe the files beside them by name: after the project is
+    """The ScenarioDay records in data/ describe the files beside them by name: after the project is
     moved, or when the folder is read through a symlink, they are still not data."""
-    assert build(Day(1), Day(2))
+    assert build(ScenarioDay(1), ScenarioDay(2))
     os.symlink("data", "data_link")
     assert build(Aggregate(), Aggregate("data_link"))
     moved = tmp_path / "moved"
@@ -515,5 +515,5 @@ def test_records_inside_a_folder_input_stay_bookkeeping_when_the_project_moves(
     bookkeeping._recognitions.clear()  # as in a new process
     assert from_scratch(Aggregate())
     assert from_scratch(Aggregate("data_link"))
-    assert build(Day(1))  # nothing to do: no new record or lock appears either
+    assert build(ScenarioDay(1))  # nothing to do: no new record or lock appears either
     assert from_scratch(Aggregate())

@@ -230,7 +230,7 @@ def test_raw_s3_input_is_downloaded_once(s3_bucket: str) -> None:
         assert judge.counters.files_hashed == 0
 
 
-class Lazy(TaskWithCheckingInputHash):
+class S3Lazy(TaskWithCheckingInputHash):
     """Writes its output only if it does not exist yet: the stale-output trap, on S3."""
 
     bucket = luigi.Parameter()
@@ -254,10 +254,10 @@ def test_stale_output_is_refused_in_a_versioned_bucket(s3_bucket: str) -> None:
         Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"}
     )
     upload(s3_bucket, "first")
-    assert build(Lazy(s3_bucket))
+    assert build(S3Lazy(s3_bucket))
     upload(s3_bucket, "second")
-    assert build(Lazy(s3_bucket)) is False
-    assert not Lazy(s3_bucket).complete()
+    assert build(S3Lazy(s3_bucket)) is False
+    assert not S3Lazy(s3_bucket).complete()
 
 
 #: Two different 128-byte blocks with one MD5 (the published collision of Wang et al., 2004):

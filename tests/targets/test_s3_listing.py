@@ -49,7 +49,7 @@ class Part(TaskWithCheckingInputHash):
             sink.write(f"{seed} {self.number}\n")
 
 
-class Gather(TaskWithCheckingInputHash):
+class ListingGather(TaskWithCheckingInputHash):
     """The root: one output beside the parts, made from all of them."""
 
     bucket = luigi.Parameter()
@@ -73,7 +73,7 @@ SMALL = 12
 def build_parts(bucket: str, count: int) -> str:
     """The seed, ``count`` parts and their root, built."""
     boto3.client("s3").put_object(Bucket=bucket, Key="raw/seed.txt", Body=b"seed")
-    assert build(Gather(bucket, count))
+    assert build(ListingGather(bucket, count))
     return bucket
 
 
@@ -99,7 +99,7 @@ def requests(moto_server: Any, bucket: str, action: Any) -> List[str]:
 
 def warm_check(bucket: str, count: int = SMALL) -> None:
     with check_epoch():
-        assert Gather(bucket, count).complete()
+        assert ListingGather(bucket, count).complete()
 
 
 def audit(bucket: str) -> int:
@@ -146,8 +146,8 @@ def test_a_record_replaced_by_another_process_between_checks_is_seen(
     client.put_object(Bucket=built, Key=key, Body=json.dumps(record).encode())
     with check_epoch():
         assert not Part(built, 7).complete()
-        assert not Gather(built, SMALL).complete()
-    assert build(Gather(built, SMALL))
+        assert not ListingGather(built, SMALL).complete()
+    assert build(ListingGather(built, SMALL))
     warm_check(built)
 
 
@@ -158,8 +158,8 @@ def test_an_output_deleted_between_checks_is_seen(built: str, moto_server: Any) 
     boto3.client("s3").delete_object(Bucket=built, Key="parts/part-00011.txt")
     with check_epoch():
         assert not Part(built, 11).complete()
-        assert not Gather(built, SMALL).complete()
-    assert build(Gather(built, SMALL))
+        assert not ListingGather(built, SMALL).complete()
+    assert build(ListingGather(built, SMALL))
     warm_check(built)
 
 
