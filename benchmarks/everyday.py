@@ -24,7 +24,7 @@ from benchmarks.common import Results
 NAME = "everyday"
 
 #: Partitions: normal sizes, then --quick ones.
-SIZES = {False: (250, 500), True: (60, 120)}
+SIZES = {False: (1000, 4000), True: (100, 400)}
 
 PIPELINE = """
 import luigi
