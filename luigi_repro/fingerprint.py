@@ -160,10 +160,14 @@ def _buffer() -> mmap.mmap:
 
     Alignment matters: the kernel copies page cache into a buffer that starts a few bytes past a
     page boundary (where ``bytearray`` lands) about twice as slowly (measured by ``benchmarks``).
+    The mapping is private: Python's default for anonymous memory is *shared*, which a forked
+    process (Luigi's ``--workers N``) keeps sharing with its parent and its siblings, so two
+    workers hashing at once would read each other's bytes into one buffer, and record the
+    fingerprint of another file's content.
     """
     buf: Optional[mmap.mmap] = getattr(_buffers, "buf", None)
     if buf is None:
-        buf = mmap.mmap(-1, CHUNK_SIZE)
+        buf = mmap.mmap(-1, CHUNK_SIZE, flags=mmap.MAP_PRIVATE)
         _buffers.buf = buf
     return buf
 

@@ -548,3 +548,24 @@ def test_a_folder_reached_by_many_symlinks_is_walked_once() -> None:
             os.remove(f"copy/l{level}/{name}")
             os.symlink(os.path.abspath(f"copy/l{level + 1}"), f"copy/l{level}/{name}")
     assert walk("copy/l0") == first
+
+
+def test_a_forked_process_hashing_never_touches_its_parents_buffer(tmp_path: Path) -> None:
+    """Luigi's ``--workers N`` forks a process per task: each hashes into its own memory. A
+    buffer shared with the parent (and so with every sibling) let one worker record another
+    output's content as its own."""
+    from luigi_repro import fingerprint as fingerprint_module
+
+    mine, theirs = tmp_path / "mine.txt", tmp_path / "theirs.txt"
+    mine.write_bytes(b"3 0")
+    theirs.write_bytes(b"0 0")
+    assert hash_file(str(mine))[0] == "xxh3_128:" + xxhash.xxh3_128_hexdigest(b"3 0")
+    buffer = fingerprint_module._buffer()  # this thread's, filled with "3 0" just now
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only hashes and leaves
+        try:
+            hash_file(str(theirs))
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    assert buffer[:3] == b"3 0"
