@@ -134,7 +134,8 @@ class RunProtocol:
             # The whole verdict, upstream included: dynamic dependencies recorded by an earlier
             # run are not known to Luigi, so only this check sees that one of them is stale.
             verdict = judge.status(self.task)
-            if self.outputs and verdict.ok and not rerun_requested(self.task):
+            rerun = rerun_requested(self.task)
+            if self.outputs and verdict.ok and not rerun:
                 logger.info(
                     "luigi_repro: %r is already up to date (same inputs, parameters and code); "
                     "skipping run() (early cutoff).",
@@ -143,7 +144,7 @@ class RunProtocol:
                 self.close()
                 tell_scheduler(self.task, EARLY_CUTOFF_MESSAGE)
                 return False
-            if verdict.ok and rerun_requested(self.task):  # up to date, yet asked to run
+            if verdict.ok and rerun:  # up to date, yet asked to run
                 logger.info("luigi_repro: %r runs: rerun=True (gokart) asks for a run", self.task)
             else:
                 self._say_why(judge, verdict)

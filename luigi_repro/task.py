@@ -234,7 +234,7 @@ class CheckingInputHashMixin(luigi.Task):
     def complete(self) -> bool:
         """True when outputs, records, parameters, code and inputs all agree, recursively.
 
-        Always False while a gokart ``rerun`` request is pending (see :mod:`.gokartruns`).
+        False while a gokart ``rerun`` request waits for its run (see :mod:`.gokartruns`).
         """
         environment.warm()  # once per process, before Luigi forks workers that would redo it
         if rerun_requested(self):

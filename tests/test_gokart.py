@@ -15,12 +15,16 @@ from typing import Any, Dict, List
 
 import luigi
 import pytest
+from luigi.task_register import Register
 
 pytest.importorskip("gokart")
 
+import gokart
 import kartpipeline
 from kartpipeline import K12Format, K12Join, K12Large, K12Load, K12Model, K12Select, K12Total
-from pipelines import families, runs
+from pipelines import families, log_run, runs
+
+from luigi_repro import CheckingInputHashMixin
 
 RAW = "a,b\n1,10\n2,20\n3,30\n"
 
@@ -191,6 +195,60 @@ def test_rerun_forces_one_run_and_rewrites_the_record(raw: Path) -> None:
     assert verify("K12Total", "--source", str(raw))["exit"] == 0
     build(K12Total(source=str(raw)))
     assert runs() == []
+
+
+class FK12Doubled(CheckingInputHashMixin, gokart.TaskOnKart):
+    """Downstream of a ``rerun=True`` task: Luigi checks that dependency again at run time."""
+
+    source = luigi.Parameter()
+
+    def requires(self) -> Any:
+        return K12Select(source=self.source, rerun=True)
+
+    def output(self) -> Any:
+        return self.make_target("fk12/doubled.pkl")
+
+    def run(self) -> None:
+        log_run(self)
+        self.dump(self.load() * 2)
+
+
+def new_instances() -> None:
+    """What a new build process starts with: no task instances, so new ``rerun`` requests."""
+    Register.clear_instance_cache()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rerun_runs_once_per_build_and_then_counts_as_done(raw: Path, workers: int) -> None:
+    """rerun=True forces exactly one run per build, with one worker or several (the run then
+    happens in a forked child): the task downstream, checking its dependency at run time, sees
+    it complete once it ran, and the next build reruns it once again. As in gokart, a task
+    instance answers its request once, and Luigi reaches a task only when the tasks that
+    need it are not complete."""
+    select = Path(K12Select(source=str(raw)).output().path() + ".repro.json")
+    doubled = Path(FK12Doubled(source=str(raw)).output().path() + ".repro.json")
+    new_instances()
+    build(FK12Doubled(source=str(raw)), workers=workers)
+    assert families(runs()) == ["FK12Doubled", "K12Load", "K12Select"]
+    assert K12Select(source=str(raw), rerun=True).complete() is True
+    assert FK12Doubled(source=str(raw)).output().load()["a"].tolist() == [2, 4, 6]
+    first = json.loads(select.read_text())["run"]
+
+    doubled.unlink()  # the downstream task must run again, after the rerun
+    new_instances()
+    build(FK12Doubled(source=str(raw)), workers=workers)
+    assert families(runs()) == ["FK12Doubled", "K12Select"]
+    second = json.loads(select.read_text())["run"]
+    assert second != first
+    build(K12Select(source=str(raw), rerun=True), workers=workers)  # same instance: answered
+    assert runs() == []
+
+    new_instances()
+    build(K12Select(source=str(raw), rerun=True), FK12Doubled(source=str(raw)), workers=workers)
+    assert families(runs()) == ["K12Select"]  # the same bytes again: nothing below reruns
+    assert json.loads(select.read_text())["run"] != second
+    assert FK12Doubled(source=str(raw)).complete() is True
+    assert verify("K12Select", "--source", str(raw))["exit"] == 0
 
 
 def test_gokart_time_checks_do_not_overrule_the_records(raw: Path) -> None:
