@@ -16,7 +16,9 @@ Three kinds, each recognised strictly, so that nothing a user made is ever taken
     (and the fixed ``.<x>.repro-tmp`` and ``.<x>.repro-tmp-old`` of earlier versions), files or
     folders (never symlinks) unchanged for longer than the age asked for, whose writer is gone:
     the process named in the name is not running, and no process of this host has the file (or
-    a file in the folder) open, as far as ``/proc`` lets us see.
+    a file in the folder) open, as far as ``/proc`` lets us see. "Unchanged" counts the inode
+    change time too: a file staged with ``shutil.copy2`` (or ``tar``, ``rsync -a``) keeps an old
+    modification time although it was made a moment ago.
 
 Removal is in :mod:`luigi_repro.leftoverremoval`; it checks each again first.
 """
@@ -198,14 +200,20 @@ def in_use(path: str, opened: Set[str]) -> bool:
     return any(name == real or name.startswith(inside) for name in opened)
 
 
+def _changed(st: os.stat_result) -> float:
+    """When the file last changed: its content (mtime) or its inode (ctime, which nobody can
+    set back, so a copy made now with an old mtime counts as new)."""
+    return max(st.st_mtime, st.st_ctime)
+
+
 def newest_change(path: str, st: os.stat_result) -> float:
-    """The newest modification time of ``path`` and, for a folder, of everything inside it."""
-    newest = st.st_mtime
+    """When ``path`` and, for a folder, everything inside it last changed."""
+    newest = _changed(st)
     if stat_module.S_ISDIR(st.st_mode):
         for folder, folders, files in os.walk(path):
             for name in folders + files:
                 try:
-                    newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+                    newest = max(newest, _changed(os.lstat(os.path.join(folder, name))))
                 except OSError:
                     continue
     return newest

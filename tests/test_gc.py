@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -41,11 +42,18 @@ def gc_json(*args: str) -> Dict[str, Any]:
     return document
 
 
-def age(path: Path, seconds: float) -> None:
-    """Make ``path`` (and, for a folder, everything in it) last changed ``seconds`` ago."""
-    when = time.time() - seconds
-    for inner in [path, *(path.rglob("*") if path.is_dir() else [])]:
-        os.utime(inner, (when, when), follow_symlinks=False)
+#: The age, in real seconds, of the temporaries the tests leave: gc counts a file's inode
+#: change time, which nobody can set back, so only waiting makes a file old.
+OLD = 3.0
+OLDER_THAN = "3s"
+
+
+def wait_until_old(seconds: float, *paths: Path) -> None:
+    """Sleep until ``paths`` (and everything in the folders among them) last changed, content
+    or inode, more than ``seconds`` ago."""
+    inner = [p for path in paths for p in [path, *(path.rglob("*") if path.is_dir() else [])]]
+    newest = max(max(st.st_mtime, st.st_ctime) for st in (p.lstat() for p in inner))
+    time.sleep(max(0.0, newest + seconds + 0.1 - time.time()))
 
 
 def a_record(output: str) -> bytes:
@@ -73,11 +81,10 @@ def messy() -> Dict[str, Path]:
     put("gone.csv.repro.json", a_record("out/gone.csv"), "orphan_record")
     put("gone-folder.repro.json", a_record("out/gone-folder"), "orphan_folder_record")
     put(".gone.csv.repro.lock", LOCK_FILE_MARK, "free_lock")
-    age(put("x.csv-luigi-tmp-0123456789", b"partial", "luigi_tmp_file"), 2 * DAY)
+    put("x.csv-luigi-tmp-0123456789", b"partial", "luigi_tmp_file")
     folder = out / "parts-luigi-tmp-987654321"
     folder.mkdir()
     (folder / "part-0").write_bytes(b"p")
-    age(folder, 2 * DAY)
     files["luigi_tmp_folder"] = folder
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -86,24 +93,25 @@ def messy() -> Dict[str, Path]:
         check=True,
     )
     dead_pid = int(dead.stdout)
-    age(put(f".kept.csv.repro.json.repro-tmp-{dead_pid}-0badcafe", b"{", "our_tmp"), 2 * DAY)
+    put(f".kept.csv.repro.json.repro-tmp-{dead_pid}-0badcafe", b"{", "our_tmp")
     # Ours, in use or needed.
     put("kept.csv", b"data", "output")
     put("kept.csv.repro.json", a_record("out/kept.csv"), "live_record")
     put(".busy.csv.repro.lock", LOCK_FILE_MARK, "held_lock")  # a run about to write busy.csv
     put(".kept.csv.repro.lock", LOCK_FILE_MARK, "output_lock")  # the next run takes it again
-    put("young.csv-luigi-tmp-1111111111", b"partial", "young_tmp")
     live = f".kept.csv.repro-tmp-{os.getpid()}-00c0ffee"
-    age(put(live, b"partial", "live_writer_tmp"), 2 * DAY)
+    put(live, b"partial", "live_writer_tmp")
     # Not ours, however they are named.
     put("notes.repro.json", b"my notes, not JSON", "user_record_name")
     put("other.repro.json", b'{"tool": "luigi_repro"}', "half_record")
     put("wrong.csv.repro.json", a_record("out/another.csv"), "record_of_another")
     put(".user.repro.lock", b"my lock, my content\n", "user_lock")
-    age(put("y.csv-luigi-tmp-12", b"too few digits", "near_tmp_name"), 2 * DAY)
+    put("y.csv-luigi-tmp-12", b"too few digits", "near_tmp_name")
     link = out / "z.csv-luigi-tmp-0123456789"
     link.symlink_to("kept.csv")
     files["tmp_named_symlink"] = link
+    wait_until_old(OLD, out)
+    put("young.csv-luigi-tmp-1111111111", b"partial", "young_tmp")  # gc runs next: it is young
     return files
 
 
@@ -121,7 +129,7 @@ def test_lists_by_default_with_the_documented_json_and_removes_nothing(
     messy: Dict[str, Path],
 ) -> None:
     with lock_held_elsewhere(str(messy["held_lock"])):
-        document = gc_json("out")
+        document = gc_json("--older-than", OLDER_THAN, "out")
     assert set(document) == {
         "schema",
         "paths",
@@ -132,7 +140,7 @@ def test_lists_by_default_with_the_documented_json_and_removes_nothing(
         "summary",
     }
     assert document["schema"] == 1
-    assert document["older_than_seconds"] == DAY
+    assert document["older_than_seconds"] == OLD
     assert document["remove"] is False
     found = {entry["path"]: entry for entry in document["leftovers"]}
     assert set(found) == {str(messy[key].resolve()) for key in LEFTOVERS}
@@ -159,7 +167,7 @@ def test_lists_by_default_with_the_documented_json_and_removes_nothing(
 def test_yes_removes_the_leftovers_and_nothing_else(messy: Dict[str, Path]) -> None:
     """A held lock stays (its holder runs); look-alikes of users' stay; the text says so."""
     with lock_held_elsewhere(str(messy["held_lock"])):
-        result = luigi_repro("gc", "--yes", "out")
+        result = luigi_repro("gc", "--yes", "--older-than", OLDER_THAN, "out")
         assert messy["held_lock"].exists()
     assert result.returncode == 0, result.stderr
     assert "Removed 6 of 6 leftover(s)." in result.stdout
@@ -173,14 +181,18 @@ def test_yes_removes_the_leftovers_and_nothing_else(messy: Dict[str, Path]) -> N
 
 
 @pytest.mark.parametrize(
-    ("older_than", "found"), [("30m", True), ("90s", True), ("24h", False), ("7d", False)]
+    ("older_than", "seconds", "found"),
+    [("1s", 1, True), ("30m", 1800, False), ("24h", DAY, False), ("7d", 7 * DAY, False)],
 )
-def test_older_than_takes_minutes_hours_and_days(older_than: str, found: bool) -> None:
+def test_older_than_takes_seconds_minutes_hours_and_days(
+    older_than: str, seconds: float, found: bool
+) -> None:
     Path("out").mkdir()
     temporary = Path("out/r.csv-luigi-tmp-0000000001")
     temporary.write_bytes(b"x")
-    age(temporary, 2 * 3600)
+    wait_until_old(1, temporary)
     document = gc_json("--older-than", older_than, "out")
+    assert document["older_than_seconds"] == seconds
     assert bool(document["leftovers"]) is found
     assert bool(document["kept"]) is not found
 
@@ -191,7 +203,7 @@ def test_a_temporary_a_process_has_open_is_kept() -> None:
     Path("out").mkdir()
     temporary = Path("out/r.csv-luigi-tmp-0000000002")
     temporary.write_bytes(b"x")
-    age(temporary, 2 * DAY)
+    wait_until_old(1, temporary)
     writer = subprocess.Popen(
         [
             sys.executable,
@@ -206,7 +218,7 @@ def test_a_temporary_a_process_has_open_is_kept() -> None:
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline() == "open\n"
-        result = luigi_repro("gc", "--yes", "out")
+        result = luigi_repro("gc", "--yes", "--older-than", "1s", "out")
     finally:
         writer.communicate("")
     assert result.returncode == 0, result.stderr
@@ -262,3 +274,28 @@ def test_a_record_whose_output_is_being_written_is_kept() -> None:
     assert "a process holds" in entry["error"]
     assert document["summary"]["failed"] == 1
     assert record.exists()
+
+
+def test_a_temporary_staged_with_an_old_modification_time_is_young() -> None:
+    """``shutil.copy2`` (like tar or rsync -a) keeps the source's mtime: the file was made a
+    moment ago all the same, and its writer may be computing the rest of it."""
+    reference = Path("reference.csv")
+    reference.write_text("a,b\n" * 100)
+    two_days_ago = time.time() - 2 * DAY
+    os.utime(reference, (two_days_ago, two_days_ago))
+    Path("out").mkdir()
+    staged = Path("out/table.csv-luigi-tmp-0123456789")
+    shutil.copy2(reference, staged)
+    parts = Path("out/parts-luigi-tmp-0123456789")
+    parts.mkdir()
+    shutil.copy2(reference, parts / "part-0")
+    shutil.copystat(reference, parts)
+    result = luigi_repro("gc", "--yes", "--format", "json", "out")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["leftovers"] == []
+    kept = {entry["path"]: entry["why"] for entry in document["kept"]}
+    assert set(kept) == {str(staged.resolve()), str(parts.resolve())}
+    assert all("less than 86400s" in why for why in kept.values())
+    assert staged.exists()
+    assert (parts / "part-0").exists()
