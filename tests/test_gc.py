@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict
 
+import luigi
 import pytest
 from lockholder import lock_held_elsewhere
 
+from luigi_repro import HashableDirectoryTarget, HashableLocalTarget, TaskWithCheckingInputHash
 from luigi_repro.leftoverremoval import remove_leftovers
 from luigi_repro.leftovers import survey
 from luigi_repro.locking import LOCK_FILE_MARK
@@ -274,6 +276,71 @@ def test_a_record_whose_output_is_being_written_is_kept() -> None:
     assert "a process holds" in entry["error"]
     assert document["summary"]["failed"] == 1
     assert record.exists()
+
+
+class FG12Clean(TaskWithCheckingInputHash):
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/a.txt")
+
+    def run(self) -> None:
+        with self.output().open("w") as stream:
+            stream.write("A")
+
+
+class FG12Bundle(TaskWithCheckingInputHash):
+    """A release's provenance bundle: a folder of copied records, which are its data."""
+
+    def requires(self) -> FG12Clean:
+        return FG12Clean()
+
+    def output(self) -> HashableDirectoryTarget:
+        return HashableDirectoryTarget("out/bundle")
+
+    def run(self) -> None:
+        with self.output().temporary_path() as folder:
+            inside = Path(folder)
+            (inside / "sub").mkdir()
+            for copy in ("a.txt.repro.json", "sub/b.txt.repro.json"):
+                shutil.copy("out/a.txt.repro.json", inside / copy)
+            (inside / ".c.csv.repro.lock").write_bytes(LOCK_FILE_MARK)
+            (inside / "d.csv-luigi-tmp-0123456789").write_text("a table of the release")
+
+
+def test_nothing_inside_a_recorded_folder_output_is_touched() -> None:
+    """Record-, lock- and temporary-shaped files in a folder output are its data: gc neither
+    searches it (whichever PATH leads there) nor removes them, and the output stays intact."""
+    assert luigi.build([FG12Bundle()], local_scheduler=True, log_level="ERROR")
+    bundle = Path("out/bundle")
+    data = sorted(str(p) for p in bundle.rglob("*"))
+    Path("out/gone.csv.repro.json").write_bytes(a_record("out/gone.csv"))  # a real leftover
+    Path("out/copy.repro.json").write_bytes(a_record("out/copy"))  # an output named like one
+    Path("out/copy.repro.json.repro.json").write_bytes(a_record("out/copy.repro.json"))
+    wait_until_old(1, bundle)
+    for inner in ("out/bundle", "out/bundle/sub"):
+        assert gc_json("--older-than", "1s", inner)["summary"]["found"] == 0
+    result = luigi_repro("gc", "--yes", "--older-than", "1s", "--format", "json", "out")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    removed = [entry["path"] for entry in document["leftovers"] if entry["removed"]]
+    assert removed == [str(Path("out/gone.csv.repro.json").resolve())]
+    assert document["kept"] == []
+    assert sorted(str(p) for p in bundle.rglob("*")) == data
+    assert Path("out/copy.repro.json").exists()
+    verify = luigi_repro("verify", "--full", "out/bundle")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_folder_recorded_after_the_survey_keeps_its_content() -> None:
+    """Removal looks again: a folder that became a recorded output meanwhile holds data."""
+    Path("out/release").mkdir(parents=True)
+    inner = Path("out/release/x.csv.repro.json")
+    inner.write_bytes(a_record("out/release/x.csv"))
+    found = survey([os.path.abspath("out")], DAY, ".repro.json", 1 << 20, time.time())
+    assert [item.path for item in found.leftovers] == [str(inner.resolve())]
+    Path("out/release.repro.json").write_bytes(a_record("out/release"))
+    [(_, why)] = remove_leftovers(found.leftovers, DAY, ".repro.json", 1 << 20)
+    assert why == f"it is data of the recorded output {Path('out/release').resolve()}"
+    assert inner.exists()
 
 
 def test_a_temporary_staged_with_an_old_modification_time_is_young() -> None:
