@@ -366,3 +366,22 @@ def test_a_temporary_staged_with_an_old_modification_time_is_young() -> None:
     assert all("less than 86400s" in why for why in kept.values())
     assert staged.exists()
     assert (parts / "part-0").exists()
+
+
+def test_dotdot_after_a_symlink_is_searched_where_the_os_says() -> None:
+    """``LINK/..`` is the folder above LINK's target (as for ``ls`` and ``cd -P``), not the
+    current folder: gc searches and reports there, and leaves the current folder alone."""
+    here = Path("project/a.txt.repro.json")
+    here.parent.mkdir()
+    here.write_bytes(a_record("project/a.txt"))
+    Path("releases/v3").mkdir(parents=True)
+    there = Path("releases/old.csv.repro.json")
+    there.write_bytes(a_record("releases/old.csv"))
+    Path("link").symlink_to(Path("releases/v3").resolve())
+    result = luigi_repro("gc", "--yes", "--format", "json", "link/..")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["paths"] == [str(Path("releases").resolve())]
+    assert [entry["path"] for entry in document["leftovers"]] == [str(there.resolve())]
+    assert here.exists()
+    assert not there.exists()
