@@ -1,7 +1,8 @@
 """Removing leftovers (:mod:`luigi_repro.leftovers`), each checked again at the last moment.
 
 Between the survey and the removal a process may start using what was found. So each removal
-looks again: the same file (device and inode) must still be at the path and still be a leftover.
+looks again: the same file (device and inode) must still be at the path and still be a leftover,
+and neither be nor lie inside a recorded output (whose data it would be).
 
 A lock file is removed while we hold its lock ourselves: a process opening it right then either
 waits for us and then sees that the file it locked is no longer at its path (luigi_repro's file
@@ -28,6 +29,7 @@ from luigi_repro.leftovers import (
     lock_kind,
     open_paths,
     record_output,
+    recorded_output_holding,
     temporary_verdict,
     temporary_writer,
 )
@@ -133,6 +135,9 @@ def remove_leftovers(
     outcome: List[Tuple[Leftover, Optional[str]]] = []
     for leftover in leftovers:
         try:
+            holder = recorded_output_holding(leftover.path, record_suffix, max_record_bytes)
+            if holder is not None:
+                raise _Kept(f"it is data of the recorded output {holder}")
             if leftover.kind == "lock":
                 _remove_lock(leftover)
             elif leftover.kind == "record":

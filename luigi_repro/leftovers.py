@@ -16,7 +16,13 @@ Three kinds, each recognised strictly, so that nothing a user made is ever taken
     (and the fixed ``.<x>.repro-tmp`` and ``.<x>.repro-tmp-old`` of earlier versions), files or
     folders (never symlinks) unchanged for longer than the age asked for, whose writer is gone:
     the process named in the name is not running, and no process of this host has the file (or
-    a file in the folder) open, as far as ``/proc`` lets us see.
+    a file in the folder) open, as far as ``/proc`` lets us see. "Unchanged" counts the inode
+    change time too: a file staged with ``shutil.copy2`` (or ``tar``, ``rsync -a``) keeps an old
+    modification time although it was made a moment ago.
+
+Nothing inside a recorded folder output (a folder ``<x>`` whose record ``<x>.repro.json`` beside
+it names it), nor a recorded output itself, is ever one of these, whatever its name: it is that
+output's data, counted in its fingerprint (a bundle of copied records, say).
 
 Removal is in :mod:`luigi_repro.leftoverremoval`; it checks each again first.
 """
@@ -46,6 +52,7 @@ __all__ = [
     "is_lock_free",
     "lock_kind",
     "record_output",
+    "recorded_output_holding",
     "survey",
     "temporary_verdict",
     "temporary_writer",
@@ -105,6 +112,30 @@ def record_output(path: str, record_suffix: str, max_bytes: int) -> Optional[str
     except RecordError:
         return None
     return os.path.join(folder, output) if describes_output(data, output) else None
+
+
+def is_recorded_output(path: str, record_suffix: str, max_bytes: int) -> bool:
+    """Is ``path`` an output whose record beside it (``<path><suffix>``) names it?"""
+    folder, name = os.path.split(os.path.normpath(path))
+    if not name:
+        return False  # the root folder has no record beside it
+    record = os.path.join(folder, name + record_suffix)
+    if not os.path.lexists(record):  # the common case costs one lstat
+        return False
+    return record_output(record, record_suffix, max_bytes) == os.path.normpath(path)
+
+
+def recorded_output_holding(path: str, record_suffix: str, max_bytes: int) -> Optional[str]:
+    """The recorded output that ``path`` is, or lies inside (any folder above it up to the
+    root), or None: such a path is that output's data, never a leftover."""
+    current = os.path.normpath(os.path.abspath(path))
+    while True:
+        if is_recorded_output(current, record_suffix, max_bytes):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
 
 
 def lock_beside_output(path: str) -> bool:
@@ -198,14 +229,20 @@ def in_use(path: str, opened: Set[str]) -> bool:
     return any(name == real or name.startswith(inside) for name in opened)
 
 
+def _changed(st: os.stat_result) -> float:
+    """When the file last changed: its content (mtime) or its inode (ctime, which nobody can
+    set back, so a copy made now with an old mtime counts as new)."""
+    return max(st.st_mtime, st.st_ctime)
+
+
 def newest_change(path: str, st: os.stat_result) -> float:
-    """The newest modification time of ``path`` and, for a folder, of everything inside it."""
-    newest = st.st_mtime
+    """When ``path`` and, for a folder, everything inside it last changed."""
+    newest = _changed(st)
     if stat_module.S_ISDIR(st.st_mode):
         for folder, folders, files in os.walk(path):
             for name in folders + files:
                 try:
-                    newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+                    newest = max(newest, _changed(os.lstat(os.path.join(folder, name))))
                 except OSError:
                     continue
     return newest
@@ -223,13 +260,24 @@ def temporary_verdict(
     return True, f"a temporary unchanged for {age:.0f}s whose writer is gone"
 
 
-def _entries(top: str) -> Iterator[Tuple[str, List[str]]]:
-    """Each entry path under ``top`` with the names beside it, never into a temporary folder."""
+def _entries(top: str, record_suffix: str, max_record_bytes: int) -> Iterator[str]:
+    """Each entry path under ``top``, never into a temporary folder nor a recorded output."""
+    if recorded_output_holding(top, record_suffix, max_record_bytes) is not None:
+        return
     for folder, folders, files in os.walk(top):
         names = folders + files
-        folders[:] = [name for name in folders if not temporary_writer(name)[0]]
+        present = set(names)
+        folders[:] = [
+            name
+            for name in folders
+            if not temporary_writer(name)[0]
+            and not (
+                name + record_suffix in present
+                and is_recorded_output(os.path.join(folder, name), record_suffix, max_record_bytes)
+            )
+        ]
         for name in names:
-            yield os.path.join(folder, name), names
+            yield os.path.join(folder, name)
 
 
 def survey(
@@ -241,7 +289,7 @@ def survey(
     pending: List[Tuple[str, os.stat_result, Optional[int]]] = []
     seen: Set[Tuple[int, int]] = set()
     for top in paths:
-        for path, _ in _entries(top):
+        for path in _entries(top, record_suffix, max_record_bytes):
             try:
                 st = os.lstat(path)
             except OSError:
@@ -276,7 +324,13 @@ def survey(
         size = st.st_size if stat_module.S_ISREG(st.st_mode) else _tree_size(path)
         found = Leftover(path, "temporary", why, size, file_identity(st))
         (leftovers if leftover else kept).append(found)
-    return Survey(sorted(leftovers, key=_by_path), sorted(kept, key=_by_path))
+
+    def ours(item: Leftover) -> bool:  # a recorded output named like one of ours is data
+        return not is_recorded_output(item.path, record_suffix, max_record_bytes)
+
+    return Survey(
+        sorted(filter(ours, leftovers), key=_by_path), sorted(filter(ours, kept), key=_by_path)
+    )
 
 
 def _by_path(leftover: Leftover) -> str:

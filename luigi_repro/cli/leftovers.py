@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from luigi_repro.cli.common import UsageError
 from luigi_repro.cli.render import Style
+from luigi_repro.localpath import physical_path
 from luigi_repro.printable import printable
 
 __all__ = ["parse_age", "run"]
@@ -88,7 +89,8 @@ def run(argv: Sequence[str]) -> int:
     for path in options.paths:
         if not os.path.isdir(path):
             raise UsageError(f"{path} is not a folder; gc searches folders")
-    paths = [os.path.abspath(path) for path in options.paths]
+    # As the OS reads them: ``link/..`` is the folder above link's target, not the current one.
+    paths = [physical_path(path) for path in options.paths]
     settings = load_settings()
     found = survey(
         paths, older_than, settings.record_suffix, settings.max_record_bytes, time.time()
