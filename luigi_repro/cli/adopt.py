@@ -8,7 +8,7 @@ from typing import Sequence
 
 from luigi_repro.adoption import adopt as adopt_all
 from luigi_repro.adoption import plan
-from luigi_repro.cli.common import UsageError, load_task, split_own_options
+from luigi_repro.cli.common import UsageError, confirm, load_task, split_own_options
 from luigi_repro.cli.render import Style
 from luigi_repro.printable import printable
 
@@ -44,15 +44,6 @@ def parser() -> argparse.ArgumentParser:
     return result
 
 
-def _confirm(count: int) -> bool:
-    if not sys.stdin or not sys.stdin.isatty():
-        raise UsageError(
-            "adopt asks for confirmation but standard input is not a terminal; pass --yes"
-        )
-    answer = input(f"Record {count} task(s) as up to date without running them? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
-
-
 def run(argv: Sequence[str]) -> int:
     own_parser = parser()
     own, rest = split_own_options(own_parser, argv)
@@ -69,7 +60,9 @@ def run(argv: Sequence[str]) -> int:
         if not adopt:
             print("Nothing to adopt.")
             return 0
-        if not options.yes and not _confirm(len(adopt)):
+        if not options.yes and not confirm(
+            "adopt", f"Record {len(adopt)} task(s) as up to date without running them?"
+        ):
             print("Nothing was recorded.")
             return 1
         adopt_all(adopt)

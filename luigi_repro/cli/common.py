@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import sys
-from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from luigi_repro.cli.clock import CommandClock
 
@@ -44,6 +44,37 @@ def check_once(clock: Optional[CommandClock]) -> None:
         from luigi_repro.runtime import runtime
 
         runtime().memory.watch.disable()
+
+
+def confirm(command: str, question: str) -> bool:
+    """Ask ``question`` on the terminal (yes only for "y"/"yes"); refuse without a terminal,
+    naming ``--yes``, rather than act on what nobody answered."""
+    if not sys.stdin or not sys.stdin.isatty():
+        raise UsageError(
+            f"{command} asks for confirmation but standard input is not a terminal; pass --yes"
+        )
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def report_arguments(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    clock: Optional[CommandClock],
+    is_path_mode: Callable[[Sequence[str]], bool],
+    what: str,
+) -> Tuple[argparse.Namespace, List[str], bool]:
+    """The options, the task or paths, and whether they are paths, of a command that reports
+    on a pipeline (``verify``, ``dag``): in PATH mode options may follow the paths."""
+    own, rest = split_own_options(parser, argv)
+    path_mode = is_path_mode(rest)
+    if path_mode:
+        own, rest = split_own_options(parser, argv, anywhere=True)
+    else:
+        check_once(clock)
+    options = parser.parse_args(own)
+    if not rest:
+        raise UsageError(f"nothing to {what}: give a task (--module M Task) or output paths")
+    return options, list(rest), path_mode
 
 
 def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:

@@ -13,7 +13,7 @@ import tempfile
 from typing import Callable, Dict, Optional, Sequence
 
 from luigi_repro.cli.clock import CommandClock
-from luigi_repro.cli.common import UsageError, check_once, split_own_options
+from luigi_repro.cli.common import UsageError, report_arguments
 from luigi_repro.cli.verify import is_path_mode, judged_report
 from luigi_repro.graphhtml import render_html
 from luigi_repro.graphtext import MARKER, render_dot, render_mermaid
@@ -116,16 +116,7 @@ def _write_stdout(text: str) -> None:
 
 def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     """Draw the graph; exit status as ``verify``'s."""
-    own_parser = parser()
-    own, rest = split_own_options(own_parser, argv)
-    path_mode = is_path_mode(rest)
-    if path_mode:
-        own, rest = split_own_options(own_parser, argv, anywhere=True)
-    else:
-        check_once(clock)
-    options = own_parser.parse_args(own)
-    if not rest:
-        raise UsageError("nothing to draw: give a task (--module M Task) or output paths")
+    options, rest, path_mode = report_arguments(parser(), argv, clock, is_path_mode, "draw")
     if options.output is not None:
         check_destination(options.output)
     report = judged_report(rest, path_mode, options.full, clock)

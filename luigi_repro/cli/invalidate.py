@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from luigi_repro.cli.common import UsageError, load_task, split_own_options
+from luigi_repro.cli.common import UsageError, confirm, load_task, split_own_options
 from luigi_repro.cli.render import Style
 from luigi_repro.printable import printable
 
@@ -57,15 +57,6 @@ def parser() -> argparse.ArgumentParser:
     return result
 
 
-def _confirm(records: int, tasks: int) -> bool:
-    if not sys.stdin or not sys.stdin.isatty():
-        raise UsageError(
-            "invalidate asks for confirmation but standard input is not a terminal; pass --yes"
-        )
-    answer = input(f"Remove {records} record(s) of {tasks} task(s)? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
-
-
 def run(argv: Sequence[str]) -> int:
     from luigi_repro.invalidation import NoSuchTask, invalidate, plan
 
@@ -94,7 +85,9 @@ def run(argv: Sequence[str]) -> int:
         if options.dry_run:
             print(f"Would remove {count} record(s) of {tasks} task(s) (dry run).")
             return 0
-        if not options.yes and not _confirm(count, tasks):
+        if not options.yes and not confirm(
+            "invalidate", f"Remove {count} record(s) of {tasks} task(s)?"
+        ):
             print("Nothing was removed.")
             return 1
         removed = invalidate(chosen)

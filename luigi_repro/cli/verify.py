@@ -18,7 +18,7 @@ from luigi_repro.auditmemory import (
     replay_audit,
 )
 from luigi_repro.cli.clock import CommandClock
-from luigi_repro.cli.common import UsageError, check_once, load_task, split_own_options
+from luigi_repro.cli.common import UsageError, check_once, load_task, report_arguments
 from luigi_repro.cli.render import Progress, render
 from luigi_repro.fingerprint import Counters
 from luigi_repro.fsclock import host_clock
@@ -166,16 +166,7 @@ def judged_report(
 
 def run(argv: Sequence[str], clock: Optional[CommandClock] = None) -> int:
     """Verify; the summary's seconds are ``clock``'s (the whole command) when given."""
-    own_parser = parser()
-    own, rest = split_own_options(own_parser, argv)
-    path_mode = is_path_mode(rest)
-    if path_mode:
-        own, rest = split_own_options(own_parser, argv, anywhere=True)
-    else:
-        check_once(clock)
-    options = own_parser.parse_args(own)
-    if not rest:
-        raise UsageError("nothing to verify: give a task (--module M Task) or output paths")
+    options, rest, path_mode = report_arguments(parser(), argv, clock, is_path_mode, "verify")
     report = judged_report(rest, path_mode, options.full, clock)
     if clock is not None:
         report = attrs.evolve(report, seconds=clock.seconds())
