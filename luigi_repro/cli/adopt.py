@@ -8,7 +8,12 @@ from typing import Sequence
 
 from luigi_repro.adoption import adopt as adopt_all
 from luigi_repro.adoption import plan
-from luigi_repro.cli.common import UsageError, confirm, load_task, split_own_options
+from luigi_repro.cli.common import (
+    add_style_options,
+    confirm,
+    load_task,
+    task_arguments,
+)
 from luigi_repro.cli.render import Style
 from luigi_repro.printable import printable
 
@@ -38,18 +43,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also adopt tasks whose record is unusable (unreadable, forged, from a newer version)",
     )
-    result.add_argument("--color", dest="color", action="store_true", default=None)
-    result.add_argument("--no-color", dest="color", action="store_false")
-    result.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_style_options(result)
     return result
 
 
 def run(argv: Sequence[str]) -> int:
-    own_parser = parser()
-    own, rest = split_own_options(own_parser, argv)
-    options = own_parser.parse_args(own)
-    if not rest:
-        raise UsageError("nothing to adopt: give a task (--module M Task)")
+    options, rest = task_arguments(parser(), argv, "adopt")
     style = Style(sys.stdout, options.color)
     with load_task(rest) as root:
         adopt, skipped = plan(root, force=options.force)

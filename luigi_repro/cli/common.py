@@ -46,6 +46,24 @@ def check_once(clock: Optional[CommandClock]) -> None:
         runtime().memory.watch.disable()
 
 
+def add_style_options(parser: argparse.ArgumentParser) -> None:
+    """``--color``/``--no-color`` (on a terminal by default) and ``--debug``, of every command."""
+    parser.add_argument("--color", dest="color", action="store_true", default=None)
+    parser.add_argument("--no-color", dest="color", action="store_false")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def task_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str], what: str
+) -> Tuple[argparse.Namespace, List[str]]:
+    """The options and the task (Luigi's syntax) of a command that acts on a root task."""
+    own, rest = split_own_options(parser, argv)
+    options = parser.parse_args(own)
+    if not rest:
+        raise UsageError(f"nothing to {what}: give a root task (--module M Task)")
+    return options, list(rest)
+
+
 def confirm(command: str, question: str) -> bool:
     """Ask ``question`` on the terminal (yes only for "y"/"yes"); refuse without a terminal,
     naming ``--yes``, rather than act on what nobody answered."""

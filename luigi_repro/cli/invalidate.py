@@ -7,7 +7,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from luigi_repro.cli.common import UsageError, confirm, load_task, split_own_options
+from luigi_repro.cli.common import (
+    UsageError,
+    add_style_options,
+    confirm,
+    load_task,
+    task_arguments,
+)
 from luigi_repro.cli.render import Style
 from luigi_repro.printable import printable
 
@@ -51,20 +57,14 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="list the records that would be removed, only"
     )
     result.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    result.add_argument("--color", dest="color", action="store_true", default=None)
-    result.add_argument("--no-color", dest="color", action="store_false")
-    result.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_style_options(result)
     return result
 
 
 def run(argv: Sequence[str]) -> int:
     from luigi_repro.invalidation import NoSuchTask, invalidate, plan
 
-    own_parser = parser()
-    own, rest = split_own_options(own_parser, argv)
-    options = own_parser.parse_args(own)
-    if not rest:
-        raise UsageError("nothing to invalidate: give a root task (--module M Task)")
+    options, rest = task_arguments(parser(), argv, "invalidate")
     style = Style(sys.stdout, options.color)
     with load_task(rest) as root:
         try:

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from luigi_repro.cli.common import UsageError
+from luigi_repro.cli.common import UsageError, add_style_options
 from luigi_repro.cli.render import Style
 from luigi_repro.localpath import physical_path
 from luigi_repro.printable import printable
@@ -61,9 +61,7 @@ def parser() -> argparse.ArgumentParser:
     )
     result.add_argument("--format", choices=("text", "json"), default="text")
     result.add_argument("--yes", "-y", action="store_true", help="remove what is found")
-    result.add_argument("--color", dest="color", action="store_true", default=None)
-    result.add_argument("--no-color", dest="color", action="store_false")
-    result.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_style_options(result)
     return result
 
 

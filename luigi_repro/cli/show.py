@@ -9,7 +9,7 @@ import sys
 from typing import Any, Dict, List, Sequence, Set, Tuple
 
 from luigi_repro.audit import target_for_path
-from luigi_repro.cli.common import UsageError
+from luigi_repro.cli.common import UsageError, add_style_options
 from luigi_repro.cli.render import Style, human_bytes
 from luigi_repro.config import Settings, load_settings
 from luigi_repro.errors import RecordError
@@ -32,9 +32,7 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("path", help="an output (or its .repro.json record)")
     result.add_argument("--lineage", action="store_true", help="draw the tree down to raw inputs")
     result.add_argument("--format", choices=("tree", "json"), default="tree")
-    result.add_argument("--color", dest="color", action="store_true", default=None)
-    result.add_argument("--no-color", dest="color", action="store_false")
-    result.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_style_options(result)
     return result
 
 

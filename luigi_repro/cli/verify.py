@@ -18,7 +18,13 @@ from luigi_repro.auditmemory import (
     replay_audit,
 )
 from luigi_repro.cli.clock import CommandClock
-from luigi_repro.cli.common import UsageError, check_once, load_task, report_arguments
+from luigi_repro.cli.common import (
+    UsageError,
+    add_style_options,
+    check_once,
+    load_task,
+    report_arguments,
+)
 from luigi_repro.cli.render import Progress, render
 from luigi_repro.fingerprint import Counters
 from luigi_repro.fsclock import host_clock
@@ -44,9 +50,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("tree", "json", "tsv"), default="tree", help="output format"
     )
-    parser.add_argument("--color", dest="color", action="store_true", default=None)
-    parser.add_argument("--no-color", dest="color", action="store_false")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_style_options(parser)
 
 
 def parser() -> argparse.ArgumentParser:
