@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SigningKeyError,
         TargetMissing,
         UnsupportedTarget,
+        UntrustedPickle,
     )
     from luigi_repro.judge import Judge, judging
     from luigi_repro.record import Record
@@ -94,6 +95,7 @@ __all__ = [
     "TaskStatus",
     "TaskWithCheckingInputHash",
     "UnsupportedTarget",
+    "UntrustedPickle",
     "WrapperTask",
     "__version__",
     "audit_paths",
@@ -125,6 +127,7 @@ _HOME: Dict[str, str] = {
     "SigningKeyError": "luigi_repro.errors",
     "TargetMissing": "luigi_repro.errors",
     "UnsupportedTarget": "luigi_repro.errors",
+    "UntrustedPickle": "luigi_repro.errors",
     "Judge": "luigi_repro.judge",
     "judging": "luigi_repro.judge",
     "Record": "luigi_repro.record",

@@ -156,6 +156,20 @@ class TargetMissing(ReproError, FileNotFoundError):
         return printable(str(self.args[0]))
 
 
+class UntrustedPickle(ReproError, PermissionError):
+    """A pickle that someone else could have written: loading it would run their code."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(
+            f"refusing to load the pickle {path}: {why}, and loading a pickle runs code its "
+            "writer chose (pass trust_writer=True if you trust whoever can write it)."
+        )
+
+    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
+        return printable(str(self.args[0]))
+
+
 class LockServerUnavailable(ReproError, ConnectionError):
     """The Redis server named by ``[luigi_repro] lock`` cannot be reached."""
 

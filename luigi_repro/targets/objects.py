@@ -11,11 +11,14 @@ tasks downstream are not run again (early cutoff).
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 from typing import Any, Optional
 
 import luigi.format
 
+from luigi_repro.errors import UntrustedPickle
 from luigi_repro.targets.local import HashableLocalTarget
 
 __all__ = ["JsonTarget", "PICKLE_PROTOCOL", "PickleTarget"]
@@ -91,7 +94,10 @@ class PickleTarget(_ObjectTarget):
     (:data:`PICKLE_PROTOCOL`), ``load()`` reads it back.
 
     Loading a pickle runs code chosen by whoever wrote the file: only ``load()`` pickles you
-    trust, never one from a folder that others can write.
+    trust. So ``load()`` refuses (:class:`~luigi_repro.errors.UntrustedPickle`) a file that
+    another user owns or that others may write (world-writable, or group-writable for a group
+    that is not the user's own private group), as a pickle planted in a shared results folder
+    would be; ``load(trust_writer=True)`` reads it anyway.
 
     The fingerprint is of the bytes pickle makes, which are equal for equal objects built the
     same way (lists, tuples, numbers, strings, dictionaries filled in the same order). Two equal
@@ -105,5 +111,40 @@ class PickleTarget(_ObjectTarget):
     def encode(self, obj: Any) -> bytes:
         return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
 
+    def load(self, trust_writer: bool = False) -> Any:
+        """The object the file holds, once the file is one only you (or root) could write."""
+        if not trust_writer:
+            _refuse_foreign_writers(self.path)
+        return super().load()
+
     def decode(self, data: bytes) -> Any:
-        return pickle.loads(data)  # documented above: load only pickles you trust
+        return pickle.loads(data)  # load() checked who could have written it
+
+
+def _refuse_foreign_writers(path: str) -> None:
+    """Raise :class:`UntrustedPickle` when someone but this user (or root) could have written
+    ``path`` (followed through a symlink, as opening it would be)."""
+    st = os.stat(path)
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        raise UntrustedPickle(path, f"it belongs to another user (uid {st.st_uid})")
+    if st.st_mode & stat.S_IWOTH:
+        raise UntrustedPickle(path, "every user may write it (it is world-writable)")
+    if st.st_mode & stat.S_IWGRP and not _is_private_group(st.st_gid):
+        raise UntrustedPickle(path, f"the users of group {st.st_gid} may write it")
+
+
+def _is_private_group(gid: int) -> bool:
+    """Is ``gid`` this user's own group (their primary group, listing no other member)? With
+    user private groups (umask 002) a user's files are group-writable by that group alone."""
+    if gid != os.getegid():
+        return False
+    try:
+        import grp
+        import pwd
+
+        members = set(grp.getgrgid(gid).gr_mem)
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return False
+    return members <= {me}

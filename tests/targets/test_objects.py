@@ -4,13 +4,14 @@ the previous content."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 
-from luigi_repro import JsonTarget, PickleTarget
+from luigi_repro import JsonTarget, PickleTarget, UntrustedPickle
 from luigi_repro.config import Settings
 from luigi_repro.targets.objects import PICKLE_PROTOCOL
 from luigi_repro.testing import Make, Payload, Put, TargetContract
@@ -133,3 +134,21 @@ def test_dump_goes_through_the_targets_own_atomic_open(monkeypatch: pytest.Monke
             target.dump([4, 5, 6])
     assert json.loads(Path("out/atomic.json").read_text()) == [1, 2, 3]
     assert sorted(p.name for p in Path("out").iterdir()) == ["atomic.json"]
+
+
+def test_a_pickle_others_could_have_written_is_not_loaded(tmp_path: Path) -> None:
+    """Loading a pickle runs its writer's code: one that another user owns, or that every user
+    may write, is refused with one sentence unless its writer is trusted explicitly."""
+    target = PickleTarget(str(tmp_path / "model.pkl"))
+    target.dump({"weights": [1, 2]})
+    assert target.load() == {"weights": [1, 2]}
+    os.chmod(target.path, 0o666)
+    with pytest.raises(UntrustedPickle, match="world-writable"):
+        target.load()
+    assert target.load(trust_writer=True) == {"weights": [1, 2]}
+    os.chmod(target.path, 0o644)
+    if os.geteuid() == 0:  # only root can give a file away
+        os.chown(target.path, 54321, -1)
+        with pytest.raises(UntrustedPickle, match=r"another user \(uid 54321\)"):
+            target.load()
+        assert target.load(trust_writer=True) == {"weights": [1, 2]}
