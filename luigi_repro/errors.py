@@ -126,9 +126,6 @@ class LockError(ReproError, OSError):
         self.remedy = remedy
         super().__init__(f"cannot use the run lock {lock_name}: {problem}; {remedy}.")
 
-    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
-        return printable(str(self.args[0]))
-
 
 class TemporaryReplaced(ReproError, OSError):
     """A temporary file or folder was replaced by a symlink while it was being written."""
@@ -141,9 +138,6 @@ class TemporaryReplaced(ReproError, OSError):
             "the data went elsewhere; the output was left as it was (who else writes this folder?)."
         )
 
-    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
-        return printable(str(self.args[0]))
-
 
 class TargetMissing(ReproError, FileNotFoundError):
     """A target was asked for its fingerprint, but its content does not exist."""
@@ -151,9 +145,6 @@ class TargetMissing(ReproError, FileNotFoundError):
     def __init__(self, uri: str) -> None:
         self.uri = uri
         super().__init__(f"cannot fingerprint {uri}: it does not exist (has its task run?).")
-
-    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
-        return printable(str(self.args[0]))
 
 
 class UntrustedPickle(ReproError, PermissionError):
@@ -165,9 +156,6 @@ class UntrustedPickle(ReproError, PermissionError):
             f"refusing to load the pickle {path}: {why}, and loading a pickle runs code its "
             "writer chose (pass trust_writer=True if you trust whoever can write it)."
         )
-
-    def __str__(self) -> str:  # OSError's own would show the arguments as a tuple
-        return printable(str(self.args[0]))
 
 
 class LockServerUnavailable(ReproError, ConnectionError):
