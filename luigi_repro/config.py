@@ -134,6 +134,19 @@ class ReproConfig(luigi.Config):
         "missing stops instead of writing and trusting unsigned records).",
     )
 
+    run_cache = luigi.Parameter(
+        default="",
+        description="Folder or s3://bucket/prefix keeping outputs by action key, so that a "
+        "combination of inputs, parameters and code computed once is restored, never computed "
+        "again; empty (default) for none.",
+    )
+    run_cache_links = luigi.Parameter(
+        default="false",
+        description="true: a local output on the run cache's file system is stored and "
+        "restored as a hard link (instant, no space) instead of a copy; only for outputs "
+        "nothing rewrites in place.",
+    )
+
     @classmethod
     def get_task_family(cls) -> str:
         return "luigi_repro"
@@ -160,6 +173,9 @@ class Settings:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     fsync: bool = True
     watch_changes: bool = True
+    #: None (off), an absolute folder, or ``s3://bucket/prefix``.
+    run_cache: Optional[str] = None
+    run_cache_links: bool = False
 
     @property
     def signing_key(self) -> Optional[bytes]:
@@ -258,6 +274,8 @@ _OPTIONS = (
     "max_record_bytes",
     "fsync",
     "watch_changes",
+    "run_cache",
+    "run_cache_links",
 )
 
 
@@ -306,6 +324,21 @@ def load_settings() -> Settings:
     return cached
 
 
+def _run_cache(text: str) -> Optional[str]:
+    """The run cache's location: None when off, ``s3://bucket/prefix``, or an absolute folder."""
+    value = text.strip()
+    if value.lower() in ("", "off", "none", "false", "0"):
+        return None
+    if value.startswith(("s3://", "s3a://", "s3n://")):
+        bucket = value.split("://", 1)[1].split("/", 1)[0]
+        if not bucket:
+            raise ConfigError("run_cache", text, "a folder or s3://bucket/prefix")
+        return "s3://" + value.split("://", 1)[1].rstrip("/")
+    if "://" in value or "\0" in value:
+        raise ConfigError("run_cache", text, "a folder or s3://bucket/prefix")
+    return os.path.abspath(os.path.expanduser(value))
+
+
 def _read_settings() -> Settings:
     config = ReproConfig()  # type: ignore[no-untyped-call]  # luigi's Task.__init__ is untyped
     algorithm = _option(config, "hash_algorithm").strip().lower()
@@ -338,6 +371,8 @@ def _read_settings() -> Settings:
     if not key_env:
         raise ConfigError("hmac_key_env", key_env, "the name of an environment variable")
     return Settings(
+        run_cache=_run_cache(_option(config, "run_cache")),
+        run_cache_links=_flag("run_cache_links", _option(config, "run_cache_links")),
         hash_algorithm=algorithm,
         record_suffix=suffix,
         lock=lock,

@@ -6,10 +6,13 @@
    are unmodified and every upstream task (dynamic ones included) is complete, skip ``run()``.
 4. Remove the task's records: a record may only ever describe a finished, verified output.
 5. Run (the caller does this, between :meth:`RunProtocol.begin` and :meth:`RunProtocol.finish`).
+   With a run cache (:mod:`luigi_repro.runcache`), an entry for the task's action key restores
+   the outputs instead, verified, and records them: ``run()`` is skipped.
 6. Fingerprint the inputs again; if any changed during the run, fail naming it, with no record.
    Files ``run()`` opened without declaring them (:mod:`luigi_repro.reads`) are warned about,
    tracked as implicit inputs or refused, as ``[luigi_repro] undeclared_reads`` says.
-7. Fingerprint the outputs, write the records, release the locks.
+7. Fingerprint the outputs, write the records, keep the outputs in the run cache (if any),
+   release the locks.
 
 A crash at any point leaves either the old records (before step 4), no record (steps 4-7, so the
 task is not complete), or records written after the outputs they describe were fingerprinted.
@@ -52,12 +55,16 @@ from luigi_repro.record import (
     dump_record,
 )
 from luigi_repro.rules import is_checked_task
+from luigi_repro.runcache import RunCache, cache_opt_out, open_run_cache
+from luigi_repro.runcacheentry import Entry
+from luigi_repro.runcachekey import ActionKey, action_key
 from luigi_repro.runrecord import RunTimes, build_record, now_iso, observe_output, refuse_unreadable
 from luigi_repro.runtime import runtime
 from luigi_repro.statcache import flush_stat_caches
 from luigi_repro.status import TaskStatus
 from luigi_repro.statusmessage import (
     EARLY_CUTOFF_MESSAGE,
+    RESTORED_MESSAGE,
     scheduler_listens,
     tell_scheduler,
     why_message,
@@ -108,6 +115,9 @@ class RunProtocol:
         self._batches = 0
         #: The files run() opens for reading (None under ``undeclared_reads = ignore``).
         self.reads: Optional[ReadWatch] = None
+        #: The run cache and this run's action key in it, when both exist.
+        self._cache: Optional[RunCache] = None
+        self._action_key: Optional[ActionKey] = None
 
     # --- steps 1-4 ------------------------------------------------------------------------------
 
@@ -148,6 +158,7 @@ class RunProtocol:
                 logger.info("luigi_repro: %r runs: rerun=True (gokart) asks for a run", self.task)
             else:
                 self._say_why(judge, verdict)
+            restorable = self._find_in_cache(rerun)
             for key, target in self.outputs:
                 self._tokens[key] = target.change_token()
                 with contextlib.suppress(OSError, ValueError):
@@ -156,6 +167,10 @@ class RunProtocol:
                         self._saved[key] = saved
                 target.remove_record(self.settings)
             runtime().memory.task_ran(self.task.task_id)
+            if restorable is not None and self._restore(judge, restorable):
+                self.close()
+                tell_scheduler(self.task, RESTORED_MESSAGE)
+                return False
         except BaseException:
             self.close()
             raise
@@ -186,6 +201,64 @@ class RunProtocol:
             why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
             logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
         tell_scheduler(self.task, why_message(reasons))
+
+    def _find_in_cache(self, rerun: bool) -> Optional[Entry]:
+        """This run's action key, and the run cache's entry for it when one may be restored."""
+        cache = open_run_cache(self.settings, self.signing_key)
+        if cache is None or not self.outputs or cache_opt_out(self.task) is not None:
+            return None
+        self._cache = cache
+        self._action_key = action_key(
+            self.task, self.settings, self.signing_key, self.inputs, self._before
+        )
+        if self._action_key is None or rerun:
+            return None
+        entry = cache.lookup(self._action_key)
+        if entry is None:
+            return None
+        for _, target in self.outputs:
+            with contextlib.suppress(Exception):
+                record = target.read_record(self.settings)
+                # The same family with other parameters wrote this very output (it is the
+                # slot the task writes); another family's output is not ours to replace.
+                if record is not None and record.task.family != self.task.get_task_family():
+                    logger.warning(
+                        "luigi_repro: %r is not restored from the run cache: its output %s "
+                        "is recorded as %s's, which a restore must not replace.",
+                        self.task,
+                        target.uri,
+                        record.task.label,
+                    )
+                    return None
+        return entry
+
+    def _restore(self, judge: Judge, entry: Entry) -> bool:
+        """Restore ``entry``'s outputs and record them as this task's; False when the task
+        must run instead (the cache's copy could not be restored exactly)."""
+        assert self._cache is not None
+        started_at, started_clock = now_iso(), time.monotonic()
+        restored = self._cache.restore(self.task, entry, self.outputs, judge.context)
+        if restored is None:
+            return False
+        record = build_record(
+            self.task,
+            self.settings,
+            self.signing_key,
+            self.inputs,
+            self._before,
+            restored.outputs,
+            RunTimes(started_at, started_clock, False),
+        )
+        record = attrs.evolve(record, run=attrs.evolve(record.run, restored_from=restored.origin))
+        self._write_records(record)
+        logger.info(
+            "luigi_repro: %r restored from run cache (run %s on %s, %s; run() skipped).",
+            self.task,
+            entry.run_id,
+            entry.host,
+            entry.created,
+        )
+        return True
 
     @unwatched_call
     def add_dynamic(self, yielded: Any) -> None:
@@ -282,6 +355,19 @@ class RunProtocol:
         )
         if tracked or listed:
             record = attrs.evolve(record, inputs=record.inputs + tracked, undeclared_reads=listed)
+        self._write_records(record)
+        rerun_done(self.task)
+        if (
+            self._cache is not None
+            and self._action_key is not None
+            and not adopted
+            and not (tracked or listed)
+            and self._batches == 0
+        ):
+            self._cache.keep(self.task, self._action_key, record, self.outputs)
+        return record
+
+    def _write_records(self, record: Record) -> None:
         # Each copy names the output it sits beside: an audit of a copied results folder then
         # knows which entry describes the file next to it.
         documents = [
@@ -297,8 +383,6 @@ class RunProtocol:
         finally:
             runtime().memory.task_ran(self.task.task_id)
         logger.debug("luigi_repro: recorded %s", self.task.task_id)
-        rerun_done(self.task)
-        return record
 
     @unwatched_call
     def abandon(self) -> None:

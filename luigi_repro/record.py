@@ -92,6 +92,8 @@ def _to_document(record: Record) -> Dict[str, Any]:
         "outputs": [_output_document(entry) for entry in record.outputs],
         "run": attrs.asdict(record.run),
     }
+    if record.run.restored_from is None:  # written only when set: other records keep their shape
+        del doc["run"]["restored_from"]
     if record.beside is not None:
         doc["beside"] = _key_json(record.beside)
     if record.undeclared_reads:

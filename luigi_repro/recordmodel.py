@@ -113,6 +113,9 @@ class RunSection:
     versions: Mapping[str, str] = attrs.field(factory=dict)
     packages: Mapping[str, str] = attrs.field(factory=dict)
     adopted: bool = False
+    #: Set when the outputs were restored from the run cache instead of computed: which run
+    #: made them (``run_id``, ``host``, ``created``) and under which ``action_key``.
+    restored_from: Optional[Mapping[str, str]] = None
 
 
 @attrs.frozen

@@ -184,6 +184,7 @@ def _parse_run(value: Any) -> RunSection:
     adopted = run.get("adopted", False)
     if not isinstance(adopted, bool):
         raise ShapeError("run.adopted must be true or false")
+    restored = run.get("restored_from")
     return RunSection(
         run_id=_str(_get(run, "run_id", "run"), "run.run_id"),
         started=_str(_get(run, "started", "run"), "run.started"),
@@ -194,6 +195,7 @@ def _parse_run(value: Any) -> RunSection:
         versions=_str_map(run.get("versions", {}), "run.versions"),
         packages=_str_map(run.get("packages", {}), "run.packages"),
         adopted=adopted,
+        restored_from=None if restored is None else _str_map(restored, "run.restored_from"),
     )
 
 

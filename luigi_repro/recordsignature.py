@@ -22,3 +22,9 @@ def _canonical(doc: Mapping[str, Any]) -> bytes:
 def sign_document(doc: Mapping[str, Any], key: bytes) -> str:
     """The signature of ``doc`` (its own ``signature`` field left out) under ``key``."""
     return _SIGNATURE_PREFIX + hmac.new(key, _canonical(doc), hashlib.sha256).hexdigest()
+
+
+def signature_matches(doc: Mapping[str, Any], signature: str, key: bytes) -> bool:
+    """Does ``signature`` sign ``doc`` under ``key``? (Compared in constant time.)"""
+    given = signature.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(given, sign_document(doc, key).encode())

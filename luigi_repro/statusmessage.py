@@ -27,6 +27,7 @@ from luigi_repro.status import Reason, ReasonKind
 
 __all__ = [
     "EARLY_CUTOFF_MESSAGE",
+    "RESTORED_MESSAGE",
     "REASONS_SHOWN",
     "scheduler_listens",
     "tell_scheduler",
@@ -40,6 +41,9 @@ REASON_CHARS = 300
 
 EARLY_CUTOFF_MESSAGE = (
     "luigi_repro: early cutoff: inputs equal to the recorded ones; outputs kept (run() skipped)"
+)
+RESTORED_MESSAGE = (
+    "luigi_repro: restored from run cache: this action was computed before (run() skipped)"
 )
 
 #: Reasons that only say nothing vouches for the outputs yet (a first build, or outputs that

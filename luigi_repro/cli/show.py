@@ -49,6 +49,11 @@ def _details(path: str, record: Record, style: Style) -> List[str]:
     made = f"{run.started} -> {run.ended} ({run.duration_s:.2f} s) on {run.host}, pid {run.pid}"
     if run.adopted:
         made += "  [adopted: recorded without a run]"
+    if run.restored_from is not None:
+        made += (
+            f"  [restored from run cache: run {run.restored_from.get('run_id', '?')} on "
+            f"{run.restored_from.get('host', '?')} at {run.restored_from.get('created', '?')}]"
+        )
     code = short(task.code_fingerprint)
     if task.code_version:
         code += f"  (code_version {task.code_version})"

@@ -1,0 +1,133 @@
+"""Copying local files into and out of the run cache, verified, at the speed of ``cp``.
+
+A cached file is copied by the kernel (a reflink where the file system shares blocks, else
+``copy_file_range``), never through Python buffers; it is fingerprinted *while* it is copied,
+by a second thread (the hash releases the GIL), so verifying costs no extra time on two cores.
+The source is held open and checked unchanged (inode, size, times) before and after, so the
+bytes copied are the bytes verified.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat as stat_module
+import threading
+from typing import List, Optional
+
+from luigi_repro.atomicfiles import NEW_FILE_FLAGS, O_CLOEXEC, O_NOFOLLOW
+from luigi_repro.statcache import CachedFingerprint, PersistentStatCache, fingerprint_file
+from luigi_repro.statstore import StatKey
+
+__all__ = ["SourceChanged", "copy_file", "copy_verified", "open_source"]
+
+#: ``ioctl(dest, FICLONE, src)``: share the source's blocks (btrfs, XFS, bcachefs…).
+_FICLONE = 0x40049409
+
+
+class SourceChanged(OSError):
+    """The file being copied changed (or was replaced) while it was copied."""
+
+
+def open_source(path: str) -> int:
+    """A read descriptor of a regular file, never through a symlink planted at ``path``."""
+    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy_range(source: int, dest: int, size: int) -> None:
+    try:
+        fcntl.ioctl(dest, _FICLONE, source)
+        return
+    except OSError:
+        pass  # not a file system that shares blocks: copy them
+    offset = 0
+    use_range = hasattr(os, "copy_file_range")
+    while offset < size:
+        count = min(size - offset, 1 << 30)
+        if use_range:
+            try:
+                done = os.copy_file_range(source, dest, count, offset, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                use_range = False
+                continue
+        else:
+            os.lseek(dest, offset, os.SEEK_SET)
+            done = os.sendfile(dest, source, offset, count)
+        if done == 0:
+            raise SourceChanged(errno.EIO, "the file became shorter while it was copied")
+        offset += done
+
+
+def copy_file(source: int, dest_path: str, *, mode: int = 0o666, fsync: bool = False) -> None:
+    """Copy the open ``source`` to ``dest_path``, which must not exist (created exclusively)."""
+    size = os.fstat(source).st_size
+    dest = os.open(dest_path, NEW_FILE_FLAGS, mode)
+    try:
+        _copy_range(source, dest, size)
+        if fsync:
+            os.fsync(dest)
+    finally:
+        os.close(dest)
+
+
+def copy_verified(
+    source_path: str,
+    dest_path: str,
+    algorithm: str,
+    *,
+    cache: Optional[PersistentStatCache],
+    racy_window_ns: int,
+    mode: int = 0o666,
+    fsync: bool = False,
+) -> CachedFingerprint:
+    """Copy ``source_path`` to the new file ``dest_path``; return the source's fingerprint,
+    taken while copying (or remembered by ``cache`` for this very inode and times).
+
+    Raises :class:`SourceChanged` when the source changed during the copy: then the
+    fingerprint may not describe the bytes copied.
+    """
+    source = open_source(source_path)
+    try:
+        before = os.fstat(source)
+        result: List[CachedFingerprint] = []
+        failure: List[BaseException] = []
+
+        def fingerprint() -> None:
+            try:
+                result.append(
+                    fingerprint_file(
+                        source_path,
+                        algorithm,
+                        cache=cache,
+                        racy_window_ns=racy_window_ns,
+                        stat=before,
+                    )
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
+                failure.append(exc)
+
+        hasher = threading.Thread(target=fingerprint, name="luigi_repro-verify", daemon=True)
+        hasher.start()
+        try:
+            copy_file(source, dest_path, mode=mode, fsync=fsync)
+        finally:
+            hasher.join()
+        if failure:
+            raise failure[0]
+        after = os.fstat(source)
+    finally:
+        os.close(source)
+    seen = result[0]
+    if StatKey.of(after) != StatKey.of(before) or seen.stat != StatKey.of(before):
+        raise SourceChanged(errno.EAGAIN, "the file changed while it was copied", source_path)
+    return seen
