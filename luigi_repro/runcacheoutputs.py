@@ -128,7 +128,7 @@ def _capture_local(
         if seen is not None:
             files[rel] = store.put_file(path, algorithm)
         elif os.path.isdir(path) and not os.path.islink(path):
-            folders.append(rel)
+            folders.append(rel.rstrip("/"))  # the walk names an empty folder "name/"
         else:
             raise NotCacheable(f"{path} in output {target.uri} is not a plain file or folder")
     return CachedOutput(
