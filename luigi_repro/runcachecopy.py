@@ -31,8 +31,12 @@ class SourceChanged(OSError):
 
 
 def open_source(path: str) -> int:
-    """A read descriptor of a regular file, never through a symlink planted at ``path``."""
-    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    """A read descriptor of a regular file, never through a symlink planted at ``path``.
+
+    Opened without blocking: a FIFO planted where a cached file belongs must cost a refusal,
+    not a process waiting forever for a writer.
+    """
+    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat_module.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)

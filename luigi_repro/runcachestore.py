@@ -33,7 +33,6 @@ from luigi_repro.fingerprint import algorithm_of
 from luigi_repro.runcachecopy import SourceChanged, copy_verified, open_source
 from luigi_repro.runcacheentry import BlobRef
 from luigi_repro.statcache import CachedFingerprint, PersistentStatCache, fingerprint_file
-from luigi_repro.statstore import StatKey
 
 __all__ = ["BlobCorrupt", "CacheStore", "LocalStore", "StoredItem", "blob_name", "entry_name"]
 
@@ -181,12 +180,15 @@ class LocalStore:
         if os.path.lexists(final):
             return False
         temporary = self._temporary()
-        with open(temporary, "xb") as stream:
-            stream.write(data)
-            if self._fsync:
-                stream.flush()
-                os.fsync(stream.fileno())
-        return self._publish(temporary, final)
+        try:
+            with open(temporary, "xb") as stream:
+                stream.write(data)
+                if self._fsync:
+                    stream.flush()
+                    os.fsync(stream.fileno())
+            return self._publish(temporary, final)
+        finally:
+            discard(temporary)  # gone already once published
 
     def remove_entry(self, action_key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -295,8 +297,3 @@ class LocalStore:
             with contextlib.suppress(FileNotFoundError):
                 st = item.stat(follow_symlinks=False)
                 yield StoredItem(f"{algorithm}:{item.name}", st.st_size, st.st_mtime)
-
-
-def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
-    """Are two stats of the same unchanged file?"""
-    return StatKey.of(a) == StatKey.of(b)

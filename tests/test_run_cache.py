@@ -83,7 +83,8 @@ def test_parameter_back_and_forth_restores_without_running(
     record = parse_record(Path("out/count.txt.repro.json").read_bytes(), "count")
     assert record.run.restored_from is not None
     assert record.run.restored_from["action_key"].startswith("sha256:")
-    assert build(RcCount(1)) and runs() == []  # and now simply up to date
+    assert build(RcCount(1))
+    assert runs() == []
 
 
 def test_edited_raw_input_computes_and_switching_back_restores(cache: Path) -> None:
@@ -124,7 +125,9 @@ def test_output_edited_after_restore_is_noticed_and_the_cache_stays_intact(
 ) -> None:
     """Editing a restored output by hand makes it stale; the cache's copy is unaffected, so the
     next build restores the original again instead of computing."""
-    assert build(RcScale(1)) and build(RcScale(2)) and build(RcScale(1))
+    assert build(RcScale(1))
+    assert build(RcScale(2))
+    assert build(RcScale(1))
     runs()
     original = Path("out/scaled.txt").read_bytes()
     Path("out/scaled.txt").write_text("edited by hand\n")
@@ -138,7 +141,8 @@ def test_corrupted_blob_is_discarded_and_the_task_runs(
     cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A cached file whose bytes no longer match its name never becomes an output."""
-    assert build(RcScale(1)) and build(RcScale(2))
+    assert build(RcScale(1))
+    assert build(RcScale(2))
     runs()
     entry = parse_entry(entry_path(cache, RcScale(1).task_id).read_bytes(), None)
     blob = blob_path(cache, entry.outputs[0].blob.digest)  # type: ignore[union-attr]
@@ -151,7 +155,8 @@ def test_corrupted_blob_is_discarded_and_the_task_runs(
     assert any("discarded" in r.getMessage() for r in caplog.records)
     assert status_of(RcScale(1)).ok
     # The run stored a good copy again: the next switch back restores.
-    assert build(RcScale(2)) and build(RcScale(1))
+    assert build(RcScale(2))
+    assert build(RcScale(1))
     assert families(runs()) == []
 
 
@@ -161,7 +166,8 @@ def test_unusable_entry_never_restores(
 ) -> None:
     """A truncated, corrupt or misplaced entry is refused with a warning; the task runs and a
     good entry replaces it."""
-    assert build(RcScale(1)) and build(RcScale(2))
+    assert build(RcScale(1))
+    assert build(RcScale(2))
     runs()
     path = entry_path(cache, RcScale(1).task_id)
     data = path.read_bytes()
@@ -184,7 +190,8 @@ def test_signed_cache_never_restores_unsigned_or_forged_entries(
 ) -> None:
     """With a signing key, an entry written without it (or with another key) is refused."""
     monkeypatch.setenv("LUIGI_REPRO_HMAC_KEY", "team-key")
-    assert build(RcScale(1)) and build(RcScale(2))
+    assert build(RcScale(1))
+    assert build(RcScale(2))
     runs()
     path = entry_path(cache, RcScale(1).task_id)
     entry = parse_entry(path.read_bytes(), b"team-key")
@@ -196,7 +203,8 @@ def test_signed_cache_never_restores_unsigned_or_forged_entries(
         assert build(RcScale(2))
         assert runs() == []  # RcScale(2)'s own signed entry restores
         path = entry_path(cache, RcScale(1).task_id)
-    assert build(RcScale(1)) and runs() == []  # the signed entry the run stored
+    assert build(RcScale(1))
+    assert runs() == []
 
 
 def test_opted_out_and_dynamic_tasks_are_never_cached(cache: Path) -> None:
@@ -211,7 +219,9 @@ def test_restore_never_replaces_another_familys_output(
     cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An output recorded by another task family is not overwritten by a restore."""
-    assert build(RcScale(1)) and build(RcScale(2)) and build(RcOtherWriter())
+    assert build(RcScale(1))
+    assert build(RcScale(2))
+    assert build(RcOtherWriter())
     runs()
     caplog.set_level(logging.INFO, logger=LOGGER_NAME)
     assert build(RcScale(1))
@@ -231,7 +241,8 @@ def test_workers_restore_a_fresh_folder_from_a_warm_cache(cache: Path) -> None:
     assert build(RcSplit(1), RcCount(1), workers=2)
     assert runs() == []
     assert Path("out/count.txt").read_bytes() == expected
-    assert status_of(RcCount(1)).ok and status_of(RcSplit(1)).ok
+    assert status_of(RcCount(1)).ok
+    assert status_of(RcSplit(1)).ok
 
 
 def test_hard_links_restore_and_a_hand_edit_in_place_is_caught(
@@ -240,14 +251,17 @@ def test_hard_links_restore_and_a_hand_edit_in_place_is_caught(
     """``run_cache_links = true``: outputs share the blob's inode; editing one in place
     corrupts the shared blob, which the next restore detects rather than trusts."""
     monkeypatch.setenv("LUIGI_REPRO_RUN_CACHE_LINKS", "true")
-    assert build(RcScale(1)) and build(RcScale(2)) and build(RcScale(1))
+    assert build(RcScale(1))
+    assert build(RcScale(2))
+    assert build(RcScale(1))
     assert families(runs()) == ["RcScale", "RcScale"]
     entry = parse_entry(entry_path(cache, RcScale(1).task_id).read_bytes(), None)
     blob = blob_path(cache, entry.outputs[0].blob.digest)  # type: ignore[union-attr]
     assert os.stat("out/scaled.txt").st_ino == blob.stat().st_ino
     with open("out/scaled.txt", "r+") as stream:  # in place, through the shared inode
         stream.write("ALPHA")
-    assert build(RcScale(2)) and build(RcScale(1))
+    assert build(RcScale(2))
+    assert build(RcScale(1))
     assert families(runs()) == ["RcScale"], "the corrupted blob was not restored"
     assert Path("out/scaled.txt").read_text() == "alpha\nbeta\ngamma\n"
 
