@@ -136,3 +136,27 @@ class RcDynamic(TaskWithCheckingInputHash):
         source = yield HashableExternalFile("raw/a.txt")
         with source.open("r") as stream, self.output().open("w") as sink:
             sink.write(stream.read() * self.factor)
+
+
+class RcTable(TaskWithCheckingInputHash):
+    """A Parquet output, fingerprinted by the data it holds, and a JSON summary beside it."""
+
+    factor = luigi.IntParameter()
+
+    def requires(self) -> Any:
+        return RcScale(self.factor)
+
+    def output(self) -> Dict[str, Any]:
+        from luigi_repro import JsonTarget, ParquetTarget
+
+        return {"table": ParquetTarget("out/table.parquet"), "summary": JsonTarget("out/sum.json")}
+
+    def run(self) -> None:
+        import pandas
+
+        log_run(self)
+        with self.input().open("r") as source:
+            words = source.read().split()
+        frame = pandas.DataFrame({"word": words, "length": [len(w) for w in words]})
+        self.output()["table"].dump(frame)
+        self.output()["summary"].dump({"rows": len(frame), "factor": self.factor})

@@ -22,6 +22,7 @@ from runcachepipeline import (
     RcOtherWriter,
     RcScale,
     RcSplit,
+    RcTable,
 )
 
 from luigi_repro.log import LOGGER_NAME
@@ -282,3 +283,18 @@ def test_concurrent_stores_of_one_entry_leave_one_whole_entry(tmp_path: Path) ->
     stored = LocalStore(root).read_entry(key)
     assert stored == documents[won.index(True)]
     assert not list((tmp_path / "shared" / "tmp").iterdir()), "no temporary left behind"
+
+
+def test_dataframe_and_object_targets_are_restored_and_verified_by_their_data(
+    cache: Path,
+) -> None:
+    """A Parquet output's fingerprint is of its data: the restored file must hold that data."""
+    assert build(RcTable(1))
+    first = Path("out/table.parquet").read_bytes()
+    assert build(RcTable(2))
+    runs()
+    assert build(RcTable(1))
+    assert runs() == []
+    assert Path("out/table.parquet").read_bytes() == first
+    assert json.loads(Path("out/sum.json").read_text()) == {"factor": 1, "rows": 3}
+    assert status_of(RcTable(1)).ok
