@@ -33,6 +33,13 @@ class RestoreSource:
     host: str
     created: str
 
+    def describe(self) -> str:
+        """``restorable from run cache: run <id> on <host> (<created>), entry sha256:…``."""
+        return (
+            f"{RESTORABLE}: run {self.run_id} on {self.host} ({self.created}), "
+            f"entry {self.action_key}"
+        )
+
     def to_json(self) -> Dict[str, str]:
         return {
             "action_key": self.action_key,
