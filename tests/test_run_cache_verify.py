@@ -19,7 +19,8 @@ import pytest
 from pipelines import build, runs
 from rcvpipeline import RcvDown, RcvUncached
 
-from luigi_repro.runcachestore import entry_name
+from luigi_repro.report import verify
+from luigi_repro.runcachestore import LocalStore, entry_name
 
 TASK = ["--module", "rcvpipeline", "RcvDown", "--level", "1"]
 RESTORABLE = "STALE (restorable from run cache)"
@@ -231,3 +232,32 @@ def test_path_mode_leaves_tasks_unmarked(cache: Path) -> None:
     code, out, _ = luigi_repro("verify", "out/down.txt")
     assert code == 1
     assert "restorable" not in out
+
+
+def test_one_entry_read_per_stale_task_whose_key_is_known(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to date: no read at all. 1 -> 2 -> 1: one read per task. A raw input never seen
+    before: one read (RcvStep's key is known, there is no entry), none for RcvDown, whose key
+    depends on what RcvStep's run will write. No run cache configured: no read."""
+    read: List[str] = []
+    original = LocalStore.read_entry
+
+    def counting(store: LocalStore, action_key: str) -> Optional[bytes]:
+        read.append(action_key)
+        return original(store, action_key)
+
+    monkeypatch.setattr(LocalStore, "read_entry", counting)
+    assert verify(RcvDown(2)).ok
+    assert read == []
+    assert verify(RcvDown(1)).restorable() == 2
+    assert len(read) == 2
+    read.clear()
+    Path("raw/in.txt").write_text("new text\n")
+    assert verify(RcvDown(1)).restorable() == 0
+    assert len(read) == 1
+    read.clear()
+    monkeypatch.delenv("LUIGI_REPRO_RUN_CACHE")
+    Path("raw/in.txt").write_text("hello\n")
+    assert verify(RcvDown(1)).restorable() == 0
+    assert read == []
