@@ -102,7 +102,11 @@ class _Planner:
             if task_id in self.entries:
                 stack.pop()
                 continue
-            task = self.judge.tasks[task_id]
+            task = self.judge.tasks.get(task_id)
+            if task is None:  # not judged as a checked task: nothing to restore
+                self.entries[task_id] = None
+                stack.pop()
+                continue
             if task_id not in inputs:
                 inputs[task_id] = static_inputs(requirements_of(task))
                 deciding.add(task_id)
@@ -113,7 +117,6 @@ class _Planner:
                     if upstream_id not in self.entries
                     and upstream_id not in deciding
                     and self._stale_checked(upstream_id)
-                    and upstream_id in self.judge.tasks
                 ]
                 if pending:
                     stack.extend(pending)
