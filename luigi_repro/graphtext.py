@@ -95,7 +95,7 @@ def render_mermaid(graph: DagGraph) -> str:
 
 def _class_name(status: str) -> str:
     """``UP_TO_DATE`` → ``status_up_to_date``: a name both formats accept whatever the status."""
-    return "status_" + re.sub(r"[^a-z0-9_]", "_", status.lower())
+    return "status_" + re.sub(r"[^a-z0-9_]+", "_", status.lower()).strip("_")
 
 
 def _comment(text: str) -> str:

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Mapping, Tuple
 import attrs
 
 from luigi_repro.printable import printable
-from luigi_repro.reportmodel import Report, TaskReport
+from luigi_repro.reportmodel import RESTORABLE, Report, TaskReport
 from luigi_repro.status import Reason
 
 __all__ = [
@@ -37,6 +37,8 @@ class StatusStyle:
 
 
 _GREEN = StatusStyle("#c8ecd4", "#1f7a3d")
+#: A task that is not up to date, but whose run would restore its outputs from the run cache.
+_RESTORABLE = StatusStyle("#c9eef0", "#0b6e79")
 #: Every status a report can hold, problems first (the most severe first), then the good ones.
 _STYLES: Dict[str, StatusStyle] = {
     "BAD_RECORD": StatusStyle("#f6c9f0", "#8a1c80"),
@@ -45,6 +47,7 @@ _STYLES: Dict[str, StatusStyle] = {
     "MISSING_OUTPUT": StatusStyle("#dfe4ea", "#4f5d6b"),
     "NO_RECORD": StatusStyle("#e0dbf8", "#5643b5"),
     "STALE": StatusStyle("#ffdfad", "#b35900"),
+    f"STALE ({RESTORABLE})": _RESTORABLE,
     "INCOMPLETE": StatusStyle("#fff1a8", "#8a6d00"),
     "UP_TO_DATE": _GREEN,
     "COMPLETE": _GREEN,
@@ -55,7 +58,10 @@ SEVERITY: Tuple[str, ...] = tuple(_STYLES)
 
 
 def status_style(status: str, ok: bool) -> StatusStyle:
-    """The style of ``status``; a status this version does not know is drawn by ``ok``."""
+    """The style of ``status``; a status this version does not know is drawn by ``ok``, and
+    any status a build would restore from the run cache as such."""
+    if status.endswith(f"({RESTORABLE})"):
+        return _RESTORABLE
     return _STYLES.get(status, _GREEN if ok else _UNKNOWN_BAD)
 
 
@@ -87,7 +93,8 @@ class DagNode:
 
     @property
     def status(self) -> str:
-        return self.task.status
+        """The status as ``verify`` shows it (``STALE (restorable from run cache)``)."""
+        return self.task.shown_status
 
     @property
     def ok(self) -> bool:
@@ -106,6 +113,8 @@ class DagNode:
         lines = [self.label, self.status]
         lines += [reason_line(reason) for reason in self.task.reasons]
         lines += [f"note: {reason_line(note)}" for note in self.task.notes]
+        if self.task.restorable is not None:
+            lines.append(printable(self.task.restorable.describe()))
         return "\n".join(lines)
 
 

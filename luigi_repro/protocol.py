@@ -58,6 +58,7 @@ from luigi_repro.rules import is_checked_task
 from luigi_repro.runcache import RunCache, cache_opt_out, open_run_cache
 from luigi_repro.runcacheentry import Entry
 from luigi_repro.runcachekey import ActionKey, action_key
+from luigi_repro.runcacheplan import foreign_output, records_beside
 from luigi_repro.runrecord import RunTimes, build_record, now_iso, observe_output, refuse_unreadable
 from luigi_repro.runtime import runtime
 from luigi_repro.statcache import flush_stat_caches
@@ -216,20 +217,10 @@ class RunProtocol:
         entry = cache.lookup(self._action_key)
         if entry is None:
             return None
-        for _, target in self.outputs:
-            with contextlib.suppress(Exception):
-                record = target.read_record(self.settings)
-                # The same family with other parameters wrote this very output (it is the
-                # slot the task writes); another family's output is not ours to replace.
-                if record is not None and record.task.family != self.task.get_task_family():
-                    logger.warning(
-                        "luigi_repro: %r is not restored from the run cache: its output %s "
-                        "is recorded as %s's, which a restore must not replace.",
-                        self.task,
-                        target.uri,
-                        record.task.label,
-                    )
-                    return None
+        why = foreign_output(self.task, records_beside(self.outputs, self.settings))
+        if why is not None:
+            logger.warning("luigi_repro: %r is not restored from the run cache: %s", self.task, why)
+            return None
         return entry
 
     def _restore(self, judge: Judge, entry: Entry) -> bool:

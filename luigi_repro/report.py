@@ -18,6 +18,7 @@ from luigi_repro.fingerprint import Counters
 from luigi_repro.judge import Judge, judging
 from luigi_repro.reportmodel import REPORT_SCHEMA, Report, TaskReport
 from luigi_repro.rules import is_checked_task
+from luigi_repro.runcacheplan import restorable_tasks
 from luigi_repro.status import Reason, ReasonKind, TaskStatus
 from luigi_repro.targets.base import as_hashable
 
@@ -106,7 +107,9 @@ def _explain_wrappers(nodes: Dict[str, TaskReport]) -> None:
 def verify(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] = None) -> Report:
     """Judge ``tasks`` and everything upstream of them; nothing runs, nothing is written.
 
-    ``full`` ignores every cache and reads all content again.
+    ``full`` ignores every cache and reads all content again. With a run cache, each task
+    that is not up to date but whose run would restore its outputs from the cache says so
+    (``restorable``; one entry read per such task, nothing in the cache changed).
     """
     started = time.perf_counter()
     with judging(exhaustive=True, full=full, fresh=True, counters=counters) as judge:
@@ -126,6 +129,8 @@ def verify(*tasks: luigi.Task, full: bool = False, counters: Optional[Counters] 
             nodes[task.task_id] = node
             stack.extend(reversed([c for c in children if c.task_id not in nodes]))
         _explain_wrappers(nodes)
+        for task_id, source in restorable_tasks(judge, nodes).items():
+            nodes[task_id] = attrs.evolve(nodes[task_id], restorable=source)
         return Report(
             mode="tasks",
             roots=tuple(task.task_id for task in tasks),

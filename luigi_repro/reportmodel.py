@@ -6,18 +6,47 @@ that never imports the pipeline machinery.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import attrs
 
 from luigi_repro.fingerprint import Counters
 from luigi_repro.status import Reason, ReasonKind
 
-__all__ = ["REPORT_SCHEMA", "Report", "TaskReport"]
+__all__ = ["REPORT_SCHEMA", "RESTORABLE", "Report", "RestoreSource", "TaskReport"]
 
 
 #: Version of the JSON document printed by ``verify --format json`` (documented in the README).
 REPORT_SCHEMA = 1
+
+
+#: Added to the status of a task whose run would restore its outputs from the run cache.
+RESTORABLE = "restorable from run cache"
+
+
+@attrs.frozen
+class RestoreSource:
+    """The run cache entry a task's next run would restore instead of running, and its run."""
+
+    action_key: str
+    run_id: str
+    host: str
+    created: str
+
+    def describe(self) -> str:
+        """``restorable from run cache: run <id> on <host> (<created>), entry sha256:…``."""
+        return (
+            f"{RESTORABLE}: run {self.run_id} on {self.host} ({self.created}), "
+            f"entry {self.action_key}"
+        )
+
+    def to_json(self) -> Dict[str, str]:
+        return {
+            "action_key": self.action_key,
+            "run_id": self.run_id,
+            "host": self.host,
+            "created": self.created,
+        }
 
 
 @attrs.frozen
@@ -28,6 +57,8 @@ class TaskReport:
     by its own ``complete()``), ``recorded`` (record-only audit) or ``raw`` (an input without a
     record). ``status`` is a :class:`~luigi_repro.status.Status` value for checked and recorded
     nodes, and ``COMPLETE`` / ``INCOMPLETE`` (or ``EXISTS`` / ``MISSING``) for the others.
+    ``restorable`` names the run cache entry a build would restore the task from (task mode
+    with a run cache only); the task is still not up to date.
     """
 
     task_id: str
@@ -40,6 +71,12 @@ class TaskReport:
     notes: Tuple[Reason, ...] = ()
     upstream: Tuple[str, ...] = ()
     outputs: Tuple[str, ...] = ()
+    restorable: Optional[RestoreSource] = None
+
+    @property
+    def shown_status(self) -> str:
+        """The status as people read it: ``STALE (restorable from run cache)``."""
+        return self.status if self.restorable is None else f"{self.status} ({RESTORABLE})"
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -53,6 +90,7 @@ class TaskReport:
             "notes": [note.to_json() for note in self.notes],
             "upstream": list(self.upstream),
             "outputs": list(self.outputs),
+            "restorable": None if self.restorable is None else self.restorable.to_json(),
         }
 
 
@@ -74,6 +112,10 @@ class Report:
     def changed(self) -> Tuple[TaskReport, ...]:
         """The tasks that are not up to date, in report order."""
         return tuple(task for task in self.tasks.values() if not task.ok)
+
+    def restorable(self) -> int:
+        """How many tasks a build would restore from the run cache instead of running."""
+        return sum(1 for task in self.tasks.values() if task.restorable is not None)
 
     def reason_counts(self) -> Dict[str, int]:
         """How many tasks are not up to date for each kind of reason.
@@ -108,6 +150,7 @@ class Report:
             "summary": {
                 "tasks": len(self.tasks),
                 "not_up_to_date": len(self.changed()),
+                "restorable": self.restorable(),
                 "files_statted": self.counters.files_statted,
                 "files_hashed": self.counters.files_hashed,
                 "bytes_hashed": self.counters.bytes_hashed,

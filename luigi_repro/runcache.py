@@ -98,6 +98,25 @@ class RunCache:
 
     def lookup(self, key: ActionKey) -> Optional[Entry]:
         """The usable entry of ``key``, or None. An unusable one is removed, with a warning."""
+        entry, problem = self._read(key)
+        if problem is not None:
+            logger.warning(
+                "luigi_repro: run cache entry %s is not used: %s; the task runs.", key, problem
+            )
+            # Removed (the warning keeps the evidence), so the run that follows stores a good one.
+            self._forget(key)
+        return entry
+
+    def peek(self, key: ActionKey) -> Optional[Entry]:
+        """The entry :meth:`lookup` would give, read-only: nothing is removed or marked used
+        (``verify`` asks what a build would do, and changes nothing)."""
+        entry, problem = self._read(key)
+        if problem is not None:
+            logger.debug("luigi_repro: run cache entry %s would not be used: %s", key, problem)
+        return entry
+
+    def _read(self, key: ActionKey) -> Tuple[Optional[Entry], Optional[EntryError]]:
+        """The entry of ``key`` if there is a usable one, else why the one there is not."""
         try:
             data = self.store.read_entry(key)
         except Exception as exc:  # noqa: BLE001 - a cache that cannot be read is no cache
@@ -107,21 +126,16 @@ class RunCache:
                 self.store.location,
                 exc,
             )
-            return None
+            return None, None
         if data is None:
-            return None
+            return None, None
         try:
             entry = parse_entry(data, self.signing_key)
             if entry.action_key != key:
                 raise EntryError("it is stored under another action key")
         except EntryError as exc:
-            logger.warning(
-                "luigi_repro: run cache entry %s is not used: %s; the task runs.", key, exc
-            )
-            # Removed (the warning keeps the evidence), so the run that follows stores a good one.
-            self._forget(key)
-            return None
-        return entry
+            return None, exc
+        return entry, None
 
     def _forget(self, key: str) -> None:
         try:
@@ -139,7 +153,7 @@ class RunCache:
         """Write ``entry``'s outputs as ``task``'s, verified; None (with a warning) when one
         cannot be restored exactly: the task then runs."""
         cached = {output.key: output for output in entry.outputs}
-        if sorted(map(repr, cached)) != sorted(repr(key) for key, _ in outputs):
+        if not entry.has_outputs(key for key, _ in outputs):
             logger.warning(
                 "luigi_repro: run cache entry %s has other outputs than %r; the task runs.",
                 entry.action_key,
@@ -174,13 +188,7 @@ class RunCache:
                 return None
             written.append(_output_entry(key, target, observation))
         self.store_touch(entry.action_key)
-        origin = {
-            "action_key": entry.action_key,
-            "run_id": entry.run_id,
-            "host": entry.host,
-            "created": entry.created,
-        }
-        return Restored(tuple(written), origin)
+        return Restored(tuple(written), entry.origin())
 
     def store_touch(self, key: str) -> None:
         """Mark the entry used (eviction goes least recently used first)."""

@@ -11,7 +11,7 @@ and a signed cache never restores an unsigned or forged entry.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
@@ -98,6 +98,24 @@ class Entry:
     def size(self) -> int:
         """Bytes of the outputs (shared blobs counted once per use)."""
         return sum(blob.size for blob in self.blobs())
+
+    def has_outputs(self, keys: Iterable[Key]) -> bool:
+        """Does the entry hold exactly these outputs (by ``output()`` key)? A restore needs it."""
+        return sorted(repr(output.key) for output in self.outputs) == sorted(map(repr, keys))
+
+    def fingerprint_of(self, key: Key) -> Optional[str]:
+        """The fingerprint output ``key`` has once restored (its record's), or None."""
+        return next((output.fingerprint for output in self.outputs if output.key == key), None)
+
+    def origin(self) -> Dict[str, str]:
+        """The run the entry came from, as records of restored outputs (``restored_from``)
+        and ``verify`` name it."""
+        return {
+            "action_key": self.action_key,
+            "run_id": self.run_id,
+            "host": self.host,
+            "created": self.created,
+        }
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -26,10 +26,27 @@ from luigi_repro.params import canonical_params
 from luigi_repro.recordmodel import SCHEMA_VERSION, Key
 from luigi_repro.targets.base import Observation
 
-__all__ = ["ACTION_KEY_VERSION", "ActionKey", "action_key"]
+__all__ = [
+    "ACTION_KEY_VERSION",
+    "ActionKey",
+    "InputSlot",
+    "action_key",
+    "action_key_of",
+    "input_slot",
+]
 
 #: Bumped whenever what the key covers changes, so old entries are simply never found.
 ACTION_KEY_VERSION = 1
+
+
+#: Where one input sits: its ``requires()`` key, the upstream ``output()`` key, and whether a
+#: dynamic dependency (``yield``) brought it.
+InputSlot = Tuple[Key, Key, bool]
+
+
+def input_slot(ref: InputRef) -> InputSlot:
+    """The slot of ``ref``, as the run protocol files its observations."""
+    return (ref.key, ref.output_key, ref.dynamic)
 
 
 class ActionKey(str):
@@ -49,16 +66,32 @@ def action_key(
     settings: Settings,
     signing_key: Optional[bytes],
     inputs: Sequence[InputRef],
-    seen: Mapping[Tuple[Key, Key, bool], Optional[Observation]],
+    seen: Mapping[InputSlot, Optional[Observation]],
 ) -> Optional[ActionKey]:
     """The key of ``task`` run on the inputs as fingerprinted in ``seen``; None when one input
     could not be fingerprinted (its content is unknown, so no entry can stand for it)."""
+    fingerprints = {
+        slot: None if observed is None else observed.fingerprint for slot, observed in seen.items()
+    }
+    return action_key_of(task, settings, signing_key, inputs, fingerprints)
+
+
+def action_key_of(
+    task: luigi.Task,
+    settings: Settings,
+    signing_key: Optional[bytes],
+    inputs: Sequence[InputRef],
+    fingerprints: Mapping[InputSlot, Optional[str]],
+) -> Optional[ActionKey]:
+    """The key of ``task`` run on inputs with these ``fingerprints`` (by input slot): what a
+    run computes from its observations, and ``verify`` from the fingerprints an input will have
+    once a stale upstream task is restored."""
     entries: List[Tuple[List[Any], List[Any], str]] = []
     for ref in inputs:
-        observation = seen.get((ref.key, ref.output_key, ref.dynamic))
-        if observation is None:
+        fingerprint = fingerprints.get(input_slot(ref))
+        if fingerprint is None:
             return None
-        entries.append((list(ref.key), list(ref.output_key), observation.fingerprint))
+        entries.append((list(ref.key), list(ref.output_key), fingerprint))
     entries.sort(key=lambda item: json.dumps(item[:2]))
     parts: Dict[str, Any] = {
         "version": ACTION_KEY_VERSION,

@@ -95,6 +95,7 @@ def test_verify_json_has_the_documented_schema(
     assert set(document["summary"]) == {
         "tasks",
         "not_up_to_date",
+        "restorable",
         "files_statted",
         "files_hashed",
         "bytes_hashed",
@@ -112,7 +113,10 @@ def test_verify_json_has_the_documented_schema(
         "notes",
         "upstream",
         "outputs",
+        "restorable",
     }
+    assert task["restorable"] is None  # no run cache configured
+    assert document["summary"]["restorable"] == 0
     assert document["roots"] == [task["task_id"]]
     kinds = {t["label"]: t["kind"] for t in document["tasks"]}
     assert kinds["Report(scale=1)"] == "checked"
@@ -230,15 +234,17 @@ def test_verify_reports_code_changes(
 
 
 def test_tsv_format_has_one_row_per_task(built: None, capsys: pytest.CaptureFixture[str]) -> None:
-    """--format tsv: a header and one tab-separated row per task."""
+    """--format tsv: a header and one tab-separated row per task (``restorable`` is empty
+    without a run cache)."""
     code, out, _ = cli(
         "verify", "--format", "tsv", "--module", "pipelines", "Report", capsys=capsys
     )
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split("\t") == ["task_id", "family", "kind", "status", "ok", "reasons"]
+    header = ["task_id", "family", "kind", "status", "ok", "reasons", "restorable"]
+    assert lines[0].split("\t") == header
     assert len(lines) == 1 + 6
-    assert all(len(line.split("\t")) == 6 for line in lines)
+    assert all(len(line.split("\t")) == 7 for line in lines)
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,9 @@ def _tsv_cell(text: str) -> str:
 
 
 def render_tsv(report: Report, stream: IO[str], style: Style, changed: bool = False) -> None:
-    """One row per task; its upstream reasons are one phrase, as in the tree."""
-    stream.write("task_id\tfamily\tkind\tstatus\tok\treasons\n")
+    """One row per task; its upstream reasons are one phrase, as in the tree. ``restorable``
+    is the run cache entry a build would restore the task from (empty when none)."""
+    stream.write("task_id\tfamily\tkind\tstatus\tok\treasons\trestorable\n")
     for task in report.changed() if changed else report.tasks.values():
         own = [r for r in task.reasons if r.kind is not ReasonKind.UPSTREAM_NOT_UP_TO_DATE]
         described = [f"{r.kind.value}: {r.message}" for r in own]
@@ -41,7 +42,9 @@ def render_tsv(report: Report, stream: IO[str], style: Style, changed: bool = Fa
         if upstream:
             described.append(f"{ReasonKind.UPSTREAM_NOT_UP_TO_DATE.value}: {upstream}")
         reasons = "; ".join(described)
+        restorable = "" if task.restorable is None else task.restorable.action_key
         row = [task.task_id, task.family, task.kind, task.status, str(task.ok).lower(), reasons]
+        row.append(restorable)
         stream.write("\t".join(_tsv_cell(cell) for cell in row) + "\n")
 
 

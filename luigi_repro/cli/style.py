@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import IO, Optional
 
-from luigi_repro.reportmodel import Report
+from luigi_repro.reportmodel import RESTORABLE, Report
 
 __all__ = ["Style", "human_bytes", "summary_line"]
 
-_GREEN, _RED, _YELLOW, _DIM, _BOLD, _RESET = (
+_GREEN, _RED, _YELLOW, _CYAN, _DIM, _BOLD, _RESET = (
     "\033[32m",
     "\033[31m",
     "\033[33m",
+    "\033[36m",
     "\033[2m",
     "\033[1m",
     "\033[0m",
@@ -45,6 +46,10 @@ class Style:
     def note(self, text: str) -> str:
         return self.paint(text, _YELLOW)
 
+    def restorable(self, text: str) -> str:
+        """A run the run cache would spare."""
+        return self.paint(text, _CYAN)
+
     def dim(self, text: str) -> str:
         return self.paint(text, _DIM)
 
@@ -62,10 +67,14 @@ def human_bytes(count: float) -> str:
 
 
 def summary_line(report: Report) -> str:
-    """``5 tasks (2 not up to date), 12 files statted, 3 hashed (1.2 MiB), 0.04 s``."""
+    """``5 tasks (2 not up to date), 12 files statted, 3 hashed (1.2 MiB), 0.04 s``; with
+    ``(2 not up to date, 1 restorable from run cache)`` when a build would restore some."""
     bad = sum(1 for task in report.tasks.values() if not task.ok)
     counters = report.counters
     state = "all up to date" if bad == 0 else f"{bad} not up to date"
+    restorable = report.restorable()
+    if restorable:
+        state += f", {restorable} {RESTORABLE}"
     return (
         f"{len(report.tasks)} tasks ({state}), {counters.files_statted} files statted, "
         f"{counters.files_hashed} hashed ({human_bytes(counters.bytes_hashed)}), "

@@ -13,7 +13,7 @@ from typing import IO, Any, Iterator, List, Mapping, Set, Tuple
 from luigi_repro.cli.style import Style, summary_line
 from luigi_repro.cli.upstream import upstream_summary
 from luigi_repro.printable import printable
-from luigi_repro.reportmodel import Report, TaskReport
+from luigi_repro.reportmodel import RESTORABLE, Report, TaskReport
 from luigi_repro.status import ReasonKind
 
 __all__ = ["reason_counts_line", "render_tree"]
@@ -22,6 +22,8 @@ __all__ = ["reason_counts_line", "render_tree"]
 def _heading(task: TaskReport, style: Style) -> str:
     mark = style.good(style.ok_mark) if task.ok else style.bad(style.bad_mark)
     status = style.good(task.status) if task.ok else style.bad(task.status)
+    if task.restorable is not None:
+        status += " " + style.restorable(f"({RESTORABLE})")
     return f"{mark} {style.bold(printable(task.label))}  {status}"
 
 
@@ -45,6 +47,8 @@ def _details(report: Report, task: TaskReport, style: Style) -> Iterator[str]:
         yield f"{style.bad('-')} {kind}: {printable(upstream)}"
     for note in task.notes:
         yield f"{style.note('~')} {note.kind.value}: {printable(note.message)}"
+    if task.restorable is not None:
+        yield f"{style.restorable('~')} {printable(task.restorable.describe())}"
 
 
 def _tree_lines(report: Report, style: Style) -> Iterator[str]:

@@ -42,6 +42,10 @@ A PATH may be a folder: one with a record of its own is an output (a folder targ
 stands for every record beneath it (symlinked folders are not followed). A folder that holds no
 record at all is reported as NO_RECORD (exit 1).
 
+With a run cache ([luigi_repro] run_cache), a task that is not up to date but whose run would
+restore its outputs from the cache says so: STALE (restorable from run cache), with the run the
+entry came from. Only with a task: records alone (PATH) cannot give the action key.
+
 Exit status: 0 all up to date, 1 something is not, 2 usage or environment error.
 """
 
