@@ -32,7 +32,8 @@ usage: luigi-repro {verify,show,adopt,invalidate,gc,dag,cache} ...
   dag [--format dot|mermaid|html] [-o FILE] --module M Task [--param v ...]
   dag [--format dot|mermaid|html] [-o FILE] PATH [PATH ...]
   cache stats [--cache LOCATION] [--format text|json]
-  cache gc --max-size SIZE [--older-than AGE] [--yes] [--format text|json]
+  cache gc --max-size SIZE [--older-than AGE] [--grace 1h] [--yes] [--cache LOCATION]
+           [--format text|json]
 
 Run `luigi-repro COMMAND --help` for details.
 """
