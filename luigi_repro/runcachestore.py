@@ -223,7 +223,12 @@ class LocalStore:
                 )
             if expected is not None and seen.fingerprint != expected:
                 raise SourceChanged(errno.EAGAIN, "the file changed since it was recorded", path)
-            self._publish(temporary, self._path(blob_name(seen.fingerprint)))
+            final = self._path(blob_name(seen.fingerprint))
+            if not self._publish(temporary, final):
+                # Reused: marked young, so a `cache gc` that found it unreferenced a moment ago
+                # leaves it to the entry about to name it (a blob of another user may refuse).
+                with contextlib.suppress(OSError):
+                    os.utime(final)
         finally:
             discard(temporary)
         return BlobRef(seen.fingerprint, seen.size, executable)
@@ -296,4 +301,7 @@ class LocalStore:
             algorithm = os.path.basename(os.path.dirname(os.path.dirname(item.path)))
             with contextlib.suppress(FileNotFoundError):
                 st = item.stat(follow_symlinks=False)
-                yield StoredItem(f"{algorithm}:{item.name}", st.st_size, st.st_mtime)
+                # A blob stored as a hard link keeps its output's old mtime; linking it changed
+                # its ctime, which says when it arrived here (what `cache gc`'s grace counts).
+                arrived = max(st.st_mtime, st.st_ctime)
+                yield StoredItem(f"{algorithm}:{item.name}", st.st_size, arrived)

@@ -21,7 +21,7 @@ from luigi_repro.printable import printable
 __all__ = ["main"]
 
 USAGE = """\
-usage: luigi-repro {verify,show,adopt,invalidate,gc,dag} ...
+usage: luigi-repro {verify,show,adopt,invalidate,gc,dag,cache} ...
 
   verify [--format tree|json|tsv] [--full] [--changed] --module M Task [--param v ...]
   verify [--format tree|json|tsv] [--full] [--changed] PATH|DIR [PATH|DIR ...]
@@ -31,12 +31,15 @@ usage: luigi-repro {verify,show,adopt,invalidate,gc,dag} ...
   gc [--older-than 24h] [--format text|json] [--yes] PATH [PATH ...]
   dag [--format dot|mermaid|html] [-o FILE] --module M Task [--param v ...]
   dag [--format dot|mermaid|html] [-o FILE] PATH [PATH ...]
+  cache stats [--cache LOCATION] [--format text|json]
+  cache gc --max-size SIZE [--older-than AGE] [--grace 1h] [--yes] [--cache LOCATION]
+           [--format text|json]
 
 Run `luigi-repro COMMAND --help` for details.
 """
 
 
-COMMANDS = ("verify", "show", "adopt", "invalidate", "gc", "dag")
+COMMANDS = ("verify", "show", "adopt", "invalidate", "gc", "dag", "cache")
 
 
 def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
@@ -49,6 +52,10 @@ def _run(name: str, args: Sequence[str], clock: CommandClock) -> int:
         from luigi_repro.cli import dag
 
         return dag.run(args, clock=clock)  # like verify: replays audits
+    if name == "cache":
+        from luigi_repro.cli import cache
+
+        return cache.run(args)  # the run cache's store only: no runtime
     check_once(clock)
     if name == "show":
         from luigi_repro.cli import show
