@@ -7,17 +7,25 @@ blobs, concurrent writers and unsigned entries never produce a wrong output.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict
 
 import boto3
 import luigi
 import pytest
-from rs3pipeline import Rs3Shout, ran
+from rs3pipeline import Rs3Shout, Rs3Upper, ran
+
+from luigi_repro.fingerprint import hash_bytes
+from luigi_repro.runcacheentry import parse_entry
+from luigi_repro.runcaches3 import S3Store
+from luigi_repro.runcachestore import BlobCorrupt, blob_name
 
 TEXT = "the quick brown fox\n" * 50
 
@@ -104,9 +112,16 @@ def s3_output(bucket: str, out: str) -> bytes:
     return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=f"{out}/shout")["Body"].read())
 
 
+@pytest.mark.parametrize("algorithm", ["xxh3_128", "sha256"])
 def test_s3_outputs_are_restored_by_a_copy_on_the_server(
-    cache: str, s3_bucket: str, moto_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    algorithm: str,
+    cache: str,
+    s3_bucket: str,
+    moto_server: object,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("LUIGI_REPRO_HASH_ALGORITHM", algorithm)
     alice, bob = checkout(tmp_path, "alice"), checkout(tmp_path, "bob")
     monkeypatch.setenv("RS3_OUT", "alice")
     build_in(alice, Rs3Shout(), monkeypatch)
@@ -122,8 +137,10 @@ def test_s3_outputs_are_restored_by_a_copy_on_the_server(
         == s3_output(s3_bucket, "alice")
         == b"%s!\n" % (TEXT.upper().encode())
     )
-    # The blob's bytes never came to the worker: the output was copied on the server.
-    assert not [r for r in requests if r.startswith(f"GET /{s3_bucket}/cache/blobs/")], requests
+    # The output was copied on the server. With xxh3 the blob's unchanged ETag vouches for its
+    # bytes, which never come to the worker; with sha256 only a hash of them does.
+    blob_reads = [r for r in requests if r.startswith(f"GET /{s3_bucket}/cache/blobs/")]
+    assert len(blob_reads) == (0 if algorithm == "xxh3_128" else 1), requests
     assert f"PUT /{s3_bucket}/bob/shout" in requests
     assert Rs3Shout().complete()
     body = boto3.client("s3").get_object(Bucket=s3_bucket, Key="bob/shout.repro.json")["Body"]
@@ -143,3 +160,197 @@ def test_s3_outputs_with_a_local_cache(
     assert (ran(alice), ran(bob)) == (["Rs3Shout"], [])
     assert s3_output(s3_bucket, "bob") == s3_output(s3_bucket, "alice")
     assert Rs3Shout().complete()
+
+
+# --- what must never become an output ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["Rs3Upper", "Rs3Shout"])
+def test_a_corrupt_blob_is_discarded_and_the_task_runs(
+    family: str,
+    cache: str,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task_class = {"Rs3Upper": Rs3Upper, "Rs3Shout": Rs3Shout}[family]
+    alice, bob = checkout(tmp_path, "alice"), checkout(tmp_path, "bob")
+    monkeypatch.setenv("RS3_OUT", "alice")
+    build_in(alice, task_class(), monkeypatch)
+    s3 = boto3.client("s3")
+    blobs = cache_objects(s3_bucket, "blobs")
+    assert len(blobs) == 1
+    (blob_key,) = blobs
+    s3.put_object(Bucket=s3_bucket, Key=blob_key, Body=b"tampered, same name")
+
+    monkeypatch.setenv("RS3_OUT", "bob")
+    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+        build_in(bob, task_class(), monkeypatch)
+    assert ran(bob) == [family]
+    assert "the run cache's copy of" in caplog.text
+    assert "was discarded" in caplog.text
+    expected = TEXT.upper().encode() + (b"!\n" if family == "Rs3Shout" else b"")
+    made = s3_output(s3_bucket, "bob") if family == "Rs3Shout" else (bob / "out/upper.txt")
+    assert (made if isinstance(made, bytes) else made.read_bytes()) == expected
+    # The run that followed kept a good copy again, under the digest of its bytes.
+    entry = parse_entry(only_entry(s3_bucket), None)
+    (blob,) = entry.blobs()
+    assert blob.digest == hash_bytes(expected, "xxh3_128")
+    assert cache_objects(s3_bucket, "blobs") == {f"cache/{blob_name(blob.digest)}": expected}
+
+
+def test_an_entry_written_without_the_signing_key_is_never_restored(
+    cache: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUIGI_REPRO_HMAC_KEY", "team secret")
+    alice, carol, bob = (checkout(tmp_path, name) for name in ("alice", "carol", "bob"))
+    build_in(alice, Rs3Upper(), monkeypatch)
+    build_in(carol, Rs3Upper(), monkeypatch)
+    assert (ran(alice), ran(carol)) == (["Rs3Upper"], [])  # signed: restored
+
+    # Someone with write access but without the key puts an unsigned entry under that key.
+    (key,) = cache_objects(s3_bucket, "entries")
+    doc = json.loads(only_entry(s3_bucket))
+    del doc["signature"]
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key=key, Body=json.dumps(doc).encode())
+    luigi_log = run_logged(bob)
+    assert ran(bob) == ["Rs3Upper"]
+    assert "is not signed, and a signing key is configured" in luigi_log
+    assert (bob / "out" / "upper.txt").read_text() == TEXT.upper()
+
+
+def run_logged(folder: Path) -> str:
+    result = luigi_run(folder, "Rs3Upper")
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+# --- concurrent writers ------------------------------------------------------------------------
+
+WRITER = """
+import json, sys, time
+from luigi_repro.fingerprint import hash_bytes
+from luigi_repro.runcacheentry import Entry, dump_entry
+from luigi_repro.runcaches3 import S3Store
+
+location, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+store = S3Store(location)
+# Skip the HEAD that usually spares the upload: only the conditional PUT decides who wins.
+store.head = lambda key: None
+time.sleep(max(0.0, start - time.time()))
+won = []
+for index in range(20):
+    key = "sha256:%064x" % index
+    entry = Entry(key, "Rs3Race", "Rs3Race()", {}, "xxh3_128:00", "xxh3_128", (),
+                  "2026-01-01T00:00:00Z", name, name, 1.0)
+    won.append(store.write_entry(key, dump_entry(entry, None)))
+print(json.dumps(won))
+"""
+
+
+def test_two_processes_storing_the_same_entries_leave_one_whole_entry_each(
+    cache: str, s3_bucket: str
+) -> None:
+    start = time.time() + 2.0
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, cache, name, str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for name in ("one", "two")
+    ]
+    outcomes = [json.loads(writer.communicate(timeout=120)[0]) for writer in writers]
+    assert all(writer.returncode == 0 for writer in writers)
+    store = S3Store(cache)
+    for index, (first, second) in enumerate(zip(*outcomes)):
+        assert first != second  # exactly one writer created each entry
+        key = f"sha256:{index:064x}"
+        data = store.read_entry(key)
+        assert data is not None
+        assert parse_entry(data, None).run_id == ("one" if first else "two")
+    assert len(list(store.entries())) == 20
+
+
+def test_two_teammates_computing_at_once_leave_one_valid_entry(
+    cache: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    folders = [checkout(tmp_path, name) for name in ("alice", "bob")]
+    command = [sys.executable, "-m", "luigi", "--module", "rs3pipeline", "Rs3Upper"]
+    runs = [
+        subprocess.Popen(
+            [*command, "--local-scheduler", "--no-lock"],
+            cwd=folder,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for folder in folders
+    ]
+    logs = [run.communicate(timeout=180)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], logs
+    entry = parse_entry(only_entry(s3_bucket), None)
+    assert [output.blob.digest for output in entry.outputs if output.blob] == [
+        hash_bytes(TEXT.upper().encode(), "xxh3_128")
+    ]
+    for folder in folders:
+        output = folder / "out" / "upper.txt"
+        assert output.exists(), logs
+        assert output.read_text() == TEXT.upper()
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+def test_the_store_lists_entries_and_blobs_with_when_they_were_last_used(
+    cache: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    store = S3Store(cache)
+    key = "sha256:" + "ab" * 32
+    assert store.write_entry(key, b"first")
+    assert not store.write_entry(key, b"second")
+    assert store.read_entry(key) == b"first"
+    (listed,) = store.entries()
+    assert (listed.name, listed.size) == (key, 5)
+    time.sleep(1.1)  # S3 times are in whole seconds
+    store.touch_entry(key)
+    (touched,) = store.entries()
+    assert touched.last_used > listed.last_used
+    assert store.read_entry(key) == b"first"
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(9 * 1024 * 1024))  # over the multipart threshold
+    blob = store.put_file(str(big), "sha256")
+    assert blob.digest == "sha256:" + hashlib.sha256(big.read_bytes()).hexdigest()
+    assert [(item.name, item.size) for item in store.blobs()] == [(blob.digest, blob.size)]
+    store.get_file(blob, str(tmp_path / "back.bin"), fsync=False)
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+
+
+def test_a_blob_already_cached_is_not_uploaded_again(
+    cache: str, s3_bucket: str, moto_server: object, tmp_path: Path
+) -> None:
+    store = S3Store(cache)
+    (tmp_path / "a").write_bytes(b"same bytes")
+    (tmp_path / "b").write_bytes(b"same bytes")
+    first = store.put_file(str(tmp_path / "a"), "xxh3_128")
+    mark = moto_server.log_mark()  # type: ignore[attr-defined]
+    second = store.put_file(str(tmp_path / "b"), "xxh3_128")
+    requests = moto_server.requests_since(mark, s3_bucket)  # type: ignore[attr-defined]
+    assert second == first
+    assert not [r for r in requests if r.startswith("PUT ")], requests
+
+
+def test_a_corrupt_blob_read_back_is_removed(cache: str, s3_bucket: str, tmp_path: Path) -> None:
+    store = S3Store(cache)
+    (tmp_path / "a").write_bytes(b"right bytes")
+    blob = store.put_file(str(tmp_path / "a"), "xxh3_128")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=s3_bucket, Key=f"cache/{blob_name(blob.digest)}", Body=b"wrong bytes")
+    with pytest.raises(BlobCorrupt):
+        store.get_file(blob, str(tmp_path / "back"), fsync=False)
+    assert not store.has_blob(blob.digest)
+    assert list(store.blobs()) == []
