@@ -304,7 +304,9 @@ class S3Store:
                 raise SourceChanged(errno.EAGAIN, "the file changed since it was recorded", path)
             existing = self.head(self.key(blob_name(seen.fingerprint)))
             if existing is not None and existing.get("ContentLength") == seen.size:
-                return BlobRef(seen.fingerprint, seen.size, executable, existing.get("ETag"))
+                # Someone else's upload: its ETag is not vouched for by this file's bytes, so
+                # the entry keeps none, and a copy of it onto an S3 output is hashed first.
+                return BlobRef(seen.fingerprint, seen.size, executable)
             temporary = self.temporary_key()
             try:
                 # s3transfer closes the file it is given: it gets a descriptor of its own.

@@ -200,6 +200,32 @@ def test_a_corrupt_blob_is_discarded_and_the_task_runs(
     assert cache_objects(s3_bucket, "blobs") == {f"cache/{blob_name(blob.digest)}": expected}
 
 
+def test_a_tampered_blob_found_in_place_by_a_later_run_is_never_vouched_for(
+    cache: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob replaced by other bytes of the same size, then reused by another run's entry:
+    its ETag is not the output's, so the entry keeps none and the restore hashes the blob."""
+    alice, carol, bob = (checkout(tmp_path, name) for name in ("alice", "carol", "bob"))
+    monkeypatch.setenv("RS3_OUT", "alice")
+    build_in(alice, Rs3Shout(), monkeypatch)
+    s3 = boto3.client("s3")
+    ((blob_key, good),) = cache_objects(s3_bucket, "blobs").items()
+    s3.put_object(Bucket=s3_bucket, Key=blob_key, Body=good.swapcase())
+    (entry_key,) = cache_objects(s3_bucket, "entries")
+    s3.delete_object(Bucket=s3_bucket, Key=entry_key)  # evicted; the blob stays
+
+    monkeypatch.setenv("RS3_OUT", "carol")
+    build_in(carol, Rs3Shout(), monkeypatch)  # runs, and keeps an entry naming that blob
+    assert ran(carol) == ["Rs3Shout"]
+    (blob,) = parse_entry(only_entry(s3_bucket), None).blobs()
+    assert blob.etag is None
+
+    monkeypatch.setenv("RS3_OUT", "bob")
+    build_in(bob, Rs3Shout(), monkeypatch)
+    assert ran(bob) == ["Rs3Shout"]
+    assert s3_output(s3_bucket, "bob") == good
+
+
 def test_an_entry_written_without_the_signing_key_is_never_restored(
     cache: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -340,7 +366,8 @@ def test_a_blob_already_cached_is_not_uploaded_again(
     mark = moto_server.log_mark()  # type: ignore[attr-defined]
     second = store.put_file(str(tmp_path / "b"), "xxh3_128")
     requests = moto_server.requests_since(mark, s3_bucket)  # type: ignore[attr-defined]
-    assert second == first
+    assert (second.digest, second.size) == (first.digest, first.size)
+    assert second.etag is None  # someone else's upload: this file's bytes do not vouch for it
     assert not [r for r in requests if r.startswith("PUT ")], requests
 
 
