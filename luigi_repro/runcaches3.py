@@ -33,120 +33,29 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from luigi_repro.atomicfiles import NEW_FILE_FLAGS
 from luigi_repro.errors import MissingDependency
-from luigi_repro.fingerprint import CHUNK_SIZE, algorithm_of, new_hasher
+from luigi_repro.fingerprint import algorithm_of
 from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.runcachecopy import SourceChanged, open_source
 from luigi_repro.runcacheentry import MAX_ENTRY_BYTES, BlobRef
+from luigi_repro.runcaches3objects import (
+    SINGLE_COPY_LIMIT,
+    HashingSink,
+    error_code,
+    hash_object,
+    is_missing,
+    server_copy,
+    split_location,
+)
 from luigi_repro.runcachestore import BlobCorrupt, StoredItem, blob_name, entry_name
 from luigi_repro.statcache import CachedFingerprint, PersistentStatCache, fingerprint_file
 from luigi_repro.statstore import StatKey
 
-__all__ = [
-    "HashingSink",
-    "S3Store",
-    "error_code",
-    "hash_object",
-    "is_missing",
-    "server_copy",
-    "split_location",
-]
+__all__ = ["S3Store"]
 
-#: Objects up to this size are copied on the server by one ``CopyObject``, which keeps their
-#: ETag (S3's own limit for one copy request is 5 GiB); larger ones by a multipart copy.
-_SINGLE_COPY_LIMIT = 5 * 1024**3
 _PRECONDITION_FAILED = ("PreconditionFailed", "412")
 #: AWS answers 409 when two conditional writes of one key overlap: the other one wins.
 _CONDITIONAL_CONFLICT = ("ConditionalRequestConflict", "409")
 _NOT_IMPLEMENTED = ("NotImplemented", "501")
-
-
-def error_code(error: BaseException) -> str:
-    """The S3 error code of a botocore ``ClientError`` (empty for any other error)."""
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def is_missing(error: BaseException) -> bool:
-    """Is ``error`` S3 saying the object (or key) does not exist?"""
-    return error_code(error) in ("404", "NoSuchKey", "NotFound")
-
-
-def split_location(location: str) -> Tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")`` (prefix without slashes)."""
-    rest = location.split("://", 1)[1]
-    bucket, _, prefix = rest.partition("/")
-    return bucket, prefix.strip("/")
-
-
-class HashingSink:
-    """A write-only, non-seekable file for a managed download: parts arrive in order, so the
-    bytes are hashed exactly as they are written to ``fd`` (or only hashed, without one)."""
-
-    def __init__(self, fd: Optional[int], algorithm: str) -> None:
-        self._fd = fd
-        self._hasher = new_hasher(algorithm)
-        self.algorithm = algorithm
-        self.size = 0
-
-    def seekable(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> int:
-        view = memoryview(data)
-        while view and self._fd is not None:
-            done = os.write(self._fd, view)
-            view = view[done:]
-        self._hasher.update(data)
-        self.size += len(data)
-        return len(data)
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.algorithm}:{self._hasher.hexdigest()}"
-
-
-def server_copy(
-    api: Any, source: Tuple[str, str], dest: Tuple[str, str], size: int, etag: Optional[str]
-) -> Dict[str, Any]:
-    """Copy the object ``source`` to ``dest`` (both bucket, key) on the server; the new
-    object's ``ETag`` and ``VersionId``.
-
-    ``etag``: copy only while the source has it (``CopySourceIfMatch``; S3 answers 412 else).
-    """
-    extra = {} if etag is None else {"CopySourceIfMatch": etag}
-    copy_source = {"Bucket": source[0], "Key": source[1]}
-    if size < _SINGLE_COPY_LIMIT:
-        response = api.copy_object(CopySource=copy_source, Bucket=dest[0], Key=dest[1], **extra)
-        return {
-            "ETag": response["CopyObjectResult"]["ETag"],
-            "VersionId": response.get("VersionId"),
-        }
-    api.copy(copy_source, dest[0], dest[1], ExtraArgs=extra)
-    head: Dict[str, Any] = api.head_object(Bucket=dest[0], Key=dest[1])
-    return {"ETag": head["ETag"], "VersionId": head.get("VersionId")}
-
-
-def read_object(
-    api: Any, where: Tuple[str, str], sink: HashingSink, etag: Optional[str] = None
-) -> None:
-    """Stream the object ``where`` (bucket, key) into ``sink``; with ``etag``, only while the
-    object has it (S3 answers 412 otherwise)."""
-    extra = {} if etag is None else {"IfMatch": etag}
-    body = api.get_object(Bucket=where[0], Key=where[1], **extra)["Body"]
-    try:
-        for chunk in iter(lambda: body.read(CHUNK_SIZE), b""):
-            sink.write(chunk)
-    finally:
-        body.close()
-
-
-def hash_object(
-    api: Any, where: Tuple[str, str], algorithm: str, etag: Optional[str] = None
-) -> Tuple[str, int]:
-    """The fingerprint and size of the object ``where``, streamed (nothing written locally)."""
-    sink = HashingSink(None, algorithm)
-    read_object(api, where, sink, etag)
-    return sink.fingerprint, sink.size
 
 
 class S3Store:
@@ -249,16 +158,37 @@ class S3Store:
         self.delete(self.key(entry_name(action_key)))
 
     def touch_entry(self, action_key: str) -> None:
-        key = self.key(entry_name(action_key))
         with contextlib.suppress(Exception):  # gone meanwhile (evicted): nothing to mark
-            self.api.copy_object(
-                CopySource={"Bucket": self.bucket, "Key": key},
-                Bucket=self.bucket,
-                Key=key,
-                MetadataDirective="REPLACE",
-                Metadata={"last-used": f"{time.time():.3f}"},
-                ContentType="application/json",
-            )
+            self.mark_used(self.key(entry_name(action_key)), 0, "application/json")
+
+    def mark_used(self, key: str, size: int, content_type: str) -> None:
+        """Move ``key``'s ``LastModified`` to now (listings give it as last use), by copying
+        it onto itself on the server with a ``last-used`` metadata; same bytes, same ETag."""
+        extra = {
+            "MetadataDirective": "REPLACE",
+            "Metadata": {"last-used": f"{time.time():.3f}"},
+            "ContentType": content_type,
+        }
+        source = {"Bucket": self.bucket, "Key": key}
+        if size < SINGLE_COPY_LIMIT:
+            self.api.copy_object(CopySource=source, Bucket=self.bucket, Key=key, **extra)
+        else:
+            self.api.copy(source, self.bucket, key, ExtraArgs=extra)
+
+    def reuse_blob(self, digest: str, size: int) -> Optional[str]:
+        """The ETag of the blob ``digest`` of ``size`` bytes, or None when it is not stored.
+
+        A blob found is marked used now, so that a ``cache gc`` deciding at this moment keeps
+        it for the entry about to name it.
+        """
+        key = self.key(blob_name(digest))
+        existing = self.head(key)
+        if existing is None or existing.get("ContentLength") != size:
+            return None
+        with contextlib.suppress(Exception):  # removed meanwhile: stored again by the caller
+            self.mark_used(key, size, "binary/octet-stream")
+            return str(existing["ETag"])
+        return None
 
     # --- blobs ----------------------------------------------------------------------------------
 
@@ -302,8 +232,7 @@ class S3Store:
                 raise SourceChanged(errno.EAGAIN, "the file changed while it was hashed", path)
             if expected is not None and seen.fingerprint != expected:
                 raise SourceChanged(errno.EAGAIN, "the file changed since it was recorded", path)
-            existing = self.head(self.key(blob_name(seen.fingerprint)))
-            if existing is not None and existing.get("ContentLength") == seen.size:
+            if self.reuse_blob(seen.fingerprint, seen.size) is not None:
                 # Someone else's upload: its ETag is not vouched for by this file's bytes, so
                 # the entry keeps none, and a copy of it onto an S3 output is hashed first.
                 return BlobRef(seen.fingerprint, seen.size, executable)

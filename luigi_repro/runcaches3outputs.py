@@ -34,9 +34,9 @@ from luigi_repro.record import OutputEntry
 from luigi_repro.runcachecopy import SourceChanged
 from luigi_repro.runcacheentry import BlobRef, CachedOutput
 from luigi_repro.runcacheoutputs import NotCacheable, RestoreRefused, register_output_kind
-from luigi_repro.runcaches3 import (
+from luigi_repro.runcaches3 import S3Store
+from luigi_repro.runcaches3objects import (
     HashingSink,
-    S3Store,
     error_code,
     hash_object,
     is_missing,
@@ -105,10 +105,11 @@ def _copy_in(
 ) -> BlobRef:
     """Copy the output on the server into the cache, as a blob named by its fingerprint."""
     digest, size = recorded.fingerprint, recorded.size
-    existing = store.head(store.key(blob_name(digest)))
-    if existing is not None and existing.get("ContentLength") == size:
-        # Kept before (by whom?): its ETag vouches only if it is the one this output has.
-        vouched = _trusts_etag(algorithm) and existing.get("ETag") == etag
+    stored = store.reuse_blob(digest, size)
+    if stored is not None:
+        # Kept before, by another run: its ETag vouches only if it is this output's own;
+        # otherwise the entry keeps none and its bytes are hashed when it is restored.
+        vouched = _trusts_etag(algorithm) and stored == etag
         return BlobRef(digest, size, False, etag if vouched else None)
     temporary = store.temporary_key()
     try:
@@ -185,9 +186,11 @@ def _copy_out(store: S3Store, blob: BlobRef, dest: Where, algorithm: str) -> Dic
     if head is None:
         raise BlobCorrupt(errno.ENOENT, "the cached object is gone", source[1])
     etag = str(head["ETag"])
-    if head.get("ContentLength") != blob.size or (blob.etag is not None and etag != blob.etag):
-        raise _corrupt(store, blob, "the cached object was replaced since it was kept")
-    vouched = blob.etag is not None and _trusts_etag(algorithm)
+    if head.get("ContentLength") != blob.size:
+        raise _corrupt(store, blob, "the cached object has another size than its entry says")
+    # Its ETag unchanged since it was kept vouches for its bytes where ETags may (xxh3);
+    # otherwise (another ETag, none kept, a cryptographic algorithm) its bytes are hashed.
+    vouched = blob.etag == etag and _trusts_etag(algorithm)
     if not vouched:
         seen = hash_object(store.api, source, algorithm_of(blob.digest), etag)
         if seen != (blob.digest, blob.size):

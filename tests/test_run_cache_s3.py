@@ -356,19 +356,51 @@ def test_the_store_lists_entries_and_blobs_with_when_they_were_last_used(
     assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
 
 
-def test_a_blob_already_cached_is_not_uploaded_again(
+def test_a_blob_already_cached_is_not_uploaded_again_but_marked_used(
     cache: str, s3_bucket: str, moto_server: object, tmp_path: Path
 ) -> None:
     store = S3Store(cache)
     (tmp_path / "a").write_bytes(b"same bytes")
     (tmp_path / "b").write_bytes(b"same bytes")
     first = store.put_file(str(tmp_path / "a"), "xxh3_128")
+    (before,) = store.blobs()
+    time.sleep(1.1)  # S3 times are in whole seconds
     mark = moto_server.log_mark()  # type: ignore[attr-defined]
     second = store.put_file(str(tmp_path / "b"), "xxh3_128")
     requests = moto_server.requests_since(mark, s3_bucket)  # type: ignore[attr-defined]
     assert (second.digest, second.size) == (first.digest, first.size)
     assert second.etag is None  # someone else's upload: this file's bytes do not vouch for it
-    assert not [r for r in requests if r.startswith("PUT ")], requests
+    assert not [r for r in requests if "/cache/tmp/" in r], requests  # nothing uploaded
+    (after,) = store.blobs()
+    assert after.last_used > before.last_used  # a gc deciding now keeps it
+
+
+def test_a_blob_with_another_etag_but_the_right_bytes_is_hashed_and_restored(
+    cache: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ETag is not a content hash (a multipart upload has another): a blob whose ETag
+    changed is hashed, and used when its bytes are right."""
+    alice, bob = checkout(tmp_path, "alice"), checkout(tmp_path, "bob")
+    monkeypatch.setenv("RS3_OUT", "alice")
+    build_in(alice, Rs3Shout(), monkeypatch)
+    s3 = boto3.client("s3")
+    ((blob_key, good),) = cache_objects(s3_bucket, "blobs").items()
+    upload = s3.create_multipart_upload(Bucket=s3_bucket, Key=blob_key)["UploadId"]
+    part = s3.upload_part(Bucket=s3_bucket, Key=blob_key, UploadId=upload, PartNumber=1, Body=good)
+    s3.complete_multipart_upload(
+        Bucket=s3_bucket,
+        Key=blob_key,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    (blob,) = parse_entry(only_entry(s3_bucket), None).blobs()
+    assert s3.head_object(Bucket=s3_bucket, Key=blob_key)["ETag"] != blob.etag
+
+    monkeypatch.setenv("RS3_OUT", "bob")
+    build_in(bob, Rs3Shout(), monkeypatch)
+    assert ran(bob) == []
+    assert s3_output(s3_bucket, "bob") == good
+    assert cache_objects(s3_bucket, "blobs") == {blob_key: good}
 
 
 def test_a_corrupt_blob_read_back_is_removed(cache: str, s3_bucket: str, tmp_path: Path) -> None:
