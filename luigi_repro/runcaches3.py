@@ -14,7 +14,12 @@ and so are the guarantees (:mod:`luigi_repro.runcachestore`):
 * a blob read back is hashed while it is downloaded, and a blob whose bytes are not its name is
   removed (:class:`~luigi_repro.runcachestore.BlobCorrupt`);
 * ``touch_entry`` copies the entry onto itself with new metadata, which moves its
-  ``LastModified``: listings then say when each entry was last used, with no extra request.
+  ``LastModified``: listings then say when each entry was last used, with no extra request
+  (a blob stored again is marked the same way).
+
+``tmp/`` holds uploads being checked, removed once published; only a process killed meanwhile
+leaves one. A bucket lifecycle rule expiring ``<prefix>/tmp/`` after a day (and aborting
+incomplete multipart uploads) clears them.
 
 The S3 client is the one S3 outputs use (:func:`luigi_repro.targets.s3.default_client`,
 configured by Luigi's ``[s3]`` section and the usual AWS variables); boto3 is imported only

@@ -5,9 +5,10 @@ With the cache on the same S3 server, an output's bytes never travel through the
 * kept: the object is copied on the server to a temporary key, only while it still has the ETag
   its record was taken with (``CopySourceIfMatch``), checked, then published under the record's
   fingerprint;
-* restored: the blob is checked (its ETag is the one the entry kept; with a cryptographic
-  algorithm its bytes are hashed), then copied on the server onto the output, again only while
-  it has that ETag. One ``CopyObject`` is atomic: the output appears whole or not at all.
+* restored: the blob is checked (it still has the ETag the entry kept; else, or with a
+  cryptographic algorithm, its bytes are hashed), then copied on the server onto the output,
+  only while it has the ETag checked. One ``CopyObject`` is atomic: the output appears whole or
+  not at all, and a blob found corrupt is removed before it could replace anything.
 
 "Checked" follows the target's own rule for trusting ETags: with the default ``xxh3_128`` an
 unchanged ETag stands for unchanged bytes (S3's MD5 of them); with a cryptographic algorithm
