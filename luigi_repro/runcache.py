@@ -23,7 +23,6 @@ import attrs
 import luigi
 
 from luigi_repro.config import Settings
-from luigi_repro.errors import ConfigError
 from luigi_repro.evidence import warn_once
 from luigi_repro.log import logger
 from luigi_repro.record import Key, OutputEntry, Record
@@ -56,17 +55,23 @@ def open_store(settings: Settings) -> Optional[CacheStore]:
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            if location.startswith("s3://"):
-                raise ConfigError("run_cache", location, "a local folder (S3 comes next)")
-            store = LocalStore(
-                location,
-                cache=open_stat_cache(settings.stat_cache_path),
-                racy_window_ns=settings.racy_window_ns,
-                links=settings.run_cache_links,
-                fsync=settings.fsync,
-            )
-            _stores[key] = store
+            store = _stores[key] = _make_store(location, settings)
         return store
+
+
+def _make_store(location: str, settings: Settings) -> CacheStore:
+    cache = open_stat_cache(settings.stat_cache_path)
+    if location.startswith("s3://"):
+        from luigi_repro.runcaches3 import S3Store
+
+        return S3Store(location, cache=cache, racy_window_ns=settings.racy_window_ns)
+    return LocalStore(
+        location,
+        cache=cache,
+        racy_window_ns=settings.racy_window_ns,
+        links=settings.run_cache_links,
+        fsync=settings.fsync,
+    )
 
 
 def cache_opt_out(task: luigi.Task) -> Optional[str]:

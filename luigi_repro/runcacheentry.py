@@ -41,11 +41,16 @@ class EntryError(ValueError):
 
 @attrs.frozen
 class BlobRef:
-    """One cached file: the digest of its bytes (its name in the cache) and its size."""
+    """One cached file: the digest of its bytes (its name in the cache) and its size.
+
+    ``etag`` is the S3 ETag of the blob as an S3 store wrote it (None elsewhere): a restore to an
+    S3 output copies the blob on the server only if it still has that ETag.
+    """
 
     digest: str
     size: int
     executable: bool = False
+    etag: Optional[str] = None
 
 
 @attrs.frozen
@@ -125,6 +130,8 @@ def _blob_doc(blob: BlobRef) -> Dict[str, Any]:
     doc: Dict[str, Any] = {"digest": blob.digest, "size": blob.size}
     if blob.executable:
         doc["executable"] = True
+    if blob.etag is not None:
+        doc["etag"] = blob.etag
     return doc
 
 
@@ -209,7 +216,10 @@ def _blob(doc: Any) -> BlobRef:
     size = _field(doc, "size", int)
     if size < 0:
         raise EntryError("a blob has a negative size")
-    return BlobRef(_digest(doc.get("digest")), size, doc.get("executable") is True)
+    etag = doc.get("etag")
+    if etag is not None and (not isinstance(etag, str) or len(etag) > 200):
+        raise EntryError("a blob's ETag is not a short string")
+    return BlobRef(_digest(doc.get("digest")), size, doc.get("executable") is True, etag)
 
 
 def _relative(path: Any) -> str:

@@ -5,14 +5,16 @@ targets too) are kept as blobs of their bytes. A restore writes through the targ
 ``temporary_path()``, so the output appears whole or not at all and a failed restore leaves the
 previous output in place; its fingerprint is then taken as the target itself takes it and must
 equal the entry's, or the restore is refused. S3 outputs are handled by
-:mod:`luigi_repro.runcaches3` when that backend is loaded.
+:mod:`luigi_repro.runcaches3outputs`, loaded once S3 targets are (an S3 output implies them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import stat as stat_module
+import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 from luigi_repro.fingerprint import algorithm_of
@@ -57,10 +59,17 @@ def register_output_kind(name: str, capture: Capture, restore: Restore) -> None:
     _kinds[name] = (capture, restore)
 
 
+def _load_backends() -> None:
+    """Register the S3 output kind once S3 targets exist (boto3 is then importable)."""
+    if "luigi_repro.targets.s3" in sys.modules:
+        importlib.import_module("luigi_repro.runcaches3outputs")
+
+
 def capture_output(
     store: CacheStore, target: HashableTarget, recorded: OutputEntry, algorithm: str
 ) -> CachedOutput:
     """Keep ``target``'s content in ``store``; :class:`NotCacheable` when no kind can."""
+    _load_backends()
     for capture, _ in _kinds.values():
         cached = capture(store, target, recorded, algorithm)
         if cached is not None:
@@ -76,6 +85,7 @@ def restore_output(
     fsync: bool,
 ) -> Observation:
     """Write ``cached`` back as ``target``, verified; its observation for the record."""
+    _load_backends()
     if cached.target != target.describe():
         raise RestoreRefused(
             f"the cached output was read as {cached.target or 'bytes'}, "
