@@ -11,6 +11,7 @@ exactly the tasks it reaches, and editing it back restores them.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -234,12 +235,15 @@ def test_edits_compute_what_they_reach_and_reverting_them_restores(tmp_path: Pat
 
 def _scaled(project: Path, variants: int) -> str:
     """A configuration with ``variants`` LR grid points on one training set."""
-    config = (project / "Batch_A.cfg").read_text()
-    config = config.replace('["train1", "train2"]', '["train1"]')
-    config = config.replace('"min_val": -2, "max_val": 1, "steps": 4', f'"min_val": -3, '
-                            f'"max_val": 2, "steps": {variants}')  # fmt: skip
-    config = re.sub(r",\n\t\{\n\t\"model_type\": \"RF\".*?\n\t\}\n", "\n", config, flags=re.S)
-    (project / f"Batch_{variants}.cfg").write_text(config)
+    spaces = {
+        "C": {"param_type": "logspace", "min_val": -3, "max_val": 2, "steps": variants},
+        "max_iter": {"param_type": "defined_list", "vals": [60]},
+    }
+    batch = {"model_type": "LR", "data_set": "both", "parameter_spaces": spaces}
+    (project / f"Batch_{variants}.cfg").write_text(
+        "[Generate_merged_models]\nscaling = standard\n\n[RunAllBatches]\n"
+        f'train_sets = ["train1"]\nbatch_list = {json.dumps([batch])}\n'
+    )
     return f"Batch_{variants}.cfg"
 
 
