@@ -175,7 +175,7 @@ def _restore_local(
         with target.temporary_path() as temporary:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)  # a target whose temporary_path() makes a file (gokart)
-            store.get_file(blob, temporary, fsync)
+            store.get_file(blob, temporary, fsync and not _flushed_on_commit(target))
         if target.describe() is None and algorithm_of(blob.digest) == context.algorithm:
             # The bytes just verified are the content: no need to read them a third time.
             st = os.stat(target.path)
@@ -199,9 +199,23 @@ def _restore_local(
             for rel, blob in cached.files.items():
                 path = os.path.join(temporary, *rel.split("/"))
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                store.get_file(blob, path, fsync)
+                # Both temporary paths above flush the whole tree before moving it into place.
+                store.get_file(blob, path, fsync and not _records_fsync())
         return target.observe(context, None)
     return None
+
+
+def _records_fsync() -> bool:
+    from luigi_repro.runtime import runtime
+
+    return runtime().records().fsync
+
+
+def _flushed_on_commit(target: HashableLocalTarget) -> bool:
+    """Whether ``target.temporary_path()`` flushes what it moves into place: luigi_repro's own
+    do (with ``fsync`` on), so a restored copy is not flushed twice; an override may not."""
+    own = (HashableLocalTarget.temporary_path, HashableDirectoryTarget.temporary_path)
+    return type(target).temporary_path in own and _records_fsync()
 
 
 register_output_kind("local", _capture_local, _restore_local)
