@@ -70,7 +70,6 @@ def _make_store(location: str, settings: Settings) -> CacheStore:
         cache=cache,
         racy_window_ns=settings.racy_window_ns,
         links=settings.run_cache_links,
-        fsync=settings.fsync,
     )
 
 
