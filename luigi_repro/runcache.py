@@ -101,14 +101,15 @@ class RunCache:
         self.signing_key = signing_key
 
     def lookup(self, key: ActionKey) -> Optional[Entry]:
-        """The usable entry of ``key``, or None. An unusable one is removed, with a warning."""
+        """The usable entry of ``key``, or None. An unusable one is reported; a corrupt one is
+        removed (the warning keeps the evidence), so the run that follows stores a good one."""
         entry, problem = self._read(key)
         if problem is not None:
             logger.warning(
                 "luigi_repro: run cache entry %s is not used: %s; the task runs.", key, problem
             )
-            # Removed (the warning keeps the evidence), so the run that follows stores a good one.
-            self._forget(key)
+            if problem.removable:
+                self._forget(key)
         return entry
 
     def peek(self, key: ActionKey) -> Optional[Entry]:

@@ -2,9 +2,9 @@
 
 A cached file is copied by the kernel (a reflink where the file system shares blocks, else
 ``copy_file_range``), never through Python buffers; it is fingerprinted *while* it is copied,
-by a second thread (the hash releases the GIL), so verifying costs no extra time on two cores.
-The source is held open and checked unchanged (inode, size, times) before and after, so the
-bytes copied are the bytes verified.
+by a second thread reading the same open file (the hash releases the GIL), so verifying costs
+no extra time on two cores. The source is held open and checked unchanged (inode, size, times)
+before and after, so the bytes copied are the bytes verified.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import fcntl
 import os
 import stat as stat_module
 import threading
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from luigi_repro.atomicfiles import NEW_FILE_FLAGS, O_CLOEXEC, O_NOFOLLOW
-from luigi_repro.statcache import CachedFingerprint, PersistentStatCache, fingerprint_file
+from luigi_repro.fingerprint import hash_stream
+from luigi_repro.fsclock import fs_now_ns
+from luigi_repro.statcache import CachedFingerprint
 from luigi_repro.statstore import StatKey
 
-__all__ = ["SourceChanged", "copy_file", "copy_verified", "open_source"]
+__all__ = ["SizeMismatch", "SourceChanged", "copy_file", "copy_verified", "open_source"]
 
 #: ``ioctl(dest, FICLONE, src)``: share the source's blocks (btrfs, XFS, bcachefs…).
 _FICLONE = 0x40049409
@@ -28,6 +30,10 @@ _FICLONE = 0x40049409
 
 class SourceChanged(OSError):
     """The file being copied changed (or was replaced) while it was copied."""
+
+
+class SizeMismatch(OSError):
+    """The file to copy does not have the size it should have: nothing was copied."""
 
 
 def open_source(path: str) -> int:
@@ -89,34 +95,34 @@ def copy_verified(
     dest_path: str,
     algorithm: str,
     *,
-    cache: Optional[PersistentStatCache],
-    racy_window_ns: int,
     mode: int = 0o666,
     fsync: bool = False,
+    expected_size: Optional[int] = None,
 ) -> CachedFingerprint:
     """Copy ``source_path`` to the new file ``dest_path``; return the source's fingerprint,
-    taken while copying (or remembered by ``cache`` for this very inode and times).
+    taken while copying from the very descriptor the copy reads.
 
-    Raises :class:`SourceChanged` when the source changed during the copy: then the
-    fingerprint may not describe the bytes copied.
+    Raises :class:`SizeMismatch` before copying anything when the source does not have
+    ``expected_size`` bytes, and :class:`SourceChanged` when it changed during the copy (the
+    fingerprint may then not describe the bytes copied).
     """
     source = open_source(source_path)
     try:
         before = os.fstat(source)
-        result: List[CachedFingerprint] = []
+        if expected_size is not None and before.st_size != expected_size:
+            raise SizeMismatch(
+                errno.EIO, f"it has {before.st_size} bytes, not {expected_size}", source_path
+            )
+        taken_at = fs_now_ns(source_path, before.st_dev)
+        # A second descriptor of the same open file: the copy reads at explicit offsets and
+        # never moves the position this one reads from.
+        reader = os.fdopen(os.dup(source), "rb", buffering=0)
+        result: List[Tuple[str, int]] = []
         failure: List[BaseException] = []
 
         def fingerprint() -> None:
             try:
-                result.append(
-                    fingerprint_file(
-                        source_path,
-                        algorithm,
-                        cache=cache,
-                        racy_window_ns=racy_window_ns,
-                        stat=before,
-                    )
-                )
+                result.append(hash_stream(reader, algorithm))
             except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
                 failure.append(exc)
 
@@ -126,12 +132,13 @@ def copy_verified(
             copy_file(source, dest_path, mode=mode, fsync=fsync)
         finally:
             hasher.join()
+            reader.close()
         if failure:
             raise failure[0]
         after = os.fstat(source)
     finally:
         os.close(source)
-    seen = result[0]
-    if StatKey.of(after) != StatKey.of(before) or seen.stat != StatKey.of(before):
+    if StatKey.of(after) != StatKey.of(before):
         raise SourceChanged(errno.EAGAIN, "the file changed while it was copied", source_path)
-    return seen
+    fingerprint_seen, size = result[0]
+    return CachedFingerprint(fingerprint_seen, size, StatKey.of(before), taken_at)

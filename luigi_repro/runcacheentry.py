@@ -36,7 +36,17 @@ MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 class EntryError(ValueError):
-    """An entry that cannot be used (corrupt, truncated, of another schema, unsigned…)."""
+    """An entry that cannot be used (corrupt, truncated, of another schema, unsigned…).
+
+    ``removable`` is False when the entry may be good for someone else: a newer luigi_repro
+    (another schema, another kind of output) or a process holding the right signing key. Only a
+    corrupt or truncated entry is removed (so the next run stores a good one); the others are
+    left alone, or a teammate with a stale key would wipe the team's cache.
+    """
+
+    def __init__(self, problem: str, removable: bool = True) -> None:
+        super().__init__(problem)
+        self.removable = removable
 
 
 @attrs.frozen
@@ -256,7 +266,9 @@ def _output(doc: Any) -> CachedOutput:
             folders=tuple(_relative(rel) for rel in folders),
             **common,
         )
-    raise EntryError(f"an output is of kind {kind!r}, which this version cannot restore")
+    raise EntryError(
+        f"an output is of kind {kind!r}, which this version cannot restore", removable=False
+    )
 
 
 def parse_entry(data: bytes, signing_key: Optional[bytes]) -> Entry:
@@ -274,13 +286,19 @@ def parse_entry(data: bytes, signing_key: Optional[bytes]) -> Entry:
     if not isinstance(doc, dict) or doc.get("tool") != _TOOL:
         raise EntryError("it is not a luigi_repro run cache entry")
     if doc.get("schema") != ENTRY_SCHEMA:
-        raise EntryError(f"it has schema {doc.get('schema')!r}, this version reads {ENTRY_SCHEMA}")
+        raise EntryError(
+            f"it has schema {doc.get('schema')!r}, this version reads {ENTRY_SCHEMA}",
+            removable=False,
+        )
     signature = doc.get("signature")
     if signing_key:
         if not isinstance(signature, str):
-            raise EntryError("it is not signed, and a signing key is configured")
+            raise EntryError("it is not signed, and a signing key is configured", removable=False)
         if not signature_matches(doc, signature, signing_key):
-            raise EntryError("its signature does not match (forged, or signed with another key)")
+            raise EntryError(
+                "its signature does not match (forged, or signed with another key)",
+                removable=False,
+            )
     task = _field(doc, "task", dict)
     run = _field(doc, "run", dict)
     outputs = _field(doc, "outputs", list)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import luigi
@@ -93,15 +94,61 @@ def action_key_of(
             return None
         entries.append((list(ref.key), list(ref.output_key), fingerprint))
     entries.sort(key=lambda item: json.dumps(item[:2]))
+    code = code_closure(type(task), settings.hash_algorithm)
+    if code.error is not None:
+        return None  # a closure that matches no record must not match an entry either
+    configuration = config_values(code.parts)
+    if configuration is None:
+        return None
     parts: Dict[str, Any] = {
         "version": ACTION_KEY_VERSION,
         "record_schema": SCHEMA_VERSION,
         "algorithm": settings.hash_algorithm,
         "family": task.get_task_family(),
         "params": canonical_params(task, signing_key),
-        "code": code_closure(type(task), settings.hash_algorithm).fingerprint,
+        "code": code.fingerprint,
+        "config": configuration,
         "inputs": entries,
     }
     if settings.on_env_change == "rerun":
+        # What a record compares under this policy: the interpreter, Luigi and the versions of
+        # every imported distribution (a key made in a process that imported less only misses).
         parts["environment"] = environment.current_versions()
+        parts["packages"] = environment.imported_packages()
     return ActionKey(parts)
+
+
+def config_values(code_parts: Mapping[str, str]) -> Optional[Dict[str, Dict[str, str]]]:
+    """The values of the ``luigi.Config`` classes the task's code uses, by class name.
+
+    Records compare a configuration class's source, not the values ``luigi.cfg`` gives it (the
+    README says so). An entry would widen that: switching a parameter back would restore an
+    output made under another value. So the values are part of the key. None when one cannot
+    be read (the task then runs, and is not cached).
+    """
+    values: Dict[str, Dict[str, str]] = {}
+    for part in code_parts:
+        if not part.startswith("class "):
+            continue
+        cls = _class_named(part[len("class ") :])
+        if cls is None or not issubclass(cls, luigi.Config):
+            continue
+        try:
+            values[part] = dict(cls().to_str_params())
+        except Exception:  # noqa: BLE001 - an unreadable configuration: no key, no restore
+            return None
+    return values
+
+
+def _class_named(dotted: str) -> Optional[type]:
+    """The class ``module.Qual.Name`` among the imported modules, or None."""
+    pieces = dotted.split(".")
+    for cut in range(len(pieces) - 1, 0, -1):
+        module = sys.modules.get(".".join(pieces[:cut]))
+        if module is None:
+            continue
+        found: Any = module
+        for name in pieces[cut:]:
+            found = getattr(found, name, None)
+        return found if isinstance(found, type) else None
+    return None

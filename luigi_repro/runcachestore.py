@@ -28,13 +28,14 @@ import contextlib
 import errno
 import os
 import secrets
+import stat as stat_module
 from typing import Iterator, Optional, Protocol
 
 import attrs
 
 from luigi_repro.atomicfiles import discard, make_folders
 from luigi_repro.fingerprint import algorithm_of
-from luigi_repro.runcachecopy import SourceChanged, copy_verified, open_source
+from luigi_repro.runcachecopy import SizeMismatch, SourceChanged, copy_verified, open_source
 from luigi_repro.runcacheentry import BlobRef
 from luigi_repro.statcache import CachedFingerprint, PersistentStatCache, fingerprint_file
 
@@ -203,22 +204,19 @@ class LocalStore:
         return os.path.isfile(self._path(blob_name(digest)))
 
     def put_file(self, path: str, algorithm: str, expected: Optional[str] = None) -> BlobRef:
-        executable = bool(os.stat(path).st_mode & 0o111)
+        # A symlink inside a folder output stands for the file it points to: its bytes are kept
+        # (a blob is never a link into someone's files), and only a plain file is hard-linked.
+        plain = stat_module.S_ISREG(os.lstat(path).st_mode)
+        source = path if plain else os.path.realpath(path)
+        executable = bool(os.stat(source).st_mode & 0o111)
         temporary = self._temporary()
         try:
-            if self._links and self._link(path, temporary):
+            if self._links and plain and self._link(source, temporary):
                 seen = fingerprint_file(
                     temporary, algorithm, cache=self._cache, racy_window_ns=self._racy_window_ns
                 )
             else:
-                seen = copy_verified(
-                    path,
-                    temporary,
-                    algorithm,
-                    cache=self._cache,
-                    racy_window_ns=self._racy_window_ns,
-                    mode=0o444,
-                )
+                seen = copy_verified(source, temporary, algorithm, mode=0o444)
             if expected is not None and seen.fingerprint != expected:
                 raise SourceChanged(errno.EAGAIN, "the file changed since it was recorded", path)
             final = self._path(blob_name(seen.fingerprint))
@@ -241,11 +239,28 @@ class LocalStore:
             raise
 
     def get_file(self, blob: BlobRef, dest_path: str, fsync: bool) -> CachedFingerprint:
+        """Copy (or link) the blob to ``dest_path``, hashed every time.
+
+        Never vouched for by the stat cache: blobs are not flushed to disk, and after a power
+        cut a file can keep its size and times yet hold zeros. A blob whose size is not the
+        entry's is not read at all (a huge file planted there costs nothing) and not removed:
+        the entry may be what is wrong. A blob whose bytes do not match its name, or anything
+        but a plain file at its name, is removed.
+        """
         source = self._path(blob_name(blob.digest))
         algorithm = algorithm_of(blob.digest)
         try:
-            # Hashed every time, never vouched for by the stat cache: blobs are not flushed
-            # to disk, and after a power cut a file can keep its size and times yet hold zeros.
+            st = os.lstat(source)
+        except FileNotFoundError:
+            raise BlobCorrupt(errno.ENOENT, "the cached file is gone", source) from None
+        if not stat_module.S_ISREG(st.st_mode):
+            self.remove_blob(blob.digest)
+            raise BlobCorrupt(errno.EINVAL, "the cached file is not a plain file", source)
+        if st.st_size != blob.size:
+            raise BlobCorrupt(
+                errno.EIO, f"the entry says {blob.size} bytes, the cache has {st.st_size}", source
+            )
+        try:
             if self._links and self._link(source, dest_path):
                 seen = fingerprint_file(dest_path, algorithm, cache=None)
             else:
@@ -253,14 +268,15 @@ class LocalStore:
                     source,
                     dest_path,
                     algorithm,
-                    cache=None,
-                    racy_window_ns=self._racy_window_ns,
                     mode=0o777 if blob.executable else 0o666,
                     fsync=fsync,
+                    expected_size=blob.size,
                 )
         except FileNotFoundError:
             raise BlobCorrupt(errno.ENOENT, "the cached file is gone", source) from None
-        if seen.fingerprint != blob.digest or seen.size != blob.size:
+        except SizeMismatch as exc:
+            raise BlobCorrupt(errno.EIO, str(exc), source) from None
+        if seen.fingerprint != blob.digest:
             self.remove_blob(blob.digest)
             raise BlobCorrupt(
                 errno.EIO, f"the cached file's bytes are {seen.fingerprint}, not its name", source

@@ -189,21 +189,25 @@ def test_unusable_entry_never_restores(
 def test_signed_cache_never_restores_unsigned_or_forged_entries(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a signing key, an entry written without it (or with another key) is refused."""
+    """With a signing key, an entry written without it (or with another key) is refused, and
+    left in place: it may be good for a process holding the right key, and a teammate with a
+    stale key must not wipe the team's cache."""
     monkeypatch.setenv("LUIGI_REPRO_HMAC_KEY", "team-key")
     assert build(RcScale(1))
     assert build(RcScale(2))
     runs()
     path = entry_path(cache, RcScale(1).task_id)
-    entry = parse_entry(path.read_bytes(), b"team-key")
+    signed = path.read_bytes()
+    entry = parse_entry(signed, b"team-key")
     assert entry.signature is not None
     for forged in (dump_entry(entry, None), dump_entry(entry, b"someone-else")):
         path.write_bytes(forged)
         assert build(RcScale(1))
         assert families(runs()) == ["RcScale"], "an unsigned or forged entry restored nothing"
+        assert path.read_bytes() == forged, "refused, not removed"
         assert build(RcScale(2))
         assert runs() == []  # RcScale(2)'s own signed entry restores
-        path = entry_path(cache, RcScale(1).task_id)
+    path.write_bytes(signed)
     assert build(RcScale(1))
     assert runs() == []
 

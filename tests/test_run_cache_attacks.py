@@ -1,10 +1,12 @@
-"""Attacks on the local run cache that it does not withstand yet (strict xfails: a fix flips them).
+"""Attacks on the local run cache, each one a way it once failed or could fail.
 
-Each test is one attack script (13-NN), as a user meets it: a build that hangs, restores the
-wrong bytes, or throws away what a teammate stored. The few attacks withstood since are kept
-as plain tests, so that they stay withstood. Hangs are tested one level
-down (``RunCache.lookup`` and ``LocalStore.get_file``, what every build calls) in a thread that
-is released afterwards, so a failing fix never hangs the suite.
+Each test is one attack, as a user meets it: a build that hangs, restores the wrong bytes, or
+throws away what a teammate stored (an entry naming another action's blob with a wrong size, a
+closure that cannot be fingerprinted, a package upgrade under ``on_env_change = rerun``, a
+stale signing key, a symlink or a huge sparse file planted as a blob, a symlink inside a folder
+output under hard links, a configuration value changed, an entry of a newer schema). Hangs
+are tested one level down (``RunCache.lookup`` and ``LocalStore.get_file``, what every build
+calls) in a thread that is released afterwards, so a failing fix never hangs the suite.
 """
 
 from __future__ import annotations
@@ -100,7 +102,6 @@ def test_fifo_planted_as_blob_does_not_hang_a_restore(tmp_path: Path) -> None:
     assert finishes(lambda: store.get_file(BlobRef(digest, 6), dest, False), path)
 
 
-@pytest.mark.xfail(strict=True, reason="13-03 an entry with a wrong blob size deletes a good blob")
 def test_entry_with_wrong_blob_size_does_not_delete_a_good_blob(cache: Path) -> None:
     assert build(RcScale(1))
     assert build(RcScale(2))
@@ -136,7 +137,6 @@ class RcbEdited(TaskWithCheckingInputHash):
             sink.write(f"{RCB_WORDING}, {self.factor}\n")
 
 
-@pytest.mark.xfail(strict=True, reason="13-04 an unfingerprintable closure is a constant key part")
 def test_edited_task_whose_code_cannot_be_fingerprinted_is_not_restored(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,7 +178,6 @@ def _install_fake_package(site: Path, version: str) -> None:
     (info / "RECORD").write_text("rcbfakepkg/__init__.py,,\n")
 
 
-@pytest.mark.xfail(strict=True, reason="13-05 the key ignores imported package versions")
 def test_package_upgrade_under_on_env_change_rerun_computes_again(
     cache: Path, tmp_path: Path
 ) -> None:
@@ -212,7 +211,6 @@ def test_package_upgrade_under_on_env_change_rerun_computes_again(
     assert Path("out/stamped.txt").read_text() == "made with 2.0\n"
 
 
-@pytest.mark.xfail(strict=True, reason="13-06 another signing key deletes the team's entries")
 def test_process_with_another_signing_key_leaves_signed_entries_alone(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,7 +223,6 @@ def test_process_with_another_signing_key_leaves_signed_entries_alone(
     assert entry_of(cache, 1).read_bytes() == signed
 
 
-@pytest.mark.xfail(strict=True, reason="13-07 a symlinked blob is a permanent miss")
 def test_blob_replaced_by_a_symlink_heals_after_one_run(cache: Path, tmp_path: Path) -> None:
     assert build(RcScale(1))
     assert build(RcScale(2))
@@ -241,7 +238,6 @@ def test_blob_replaced_by_a_symlink_heals_after_one_run(cache: Path, tmp_path: P
     assert families(runs()) == ["RcScale"] * 2, "each action runs once, then is restored"
 
 
-@pytest.mark.xfail(strict=True, reason="13-10 a huge blob is copied whole before its size is seen")
 def test_huge_blob_is_refused_by_its_size_before_it_is_read(cache: Path) -> None:
     assert build(RcScale(1))
     assert build(RcScale(2))
@@ -281,7 +277,6 @@ class RcbLinkTree(TaskWithCheckingInputHash):
             os.symlink(os.path.abspath("raw/a.txt"), os.path.join(folder, "link"))
 
 
-@pytest.mark.xfail(strict=True, reason="13-12 links mode stores a symlink into user files")
 def test_symlink_inside_a_folder_output_never_becomes_a_symlink_blob(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,7 +342,6 @@ class RcbConfigured(TaskWithCheckingInputHash):
             sink.write("x" * (self.factor * RcbSettings().multiplier))
 
 
-@pytest.mark.xfail(strict=True, reason="13-15 a config value change is widened by the cache")
 def test_run_after_a_config_change_is_not_replaced_by_an_old_restore(cache: Path) -> None:
     config = luigi.configuration.get_config()
     config.set("RcbSettings", "multiplier", "1")
@@ -361,7 +355,6 @@ def test_run_after_a_config_change_is_not_replaced_by_an_old_restore(cache: Path
     assert Path("out/configured.txt").read_text() == "xxx"
 
 
-@pytest.mark.xfail(strict=True, reason="13-16 an older reader deletes a newer-schema entry")
 def test_entry_of_a_newer_schema_is_skipped_not_deleted(cache: Path) -> None:
     assert build(RcScale(1))
     assert build(RcScale(2))
