@@ -55,10 +55,7 @@ from luigi_repro.record import (
     dump_record,
 )
 from luigi_repro.rules import is_checked_task
-from luigi_repro.runcache import RunCache, cache_opt_out, open_run_cache
-from luigi_repro.runcacheentry import Entry
-from luigi_repro.runcachekey import ActionKey, action_key
-from luigi_repro.runcacheplan import foreign_output, records_beside
+from luigi_repro.runcachestep import CacheStep, find_in_cache, restored_record
 from luigi_repro.runrecord import RunTimes, build_record, now_iso, observe_output, refuse_unreadable
 from luigi_repro.runtime import runtime
 from luigi_repro.statcache import flush_stat_caches
@@ -116,9 +113,10 @@ class RunProtocol:
         self._batches = 0
         #: The files run() opens for reading (None under ``undeclared_reads = ignore``).
         self.reads: Optional[ReadWatch] = None
-        #: The run cache and this run's action key in it, when both exist.
-        self._cache: Optional[RunCache] = None
-        self._action_key: Optional[ActionKey] = None
+        #: The run cache, this run's action key in it and the entry that may restore it.
+        self._cache_step = CacheStep()
+        #: Why the task is not up to date, as luigid shows it (held back while restoring).
+        self._why: Optional[str] = None
 
     # --- steps 1-4 ------------------------------------------------------------------------------
 
@@ -155,11 +153,20 @@ class RunProtocol:
                 self.close()
                 tell_scheduler(self.task, EARLY_CUTOFF_MESSAGE)
                 return False
+            self._cache_step = find_in_cache(
+                self.task,
+                self.settings,
+                self.signing_key,
+                self.outputs,
+                self.inputs,
+                self._before,
+                rerun,
+            )
+            restorable = self._cache_step.entry
             if verdict.ok and rerun:  # up to date, yet asked to run
                 logger.info("luigi_repro: %r runs: rerun=True (gokart) asks for a run", self.task)
             else:
-                self._say_why(judge, verdict)
-            restorable = self._find_in_cache(rerun)
+                self._say_why(judge, verdict, restoring=restorable is not None)
             for key, target in self.outputs:
                 self._tokens[key] = target.change_token()
                 with contextlib.suppress(OSError, ValueError):
@@ -168,10 +175,13 @@ class RunProtocol:
                         self._saved[key] = saved
                 target.remove_record(self.settings)
             runtime().memory.task_ran(self.task.task_id)
-            if restorable is not None and self._restore(judge, restorable):
-                self.close()
-                tell_scheduler(self.task, RESTORED_MESSAGE)
-                return False
+            if restorable is not None:
+                if self._restore(judge):
+                    self.close()
+                    tell_scheduler(self.task, RESTORED_MESSAGE)
+                    return False
+                if self._why is not None:  # not restored after all: it runs, and says why
+                    tell_scheduler(self.task, self._why)
         except BaseException:
             self.close()
             raise
@@ -184,7 +194,7 @@ class RunProtocol:
         self._started_clock = time.monotonic()
         return True
 
-    def _say_why(self, judge: Judge, verdict: TaskStatus) -> None:
+    def _say_why(self, judge: Judge, verdict: TaskStatus, restoring: bool) -> None:
         """Log, before ``run()``, every reason the task runs, as ``verify`` words them, and
         show the first few as the task's status message in Luigi's scheduler (``luigid``).
 
@@ -200,54 +210,37 @@ class RunProtocol:
         reasons += [r for r in verdict.reasons if r.kind not in known]
         if logging_why:
             why = "; ".join(f"{reason.kind.value} {reason.message}" for reason in reasons)
-            logger.info("luigi_repro: %r runs: %s", self.task, why or "no record vouches for it")
-        tell_scheduler(self.task, why_message(reasons))
+            why = why or "no record vouches for it"
+            if restoring:  # the next line says whether it was restored, or runs after all
+                logger.info("luigi_repro: %r is not up to date: %s", self.task, why)
+            else:
+                logger.info("luigi_repro: %r runs: %s", self.task, why)
+        self._why = why_message(reasons)
+        if not restoring:
+            tell_scheduler(self.task, self._why)
 
-    def _find_in_cache(self, rerun: bool) -> Optional[Entry]:
-        """This run's action key, and the run cache's entry for it when one may be restored."""
-        cache = open_run_cache(self.settings, self.signing_key)
-        if cache is None or not self.outputs or cache_opt_out(self.task) is not None:
-            return None
-        self._cache = cache
-        self._action_key = action_key(
-            self.task, self.settings, self.signing_key, self.inputs, self._before
-        )
-        if self._action_key is None or rerun:
-            return None
-        entry = cache.lookup(self._action_key)
-        if entry is None:
-            return None
-        why = foreign_output(self.task, records_beside(self.outputs, self.settings))
-        if why is not None:
-            logger.warning("luigi_repro: %r is not restored from the run cache: %s", self.task, why)
-            return None
-        return entry
-
-    def _restore(self, judge: Judge, entry: Entry) -> bool:
-        """Restore ``entry``'s outputs and record them as this task's; False when the task
-        must run instead (the cache's copy could not be restored exactly)."""
-        assert self._cache is not None
-        started_at, started_clock = now_iso(), time.monotonic()
-        restored = self._cache.restore(self.task, entry, self.outputs, judge.context)
-        if restored is None:
-            return False
-        record = build_record(
+    def _restore(self, judge: Judge) -> bool:
+        """Restore the cache's entry and record it as this run; False when the task runs."""
+        step = self._cache_step
+        record = restored_record(
+            step,
             self.task,
             self.settings,
             self.signing_key,
+            self.outputs,
             self.inputs,
             self._before,
-            restored.outputs,
-            RunTimes(started_at, started_clock, False),
+            judge.context,
         )
-        record = attrs.evolve(record, run=attrs.evolve(record.run, restored_from=restored.origin))
+        if record is None or step.entry is None:
+            return False
         self._write_records(record)
         logger.info(
             "luigi_repro: %r restored from run cache (run %s on %s, %s; run() skipped).",
             self.task,
-            entry.run_id,
-            entry.host,
-            entry.created,
+            step.entry.run_id,
+            step.entry.host,
+            step.entry.created,
         )
         return True
 
@@ -348,14 +341,15 @@ class RunProtocol:
             record = attrs.evolve(record, inputs=record.inputs + tracked, undeclared_reads=listed)
         self._write_records(record)
         rerun_done(self.task)
+        cache, key = self._cache_step.cache, self._cache_step.key
         if (
-            self._cache is not None
-            and self._action_key is not None
+            cache is not None
+            and key is not None
             and not adopted
             and not (tracked or listed)
             and self._batches == 0
         ):
-            self._cache.keep(self.task, self._action_key, record, self.outputs)
+            cache.keep(self.task, key, record, self.outputs)
         return record
 
     def _write_records(self, record: Record) -> None:
