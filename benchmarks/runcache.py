@@ -10,7 +10,8 @@
    ``cp``; also with ``run_cache_links = true`` (a hard link instead of a copy).
 3. *Many small tasks*: the two-layer DAG of ``benchmarks/dag.py`` (N checked tasks) built in this
    process from scratch with the cache on and off (the cost of storing), then rebuilt after every
-   record is removed, with the cache warm (every task restored) and off (every task runs).
+   record is removed, with the cache warm (every task restored) and off (every task runs):
+   ``benchmarks/runcachetasks.py``.
 
 Every step is preceded by an untimed setup (the state it starts from, and ``sync`` so no earlier
 write is still being flushed); the contenders alternate and each figure is a median. Two sizes
@@ -19,9 +20,9 @@ of each; the log-log slope between them says how a cost grows (1 = linearly).
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
-import logging
 import math
 import os
 import shutil
@@ -32,9 +33,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks import dag
-from benchmarks.build import _build
-from benchmarks.common import Results, environment
+from benchmarks.common import Results
 from benchmarks.fsync import file_system_of
 
 NAME = "runcache"
@@ -43,6 +42,8 @@ NAME = "runcache"
 SIZES_MIB = {False: (256, 1024), True: (64, 256)}
 TASK_COUNTS = {False: (200, 800), True: (50, 200)}
 REPEATS = {False: 5, True: 3}
+#: Each build of part 3 already sums hundreds of tasks: fewer repeats.
+TASK_REPEATS = {False: 3, True: 1}
 
 PIPELINE = '''
 import hashlib
@@ -72,23 +73,26 @@ class RcBig(TaskWithCheckingInputHash):
 #: Runs ``luigi`` with the run cache's steps timed; the spans go to the file $RC_BENCH_SPANS.
 TIMED_LUIGI = """
 import json, os, sys, time
-from luigi_repro import protocol, runcache
+from luigi_repro import protocol, runcache, runcachestore
+from luigi_repro.targets import local
 
 spans = []
 
-def timed(owner, name):
+def timed(owner, name, span=None):
     original = getattr(owner, name)
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
-            spans.append([name, time.perf_counter() - started])
+            spans.append([span or name, time.perf_counter() - started])
     setattr(owner, name, wrapper)
 
 timed(runcache.RunCache, "restore")
 timed(runcache.RunCache, "keep")
 timed(protocol.RunProtocol, "_restore")
+timed(runcachestore, "copy_verified", "copy")  # into or out of the cache, fingerprinted
+timed(local, "atomic_replace", "replace")  # the new output moved over the old one
 import luigi.cmdline
 try:
     luigi.cmdline.luigi_run(sys.argv[1:])
@@ -153,7 +157,7 @@ class Project:
 
     def build(
         self, p: int, cache: Optional[str], fsync: bool = True, links: bool = False
-    ) -> Tuple[Dict[str, float], bool]:
+    ) -> Tuple[Spans, bool]:
         """Build ``RcBig(p)``: the in-process spans, and whether it was restored."""
         env = {name: value for name, value in os.environ.items() if not name.startswith("LUIGI_")}
         paths = [self.folder, os.environ.get("PYTHONPATH", "")]
@@ -183,8 +187,11 @@ class Project:
                 spans[name] = spans.get(name, 0.0) + seconds
         return spans, RESTORED in done.stderr
 
-    def expect(self, p: int, restored: bool, **options: object) -> Dict[str, float]:
-        spans, was_restored = self.build(p, **options)  # type: ignore[arg-type]
+    def expect(
+        self, p: int, restored: bool, cache: Optional[str], fsync: bool = True, links: bool = False
+    ) -> Spans:
+        """Build ``RcBig(p)``, which must be restored (or must run): its spans."""
+        spans, was_restored = self.build(p, cache, fsync, links)
         if was_restored != restored:
             raise RuntimeError(f"RcBig(p={p}) was {'' if was_restored else 'not '}restored")
         return spans
@@ -192,11 +199,17 @@ class Project:
     def a_blob(self) -> str:
         return sorted(glob.glob(os.path.join(self.cache, "blobs", "*", "*", "*")))[0]
 
-    def copy(self, fsync: bool) -> Dict[str, float]:
+    def copy(self, fsync: bool, over_output: bool = False) -> Spans:
+        """``cp`` a cached file (then ``sync`` it); with ``over_output``, ``mv`` it over the
+        output, as any atomic replacement of an existing output must (freeing the old one)."""
         copy = os.path.join(self.folder, "out", "copy.bin")
         subprocess.run(["cp", self.a_blob(), copy], check=True)
         if fsync:
             subprocess.run(["sync", copy], check=True)
+        if over_output:
+            subprocess.run(["mv", copy, self.output], check=True)
+            if fsync:
+                subprocess.run(["sync", os.path.dirname(self.output)], check=True)
         return {}
 
     def contenders(self) -> Dict[str, Step]:
@@ -222,6 +235,8 @@ class Project:
             "cp": (at_p2(), lambda: self.copy(False)),
             "restore, fsync on": (at_p2(), build(True, self.cache)),
             "cp + sync FILE": (at_p2(), lambda: self.copy(True)),
+            "cp + mv over the output": (at_p2(), lambda: self.copy(False, True)),
+            "cp + sync FILE + mv over the output": (at_p2(), lambda: self.copy(True, True)),
             "rerun, no cache, fsync off": (at_p2(), build(False, None, fsync=False)),
             "rerun, no cache, fsync on": (at_p2(), build(False, None)),
             "run + store, fsync off": (at_p2(True), build(False, new, fsync=False)),
@@ -264,23 +279,31 @@ def _big_rows(results: Results, mib: int, m: Dict[str, Dict[str, float]]) -> Non
         restore = m[f"restore, fsync {fsync}"]
         rerun = m[f"rerun, no cache, fsync {fsync}"]
         stored = m[f"run + store, fsync {fsync}"]
-        copy = m[cp]["whole"]
+        copy, replacing = m[cp]["whole"], m[f"{cp} + mv over the output"]["whole"]
         tag = f"{size}, fsync {fsync}"
-        results.add(NAME, f"restore, whole luigi process, {tag}", restore["whole"], "s")
-        results.add(NAME, f"restore step (RunCache.restore), {tag}", restore["restore"], "s")
-        results.add(NAME, f"restore + record (protocol), {tag}", restore["_restore"], "s")
-        results.add(NAME, f"{cp}, {size}", copy, "s")
-        results.add(NAME, f"rerun without cache, whole luigi process, {tag}", rerun["whole"], "s")
-        ratio = restore["whole"] / copy
-        results.add(NAME, f"restore process / {cp}, {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
-        ratio = restore["restore"] / copy
-        results.add(NAME, f"restore step / {cp}, {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
-        results.add(NAME, f"restore process / rerun, {tag}", restore["whole"] / rerun["whole"], "x")
+        add = functools.partial(results.add, NAME)
+        add(f"restore, whole luigi process, {tag}", restore["whole"], "s")
+        add(f"restore step (RunCache.restore), {tag}", restore["restore"], "s")
+        add(f"… of which copy and fingerprint, {tag}", restore["copy"], "s")
+        add(f"… of which moving it over the old output, {tag}", restore["replace"], "s")
+        add(f"restore + record (protocol), {tag}", restore["_restore"], "s")
+        add(f"{cp}, {size}", copy, "s")
+        add(f"{cp} + mv over the output, {size}", replacing, "s")
+        add(f"rerun without cache, whole luigi process, {tag}", rerun["whole"], "s")
+        add(f"… of which moving it over the old output, rerun, {tag}", rerun["replace"], "s")
+        for label, value in (("process", restore["whole"]), ("step", restore["restore"])):
+            ratio = value / copy
+            add(f"restore {label} / {cp}, {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
+            ratio = value / replacing
+            add(f"restore {label} / ({cp} + mv), {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
+        add(f"restore process / rerun, {tag}", restore["whole"] / rerun["whole"], "x")
         cost = stored["whole"] - rerun["whole"]
-        results.add(NAME, f"store cost (cache on - off), {tag}", cost, "s")
-        results.add(NAME, f"store step (RunCache.keep), {tag}", stored["keep"], "s")
+        add(f"store cost (cache on - off), {tag}", cost, "s")
+        add(f"store step (RunCache.keep), {tag}", stored["keep"], "s")
         ratio = cost / copy
-        results.add(NAME, f"store cost / {cp}, {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
+        add(f"store cost / {cp}, {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
+        ratio = stored["keep"] / copy
+        add(f"store step / {cp}, {tag}", ratio, "x", "<= 1.2", ratio <= 1.2)
     linked = m["run + store, links, fsync off"]
     cost = linked["whole"] - m["rerun, no cache, fsync off"]["whole"]
     results.add(NAME, f"store cost with run_cache_links, {size}", cost, "s")
@@ -291,90 +314,9 @@ def _big_rows(results: Results, mib: int, m: Dict[str, Dict[str, float]]) -> Non
     results.add(NAME, f"store cost with run_cache_links / cp, {size}", ratio, "x", "~0")
 
 
-def _records(folder: str) -> List[str]:
-    return [
-        os.path.join(top, name)
-        for top, _, names in os.walk(folder)
-        for name in names
-        if name.endswith(".repro.json")
-    ]
-
-
-def _restored(folder: str) -> int:
-    """How many records under ``folder`` say their output was restored from the cache."""
-    count = 0
-    for path in _records(folder):
-        with open(path) as stream:
-            count += bool(json.load(stream).get("run", {}).get("restored_from"))
-    return count
-
-
-def small_tasks(results: Results, count: int, repeats: int) -> Dict[str, float]:
-    """Build ``count`` small checked tasks with the cache on and off: milliseconds per task of
-    each way (from scratch, and rebuilt after every record is removed)."""
-    with tempfile.TemporaryDirectory(prefix="luigi-repro-runcache-tasks-") as folder:
-        outputs, cache = os.path.join(folder, "checked"), os.path.join(folder, "cache")
-        dag.set_folder(folder)
-        tasks = dag.roots(dag.CheckedNode, 2, count // 2)
-
-        def setup(scratch: bool, clear_cache: bool = False) -> Callable[[], None]:
-            def action() -> None:
-                if scratch:
-                    shutil.rmtree(outputs, ignore_errors=True)
-                else:
-                    for path in _records(outputs):
-                        os.unlink(path)
-                if clear_cache:
-                    shutil.rmtree(cache, ignore_errors=True)
-
-            return action
-
-        def build(with_cache: bool, restored: int) -> Callable[[], Dict[str, float]]:
-            def action() -> Dict[str, float]:
-                with environment(LUIGI_REPRO_RUN_CACHE=cache if with_cache else ""):
-                    _build(tasks)
-                found = _restored(outputs)
-                if found != restored:
-                    raise RuntimeError(f"{found} of {count} tasks restored, not {restored}")
-                return {}
-
-            return action
-
-        with environment(LUIGI_REPRO_STAT_CACHE=os.path.join(folder, "statcache.sqlite3")):
-            build(False, 0)()  # warm-up: imports, code fingerprints, Luigi's task instances
-            medians = interleaved(
-                {
-                    "from scratch, cache off": (setup(True), build(False, 0)),
-                    "from scratch, cache on (stores)": (setup(True, True), build(True, 0)),
-                    "records removed, cache off (runs)": (setup(False), build(False, 0)),
-                    "records removed, cache warm (restores)": (setup(False), build(True, count)),
-                },
-                repeats,
-            )
-    per_task = {name: spans["whole"] * 1000 / count for name, spans in medians.items()}
-    for name, value in per_task.items():
-        results.add(NAME, f"{count} small tasks, {name}, per task", value, "ms")
-    store = per_task["from scratch, cache on (stores)"] - per_task["from scratch, cache off"]
-    results.add(NAME, f"{count} small tasks, cost of storing per task", store, "ms")
-    restore = per_task["records removed, cache warm (restores)"]
-    saved = per_task["records removed, cache off (runs)"] - restore
-    results.add(NAME, f"{count} small tasks, a restore saves per task", saved, "ms")
-    return per_task
-
-
-def many_tasks(results: Results, counts: Sequence[int], repeats: int) -> None:
-    """Part 3 at each number of tasks, then the slope of each build's time between them."""
-    logging.getLogger("luigi-interface").setLevel(logging.ERROR)
-    per_task = {count: small_tasks(results, count, repeats) for count in counts}
-    small, large = counts[0], counts[-1]
-    if small == large:
-        return
-    for name in per_task[small]:
-        value = slope(per_task[small][name] * small, per_task[large][name] * large, small, large)
-        results.add(NAME, f"small tasks {small} -> {large}, {name}, log-log slope", value, "")
-
-
 def run(results: Results, quick: bool, sizes: Optional[Sequence[int]] = None) -> None:
     """All three parts; ``sizes`` are the big output's sizes in MiB."""
     big_output(results, sizes or SIZES_MIB[quick], REPEATS[quick])
-    many_tasks(results, TASK_COUNTS[quick], REPEATS[quick])
+    from benchmarks.runcachetasks import many_tasks
+
+    many_tasks(results, TASK_COUNTS[quick], TASK_REPEATS[quick])
