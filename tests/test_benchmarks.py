@@ -204,3 +204,55 @@ def test_the_everyday_commands_benchmark_runs_small() -> None:
         assert measures[f"{label}, 8 tasks"] > 0
         assert measures[f"{label}, 14 tasks"] > 0
         assert f"{label}, log-log slope" in measures
+
+
+@pytest.mark.slow
+def test_the_run_cache_benchmark_runs_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m benchmarks runcache --sizes 1 4`` restores, stores and rebuilds for real
+    (each step checks it restored or ran as it should) and writes every figure to its JSON."""
+    import json
+
+    from benchmarks import runcache
+    from benchmarks.__main__ import main
+
+    monkeypatch.setitem(runcache.TASK_COUNTS, True, (4, 8))
+    monkeypatch.setitem(runcache.REPEATS, True, 1)
+    monkeypatch.setitem(runcache.TASK_REPEATS, True, 1)
+    results = tmp_path / "runcache.json"
+    assert main(["runcache", "--quick", "--sizes", "1", "4", "--json", str(results)]) == 0
+    document = json.loads(results.read_text())
+    assert document["machine"]["cpus"]
+    rows = {row["measure"]: row for row in document["results"]}
+    assert {row["benchmark"] for row in document["results"]} == {"runcache"}
+    for mib in (1, 4):
+        for fsync, cp in (("off", "cp"), ("on", "cp + sync FILE")):
+            tag = f"{mib} MiB, fsync {fsync}"
+            for measure in (
+                f"restore, whole luigi process, {tag}",
+                f"restore step (RunCache.restore), {tag}",
+                f"rerun without cache, whole luigi process, {tag}",
+                f"store step (RunCache.keep), {tag}",
+            ):
+                assert rows[measure]["value"] > 0, measure
+            step = rows[f"restore step / {cp}, {tag}"]
+            assert step["target"] == "<= 1.2"
+            assert step["ok"] == (step["value"] <= 1.2)
+            assert f"store cost / {cp}, {tag}" in rows
+        assert f"store cost with run_cache_links / cp, {mib} MiB" in rows
+    assert "restore step (RunCache.restore), 1 -> 4 MiB, log-log slope" in rows
+    for count in (4, 8):
+        assert (
+            rows[f"{count} small tasks, records removed, cache warm (restores), per task"]["value"]
+            > 0
+        )
+        assert f"{count} small tasks, cost of storing per task" in rows
+    assert "small tasks 4 -> 8, from scratch, cache on (stores), log-log slope" in rows
+
+
+def test_sizes_are_for_the_run_cache_benchmark_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fsync", "--sizes", "4"])
+    assert exit_info.value.code == 2
+    assert "--sizes (whole MiB, at least 1) applies to runcache alone" in capsys.readouterr().err
