@@ -4,8 +4,9 @@ Each test is one attack as a user meets it. Strict xfails are ways the cache sti
 good S3 blob deleted by an entry that lies about its size, a huge object downloaded whole, a
 blob swapped during a server copy the server did not make conditional, a luigi.cfg value read
 without a ``luigi.Config`` class, a torn local blob never replaced, stray files and foreign
-keys that make every gc fail, verify promising a restore the build does not make); plain
-tests are attacks withstood that should stay so.
+keys that make every gc fail, a read-only output after a restore by hard link, verify
+promising a restore the build does not make); plain tests are attacks withstood that should
+stay so.
 """
 
 from __future__ import annotations
@@ -215,6 +216,22 @@ def test_torn_blob_is_replaced_by_the_next_run(cache: Path) -> None:
         assert build(RcScale(1))
         outcomes.append("ran" if runs() else "restored")
     assert "restored" in outcomes[1:], outcomes
+
+
+@pytest.mark.xfail(strict=True, reason="13-214: a restore by link gives the blob's 0444 mode")
+def test_restore_by_hard_link_leaves_the_output_writable(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build(RcScale(1))  # stored by a copy (a teammate or CI without links): 0444 blob
+    ran_mode = Path("out/scaled.txt").stat().st_mode & 0o777
+    Path("out/scaled.txt").unlink()
+    monkeypatch.setenv("LUIGI_REPRO_RUN_CACHE_LINKS", "true")
+    runs()
+    assert build(RcScale(1))
+    assert runs() == []
+    mode = Path("out/scaled.txt").stat().st_mode & 0o777
+    # A non-root task that rewrites its output in place (open(path, "w")) gets EACCES.
+    assert mode & 0o200, f"restored {oct(mode)}, a run leaves {oct(ran_mode)}"
 
 
 @pytest.mark.xfail(strict=True, reason="13-205: stray files are listed as blobs, gc fails on them")
