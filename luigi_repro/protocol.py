@@ -55,7 +55,7 @@ from luigi_repro.record import (
     dump_record,
 )
 from luigi_repro.rules import is_checked_task
-from luigi_repro.runcachestep import CacheStep, find_in_cache, restored_record
+from luigi_repro.runcachestep import CacheStep, find_in_cache, restored_record, unshare_outputs
 from luigi_repro.runrecord import RunTimes, build_record, now_iso, observe_output, refuse_unreadable
 from luigi_repro.runtime import runtime
 from luigi_repro.statcache import flush_stat_caches
@@ -182,6 +182,7 @@ class RunProtocol:
                     return False
                 if self._why is not None:  # not restored after all: it runs, and says why
                     tell_scheduler(self.task, self._why)
+            unshare_outputs(self.outputs, self.settings)
         except BaseException:
             self.close()
             raise

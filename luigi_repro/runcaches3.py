@@ -51,7 +51,14 @@ from luigi_repro.runcaches3objects import (
     server_copy,
     split_location,
 )
-from luigi_repro.runcachestore import BlobCorrupt, StoredItem, blob_name, entry_name
+from luigi_repro.runcachestore import (
+    BlobCorrupt,
+    StoredItem,
+    blob_name,
+    entry_name,
+    listed_blob,
+    listed_entry,
+)
 from luigi_repro.statcache import CachedFingerprint, PersistentStatCache, fingerprint_file
 from luigi_repro.statstore import StatKey
 
@@ -258,6 +265,16 @@ class S3Store:
 
     def get_file(self, blob: BlobRef, dest_path: str, fsync: bool) -> CachedFingerprint:
         key = self.key(blob_name(blob.digest))
+        head = self.head(key)
+        if head is None:
+            raise BlobCorrupt(errno.ENOENT, "the cached file is gone", key)
+        if head.get("ContentLength") != blob.size:
+            # Not downloaded, and not removed: the entry may be what is wrong.
+            raise BlobCorrupt(
+                errno.EIO,
+                f"the entry says {blob.size} bytes, the cache has {head.get('ContentLength')}",
+                key,
+            )
         fd = os.open(dest_path, NEW_FILE_FLAGS, 0o777 if blob.executable else 0o666)
         try:
             sink = HashingSink(fd, algorithm_of(blob.digest))
@@ -272,7 +289,9 @@ class S3Store:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        if sink.fingerprint != blob.digest or sink.size != blob.size:
+        if sink.size != blob.size:
+            raise BlobCorrupt(errno.EAGAIN, "the cached file was replaced meanwhile", key)
+        if sink.fingerprint != blob.digest:
             self.remove_blob(blob.digest)
             raise BlobCorrupt(
                 errno.EIO, f"the cached file's bytes are {sink.fingerprint}, not its name", key
@@ -296,13 +315,15 @@ class S3Store:
                 yield item["Key"][len(start) :], int(item["Size"]), modified.timestamp()
 
     def entries(self) -> Iterator[StoredItem]:
+        # Only keys where the store itself puts entries: a stray or misplaced object (an S3
+        # console "folder", a copy in another folder) is not one, and never removed as one.
         for name, size, used in self._list("entries"):
-            base = name.rsplit("/", 1)[-1]
-            if base.endswith(".json"):
-                yield StoredItem("sha256:" + base[:-5], size, used)
+            key = listed_entry("entries/" + name)
+            if key is not None:
+                yield StoredItem(key, size, used)
 
     def blobs(self) -> Iterator[StoredItem]:
         for name, size, used in self._list("blobs"):
-            parts = name.split("/")
-            if len(parts) == 3:
-                yield StoredItem(f"{parts[0]}:{parts[2]}", size, used)
+            digest = listed_blob("blobs/" + name)
+            if digest is not None:
+                yield StoredItem(digest, size, used)

@@ -37,6 +37,7 @@ from luigi_repro.runcacheentry import BlobRef, CachedOutput
 from luigi_repro.runcacheoutputs import NotCacheable, RestoreRefused, register_output_kind
 from luigi_repro.runcaches3 import S3Store
 from luigi_repro.runcaches3objects import (
+    SINGLE_COPY_LIMIT,
     HashingSink,
     error_code,
     hash_object,
@@ -188,22 +189,37 @@ def _copy_out(store: S3Store, blob: BlobRef, dest: Where, algorithm: str) -> Dic
         raise BlobCorrupt(errno.ENOENT, "the cached object is gone", source[1])
     etag = str(head["ETag"])
     if head.get("ContentLength") != blob.size:
-        raise _corrupt(store, blob, "the cached object has another size than its entry says")
+        # Not read, and not removed: the entry may be what is wrong (another entry may name
+        # this very blob rightly).
+        raise BlobCorrupt(
+            errno.EIO,
+            f"the entry says {blob.size} bytes, the cached object has {head.get('ContentLength')}",
+            source[1],
+        )
     # Its ETag unchanged since it was kept vouches for its bytes where ETags may (xxh3);
     # otherwise (another ETag, none kept, a cryptographic algorithm) its bytes are hashed.
     vouched = blob.etag == etag and _trusts_etag(algorithm)
     if not vouched:
-        seen = hash_object(store.api, source, algorithm_of(blob.digest), etag)
-        if seen != (blob.digest, blob.size):
+        digest, size = hash_object(store.api, source, algorithm_of(blob.digest), etag)
+        if size != blob.size:
+            raise BlobCorrupt(errno.EAGAIN, "the cached object was replaced meanwhile", source[1])
+        if digest != blob.digest:
             raise _corrupt(store, blob, "the cached object's bytes are not its name")
     try:
         copied = server_copy(store.api, source, dest, blob.size, etag)
     except Exception as exc:
         if error_code(exc) in ("PreconditionFailed", "412"):
-            raise _corrupt(
-                store, blob, "the cached object was replaced while it was copied"
+            raise BlobCorrupt(
+                errno.EAGAIN, "the cached object was replaced while it was copied", source[1]
             ) from None
         raise
+    single_part = blob.size < SINGLE_COPY_LIMIT and "-" not in etag  # a copy keeps its ETag
+    if single_part and copied.get("ETag") != etag:
+        # A server that ignores CopySourceIfMatch copied another object than the one checked:
+        # the output is not the entry's (the task runs and rewrites it).
+        raise BlobCorrupt(
+            errno.EAGAIN, "the cached object was replaced while it was copied", source[1]
+        )
     return {"kind": "s3", "etag": copied["ETag"], "size": blob.size, "version": copied["VersionId"]}
 
 

@@ -7,6 +7,8 @@ record of outputs that came from the cache instead of ``run()``.
 
 from __future__ import annotations
 
+import os
+import stat as stat_module
 import time
 from typing import Mapping, Optional, Sequence, Tuple
 
@@ -23,8 +25,9 @@ from luigi_repro.runcachekey import ActionKey, InputSlot, action_key
 from luigi_repro.runcacheplan import foreign_output, records_beside
 from luigi_repro.runrecord import RunTimes, build_record, now_iso
 from luigi_repro.targets.base import FingerprintContext, HashableTarget, Observation
+from luigi_repro.targets.local import HashableLocalTarget
 
-__all__ = ["CacheStep", "find_in_cache", "restored_record"]
+__all__ = ["CacheStep", "find_in_cache", "restored_record", "unshare_outputs"]
 
 
 @attrs.frozen
@@ -91,3 +94,25 @@ def restored_record(
         RunTimes(started_at, started_clock, False),
     )
     return attrs.evolve(record, run=attrs.evolve(record.run, restored_from=restored.origin))
+
+
+def unshare_outputs(outputs: Sequence[Tuple[Key, HashableTarget]], settings: Settings) -> None:
+    """Before ``run()`` under ``run_cache_links``: unlink each local output file that shares its
+    bytes with another name (a cache blob it was stored or restored as).
+
+    A ``run()`` that writes its output in place (``df.to_csv(self.output().path)``) would
+    otherwise write into the cached copy (or, for a read-only blob, fail). The bytes stay in the
+    cache; the run writes a file of its own.
+    """
+    if not settings.run_cache_links:
+        return
+    for _, target in outputs:
+        path = getattr(target, "path", None)
+        if not isinstance(target, HashableLocalTarget) or not isinstance(path, str):
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat_module.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            os.unlink(path)

@@ -82,6 +82,40 @@ def blob_name(digest: str) -> str:
     return f"blobs/{algorithm}/{hexpart[:2]}/{hexpart}"
 
 
+def _plain_of_size(path: str, size: int) -> bool:
+    """Is ``path`` a plain file of ``size`` bytes (a blob that may be the one named)?"""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat_module.S_ISREG(st.st_mode) and st.st_size == size
+
+
+def listed_entry(relative: str) -> Optional[str]:
+    """The action key of the entry a listing found at ``relative`` (``entries/…``), or None
+    when that is not where such an entry is kept (a stray ``.DS_Store``, a misplaced copy)."""
+    base = relative.rsplit("/", 1)[-1]
+    if not base.endswith(".json"):
+        return None
+    key = "sha256:" + base[: -len(".json")]
+    try:
+        return key if entry_name(key) == relative else None
+    except ValueError:
+        return None
+
+
+def listed_blob(relative: str) -> Optional[str]:
+    """The digest of the blob a listing found at ``relative`` (``blobs/…``), or None."""
+    parts = relative.split("/")
+    if len(parts) != 4:
+        return None
+    digest = f"{parts[1]}:{parts[3]}"
+    try:
+        return digest if blob_name(digest) == relative else None
+    except ValueError:
+        return None
+
+
 class CacheStore(Protocol):
     """What the run cache needs of a place to keep entries and blobs."""
 
@@ -220,11 +254,15 @@ class LocalStore:
             if expected is not None and seen.fingerprint != expected:
                 raise SourceChanged(errno.EAGAIN, "the file changed since it was recorded", path)
             final = self._path(blob_name(seen.fingerprint))
-            if not self._publish(temporary, final):
+            if _plain_of_size(final, seen.size):
                 # Reused: marked young, so a `cache gc` that found it unreferenced a moment ago
                 # leaves it to the entry about to name it (a blob of another user may refuse).
                 with contextlib.suppress(OSError):
                     os.utime(final)
+            else:
+                # New, or torn (a power cut leaves a short file under its name): replaced whole.
+                make_folders(os.path.dirname(final))
+                os.replace(temporary, final)
         finally:
             discard(temporary)
         return BlobRef(seen.fingerprint, seen.size, executable)
@@ -303,19 +341,25 @@ class LocalStore:
             except FileNotFoundError:
                 continue
 
+    def _relative(self, path: str) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
     def entries(self) -> Iterator[StoredItem]:
         for item in self._walk("entries"):
-            if item.name.endswith(".json"):
+            key = listed_entry(self._relative(item.path))
+            if key is not None:
                 with contextlib.suppress(FileNotFoundError):
                     st = item.stat(follow_symlinks=False)
-                    yield StoredItem("sha256:" + item.name[:-5], st.st_size, st.st_mtime)
+                    yield StoredItem(key, st.st_size, st.st_mtime)
 
     def blobs(self) -> Iterator[StoredItem]:
         for item in self._walk("blobs"):
-            algorithm = os.path.basename(os.path.dirname(os.path.dirname(item.path)))
+            digest = listed_blob(self._relative(item.path))
+            if digest is None:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 st = item.stat(follow_symlinks=False)
                 # A blob stored as a hard link keeps its output's old mtime; linking it changed
                 # its ctime, which says when it arrived here (what `cache gc`'s grace counts).
                 arrived = max(st.st_mtime, st.st_ctime)
-                yield StoredItem(f"{algorithm}:{item.name}", st.st_size, arrived)
+                yield StoredItem(digest, st.st_size, arrived)

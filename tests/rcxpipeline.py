@@ -81,3 +81,20 @@ class RcxShout(TaskWithCheckingInputHash):
             text = source.read()
         with self.output().open("w") as sink:
             sink.write(text.upper() * self.factor)
+
+
+class RcxInPlace(TaskWithCheckingInputHash):
+    """Writes its output in place through its path, as much user code does (pandas to_csv…)."""
+
+    factor = luigi.IntParameter()
+
+    def requires(self) -> Any:
+        return HashableExternalFile("raw/a.txt")
+
+    def output(self) -> HashableLocalTarget:
+        return HashableLocalTarget("out/inplace.txt")
+
+    def run(self) -> None:
+        log_run(self)
+        with open(self.input().path) as source, open(self.output().path, "w") as sink:
+            sink.write(source.read() * self.factor)
