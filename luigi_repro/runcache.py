@@ -35,9 +35,9 @@ from luigi_repro.runcacheoutputs import (
     restore_output,
 )
 from luigi_repro.runcachestore import BlobCorrupt, CacheStore, LocalStore
-from luigi_repro.runrecord import now_iso
+from luigi_repro.runrecord import now_iso, output_entry
 from luigi_repro.statcache import open_stat_cache
-from luigi_repro.targets.base import FingerprintContext, HashableTarget, Observation
+from luigi_repro.targets.base import FingerprintContext, HashableTarget
 
 __all__ = ["RunCache", "cache_opt_out", "open_run_cache"]
 
@@ -191,7 +191,7 @@ class RunCache:
                     exc,
                 )
                 return None
-            written.append(_output_entry(key, target, observation))
+            written.append(output_entry(key, target, observation))
         self.store_touch(entry.action_key)
         return Restored(tuple(written), entry.origin())
 
@@ -254,15 +254,3 @@ def open_run_cache(settings: Settings, signing_key: Optional[bytes]) -> Optional
     """The run cache ``settings`` configure, or None when there is none."""
     store = open_store(settings)
     return None if store is None else RunCache(store, settings, signing_key)
-
-
-def _output_entry(key: Key, target: HashableTarget, observation: Observation) -> OutputEntry:
-    return OutputEntry(
-        key=key,
-        uri=target.uri,
-        fingerprint=observation.fingerprint,
-        size=observation.size,
-        state=observation.state,
-        manifest=observation.manifest,
-        target=target.describe(),
-    )

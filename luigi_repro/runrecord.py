@@ -92,21 +92,26 @@ def refuse_unreadable(
             raise RecordRefused(task_id, target.uri, problem, max(len(data), cost))
 
 
+def output_entry(key: Key, target: HashableTarget, observation: Observation) -> OutputEntry:
+    """The record's entry of output ``key`` as ``observation`` saw it."""
+    return OutputEntry(
+        key=key,
+        uri=target.uri,
+        fingerprint=observation.fingerprint,
+        size=observation.size,
+        state=observation.state,
+        manifest=observation.manifest,
+        target=target.describe(),
+    )
+
+
 def observe_output(task_id: str, judge: Judge, key: Key, target: HashableTarget) -> OutputEntry:
     """The entry of an output just written, fingerprinted while it held still (two tries)."""
     context = judge.context
     for _ in range(2):
         observation = target.observe(context, None)
         if observation.stable:
-            return OutputEntry(
-                key=key,
-                uri=target.uri,
-                fingerprint=observation.fingerprint,
-                size=observation.size,
-                state=observation.state,
-                manifest=observation.manifest,
-                target=target.describe(),
-            )
+            return output_entry(key, target, observation)
     raise OutputUnstable(task_id, target.uri)
 
 
