@@ -94,8 +94,13 @@ def small_tasks(results: Results, count: int, repeats: int) -> Dict[str, float]:
 
 def many_tasks(results: Results, counts: Sequence[int], repeats: int) -> None:
     """Part 3 at each number of tasks, then the slope of each build's time between them."""
-    logging.getLogger("luigi-interface").setLevel(logging.ERROR)
-    per_task = {count: small_tasks(results, count, repeats) for count in counts}
+    luigi_logger = logging.getLogger("luigi-interface")
+    level = luigi_logger.level
+    luigi_logger.setLevel(logging.ERROR)
+    try:
+        per_task = {count: small_tasks(results, count, repeats) for count in counts}
+    finally:
+        luigi_logger.setLevel(level)  # the tests run this in-process: leave logging as found
     small, large = counts[0], counts[-1]
     if small == large:
         return

@@ -23,6 +23,7 @@ import pytest
 from rs3pipeline import Rs3Shout, Rs3Upper, ran
 
 from luigi_repro.fingerprint import hash_bytes
+from luigi_repro.log import LOGGER_NAME
 from luigi_repro.runcacheentry import parse_entry
 from luigi_repro.runcaches3 import S3Store
 from luigi_repro.runcachestore import BlobCorrupt, blob_name
@@ -185,7 +186,7 @@ def test_a_corrupt_blob_is_discarded_and_the_task_runs(
     s3.put_object(Bucket=s3_bucket, Key=blob_key, Body=b"tampered, same name")
 
     monkeypatch.setenv("RS3_OUT", "bob")
-    with caplog.at_level(logging.WARNING, logger="luigi_repro"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         build_in(bob, task_class(), monkeypatch)
     assert ran(bob) == [family]
     assert "the run cache's copy of" in caplog.text
