@@ -106,6 +106,8 @@ def _surveyed(item: StoredItem, data: bytes) -> SurveyedEntry:
             raise EntryError("it is stored under another action key")
     except EntryError as exc:
         others = _other_schema_blobs(data)
+        if others is None and not exc.removable:  # e.g. an output kind of a newer version
+            others = tuple(sorted(set(_digests_in(json.loads(data.decode("utf-8"))))))
         if others is not None:
             return SurveyedEntry(item.name, item.size, item.last_used, others, other_schema=True)
         return SurveyedEntry(item.name, item.size, item.last_used, problem=str(exc))

@@ -254,11 +254,17 @@ def test_blobs_younger_than_the_grace_period_and_unknown_files_stay(cache: Path)
     assert cache_json("stats")["blob_bytes"] == ALL_BLOBS - SIZES["a"]
 
 
-def test_blobs_of_an_entry_of_another_schema_are_kept(cache: Path) -> None:
+@pytest.mark.parametrize("newer_by", ["schema", "output kind"])
+def test_blobs_of_an_entry_of_another_schema_are_kept(cache: Path, newer_by: str) -> None:
+    """An entry a later luigi_repro sharing the cache wrote (another schema, or an output
+    kind this version cannot restore) is neither removed nor stripped of its blobs."""
     fill_cache(piece("a"), piece("b"), piece("c"))
     original = entry_files(cache)["a"]
     newer = json.loads(original.read_text())
-    newer["schema"] = 2  # as a later luigi_repro sharing the cache would write it
+    if newer_by == "schema":
+        newer["schema"] = 2
+    else:
+        newer["outputs"][0]["kind"] = "tape-archive"
     name = hashlib.sha256(b"newer").hexdigest()
     (cache / "entries" / name[:2]).mkdir(exist_ok=True)
     (cache / "entries" / name[:2] / f"{name}.json").write_text(json.dumps(newer))
