@@ -23,8 +23,10 @@ from luigi_repro.fsclock import fs_now_ns
 from luigi_repro.record import OutputEntry
 from luigi_repro.runcacheentry import BlobRef, CachedOutput
 from luigi_repro.runcachestore import CacheStore
+from luigi_repro.runtime import runtime
 from luigi_repro.statstore import StatKey
 from luigi_repro.targets.base import FingerprintContext, HashableTarget, Observation
+from luigi_repro.targets.bookkeeping import is_bookkeeping
 from luigi_repro.targets.directory import HashableDirectoryTarget
 from luigi_repro.targets.local import HashableLocalTarget
 
@@ -131,9 +133,9 @@ def _capture_local(
         raise NotCacheable(f"{target.uri} is neither a file nor a folder")
     files: Dict[str, BlobRef] = {}
     folders: List[str] = []
-    record_suffix = _record_suffix()
+    suffix = runtime().records().suffix
     for rel, path, seen in walk_directory(
-        target.path, lambda entry, siblings: _bookkeeping(entry, siblings, record_suffix)
+        target.path, lambda entry, siblings: is_bookkeeping(entry, suffix, siblings)
     ):
         if seen is not None:
             files[rel] = store.put_file(path, algorithm)
@@ -147,18 +149,6 @@ def _capture_local(
         folders=tuple(folders),
         **common,  # type: ignore[arg-type]
     )
-
-
-def _record_suffix() -> str:
-    from luigi_repro.runtime import runtime
-
-    return runtime().records().suffix
-
-
-def _bookkeeping(entry: os.DirEntry[str], siblings: frozenset[str], suffix: str) -> bool:
-    from luigi_repro.targets.bookkeeping import is_bookkeeping
-
-    return is_bookkeeping(entry, suffix, siblings)
 
 
 def _restore_local(
@@ -206,8 +196,6 @@ def _restore_local(
 
 
 def _records_fsync() -> bool:
-    from luigi_repro.runtime import runtime
-
     return runtime().records().fsync
 
 
